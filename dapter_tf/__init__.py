@@ -1,0 +1,25 @@
+"""DAPter: a user-side converter that prevents data abuse in deep learning inference services.
+
+The library is flat, one job per module, named after the paper's concepts:
+
+* ``data``: real images and labels (embedded sample, ``.npz`` files, tfds) and tf.data pipelines.
+* ``tasks``: which dataset and which label a target model serves (and which labels an attacker wants).
+* ``model``: the converter of Fig. 3.
+* ``classifier``: the target (DLIS) models and how to load them frozen.
+* ``losses``: L_eta (Eq. 2-3), L_acc (Eq. 4) and L_dap (Eq. 1).
+* ``metrics``: image entropy (§4.1), accuracy drop, PNG bandwidth.
+* ``train``: the custom training loops under a ``tf.distribute`` strategy.
+* ``evaluate`` and ``report``: measuring a converter and writing what was measured.
+"""
+
+import os
+
+# Keras 3 picks its backend at import time; this project is TensorFlow only.
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# TensorFlow's C++ start-up chatter drowns the one-line errors our binaries print.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from dapter_tf.errors import DapterError  # noqa: E402
+
+__all__ = ["DapterError"]
+__version__ = "0.1.0"

@@ -1,0 +1,295 @@
+"""Real images and labels: the embedded CIFAR-10 sample, `.npz` files and tfds, as tf.data pipelines."""
+
+import dataclasses
+import importlib.resources
+import os
+import zipfile
+
+import numpy as np
+import tensorflow as tf
+
+from dapter_tf.errors import DapterError
+from dapter_tf.tasks import Task
+
+SOURCES = ("embedded", "npz", "tfds")
+EMBEDDED_SAMPLE = "cifar10_sample.npz"
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageSet:
+    """Images with their labels, as they come off disk.
+
+    Attributes:
+        images: uint8 array, N x H x W x 3, RGB.
+        labels: label name -> int64 array of N labels (``"label"`` for single-label sets).
+        source: Where the images came from, for reports.
+    """
+
+    images: np.ndarray
+    labels: dict
+    source: str
+
+    def __len__(self):
+        return len(self.images)
+
+    def take(self, n: int) -> "ImageSet":
+        """Returns the first ``n`` examples (all of them if there are fewer)."""
+        return ImageSet(self.images[:n], {k: v[:n] for k, v in self.labels.items()}, self.source)
+
+    def shuffled(self, seed: int) -> "ImageSet":
+        """Returns the examples in a seeded random order (the shared files are sorted by class)."""
+        order = np.random.default_rng(seed).permutation(len(self))
+        return ImageSet(self.images[order], {k: v[order] for k, v in self.labels.items()}, self.source)
+
+
+def validate_images(images, where: str) -> np.ndarray:
+    """Checks that ``images`` is a non-empty uint8 N x H x W x 3 array.
+
+    Args:
+        images: The array to check.
+        where: Where it came from, named in the error message.
+
+    Returns:
+        ``images`` unchanged.
+
+    Raises:
+        DapterError: on the wrong type, rank, channel count or dtype, or an empty array.
+    """
+    if not isinstance(images, np.ndarray):
+        raise DapterError(f"{where}: images must be a numpy array, got {type(images).__name__}")
+    if images.ndim != 4:
+        raise DapterError(
+            f"{where}: images must have rank 4 (N x H x W x 3), got rank {images.ndim} "
+            f"with shape {images.shape}")
+    if images.shape[-1] != 3:
+        raise DapterError(
+            f"{where}: images must have 3 (RGB) channels, got {images.shape[-1]} in shape {images.shape}")
+    if images.dtype != np.uint8:
+        raise DapterError(f"{where}: images must be uint8 pixels in 0..255, got dtype {images.dtype}")
+    if images.shape[0] == 0:
+        raise DapterError(f"{where}: the dataset is empty (0 images)")
+    return images
+
+
+def _validate_labels(labels: dict, n: int, where: str) -> dict:
+    out = {}
+    for name, values in labels.items():
+        values = np.asarray(values)
+        if values.ndim != 1 or len(values) != n:
+            raise DapterError(f"{where}: label {name!r} has shape {values.shape}, expected ({n},)")
+        if not np.issubdtype(values.dtype, np.integer):
+            raise DapterError(f"{where}: label {name!r} must be integers, got dtype {values.dtype}")
+        out[name] = values.astype(np.int64)
+    return out
+
+
+def load_npz(path: str) -> ImageSet:
+    """Loads an ``.npz`` file with ``x`` (uint8 N x H x W x 3) and ``y`` (N integer labels).
+
+    Raises:
+        DapterError: if the file is missing, is not a readable ``.npz``, lacks ``x`` or ``y``, or
+            holds images of the wrong shape or dtype.
+    """
+    if not os.path.isfile(path):
+        raise DapterError(f"data file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [k for k in ("x", "y") if k not in archive.files]
+            if missing:
+                raise DapterError(
+                    f"{path}: missing array(s) {', '.join(missing)}; an .npz needs 'x' (uint8 "
+                    f"N x H x W x 3) and 'y' (N labels), it has: {', '.join(archive.files) or 'nothing'}")
+            x, y = archive["x"], archive["y"]
+    except DapterError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise DapterError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
+    validate_images(x, path)
+    return ImageSet(x, _validate_labels({"label": y}, len(x), path), source=path)
+
+
+def embedded_sample_path() -> str:
+    """Returns the path of the CIFAR-10 sample packaged with dapter_tf (see README, "Data")."""
+    return str(importlib.resources.files("dapter_tf") / "assets" / EMBEDDED_SAMPLE)
+
+
+def load_embedded(split: str) -> ImageSet:
+    """Loads the ``train`` or ``test`` split of the embedded CIFAR-10 sample."""
+    if split not in ("train", "test"):
+        raise DapterError(f"unknown split {split!r} of the embedded sample; use 'train' or 'test'")
+    path = embedded_sample_path()
+    with np.load(path, allow_pickle=False) as archive:
+        x, y = archive[f"x_{split}"], archive[f"y_{split}"]
+    return ImageSet(validate_images(x, path), {"label": y.astype(np.int64)}, source=f"embedded:{split}")
+
+
+def load_tfds(name: str, split: str, data_dir: str | None = None, download: bool = False) -> ImageSet:
+    """Loads a tfds split into memory, never touching the network unless ``download`` is set.
+
+    Raises:
+        DapterError: if tfds does not know ``name``, or the dataset is not prepared in ``data_dir``
+            and ``download`` is off. ``tfds.load`` with downloads allowed retries for minutes without
+            network, so the default fails at once instead.
+    """
+    import tensorflow_datasets as tfds  # Slow to import; only this source needs it.
+    from absl import logging
+
+    # tfds warns about every missing version folder; the error below says it once, clearly.
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity(logging.ERROR)
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+        prepared = builder.is_prepared()
+    except tfds.core.registered.DatasetNotFoundError:
+        raise DapterError(f"tfds has no dataset called {name!r}") from None
+    finally:
+        logging.set_verbosity(verbosity)
+    if not prepared:
+        if not download:
+            raise DapterError(
+                f"tfds dataset {name!r} is not prepared in {builder.data_dir_root}; it is not available "
+                f"offline: pass --download to fetch it (needs network), or use --source=npz")
+        builder.download_and_prepare()
+    ds = builder.as_dataset(split=split, as_supervised=True, batch_size=-1)
+    x, y = tfds.as_numpy(ds)
+    validate_images(x, f"tfds:{name}:{split}")
+    return ImageSet(x, _validate_labels({"label": y}, len(x), name), source=f"tfds:{name}:{split}")
+
+
+def load_split(task: Task, source: str, split: str, npz_path: str | None = None,
+               tfds_data_dir: str | None = None, download: bool = False) -> ImageSet:
+    """Loads one split of ``task``'s data from ``source`` and checks it fits the task.
+
+    Args:
+        task: The task the images are for.
+        source: ``"embedded"``, ``"npz"`` or ``"tfds"``.
+        split: ``"train"`` or ``"test"``.
+        npz_path: The file to read, for ``source="npz"``.
+        tfds_data_dir: tfds's data directory, for ``source="tfds"`` (tfds's default if ``None``).
+        download: Whether tfds may download (needs network).
+
+    Raises:
+        DapterError: on an unknown source, a missing path, or labels outside the task's classes.
+    """
+    if source == "embedded":
+        if task.name != "cifar10":
+            raise DapterError(f"the embedded sample is CIFAR-10; it cannot serve task {task.name!r}")
+        images = load_embedded(split)
+    elif source == "npz":
+        if not npz_path:
+            raise DapterError(f"--source=npz needs a path for the {split} split (--{split}_npz)")
+        images = load_npz(npz_path)
+    elif source == "tfds":
+        if task.tfds_name is None:
+            raise DapterError(f"task {task.name!r} has no tfds dataset")
+        images = load_tfds(task.tfds_name, split, tfds_data_dir, download)
+    else:
+        raise DapterError(f"unknown data source {source!r}; choose one of: {', '.join(SOURCES)}")
+    labels = images.labels[task.target_label]
+    if labels.min() < 0 or labels.max() >= task.num_classes:
+        raise DapterError(
+            f"{images.source}: labels must lie in 0..{task.num_classes - 1} for task {task.name!r}, "
+            f"found {labels.min()}..{labels.max()}")
+    return images
+
+
+def to_float(images):
+    """Maps uint8 pixels to float32 in [0, 1], the range the converter and targets take."""
+    return tf.cast(images, tf.float32) / 255.0
+
+
+def _augment(image, label):
+    # Flip and a 4-pixel shift: the standard CIFAR recipe, cheap enough for 2 CPU cores.
+    image = tf.image.random_flip_left_right(image)
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    image = tf.image.pad_to_bounding_box(image, 4, 4, height + 8, width + 8)
+    image = tf.image.random_crop(image, tf.stack([height, width, 3]))
+    return image, label
+
+
+def build_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, *, shuffle_seed=None,
+                  augment: bool = False, drop_remainder: bool = False) -> tf.data.Dataset:
+    """Builds a batched pipeline of (float32 [0, 1] images, int64 labels).
+
+    Args:
+        images: uint8 N x H x W x 3.
+        labels: N integer labels.
+        batch_size: The global batch size.
+        shuffle_seed: If set, shuffles once with this seed, so the order is reproducible (training
+            resumes mid-epoch by skipping the batches it already saw).
+        augment: Random flips and shifts.
+        drop_remainder: Drop a last partial batch (training under a strategy wants equal batches).
+    """
+    ds = tf.data.Dataset.from_tensor_slices((images, labels))
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(images), seed=shuffle_seed, reshuffle_each_iteration=False)
+    ds = ds.map(lambda x, y: (to_float(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+    if augment:
+        ds = ds.map(_augment, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where a run's training and test images come from.
+
+    Attributes:
+        dataset: A task name from ``tasks.TASKS``.
+        source: ``"embedded"`` (the packaged CIFAR-10 sample), ``"npz"`` or ``"tfds"``.
+        train_npz: Training ``.npz``, for ``source="npz"``.
+        test_npz: Test ``.npz``, for ``source="npz"``.
+        tfds_data_dir: tfds's data directory, for ``source="tfds"``.
+        download: Let tfds download (needs network).
+        max_train: Use at most this many training images (0: all), after a seeded shuffle.
+        max_test: Use at most this many test images (0: all), after a seeded shuffle.
+    """
+
+    dataset: str = "cifar10"
+    source: str = "embedded"
+    train_npz: str | None = None
+    test_npz: str | None = None
+    tfds_data_dir: str | None = None
+    download: bool = False
+    max_train: int = 0
+    max_test: int = 0
+
+    def __post_init__(self):
+        from dapter_tf.tasks import get_task
+
+        get_task(self.dataset)
+        if self.source not in SOURCES:
+            raise DapterError(f"unknown data source {self.source!r}; choose one of: {', '.join(SOURCES)}")
+        for name in ("max_train", "max_test"):
+            if getattr(self, name) < 0:
+                raise DapterError(f"{name} must be >= 0 (0 means all images), got {getattr(self, name)}")
+
+
+def load_data(config: DataConfig, seed: int = 0):
+    """Loads and checks a run's task, training images and test images.
+
+    Both splits are shuffled with ``seed`` (the shared files are sorted by class) and then cut to
+    ``max_train`` / ``max_test``.
+
+    Returns:
+        (task, train ImageSet, test ImageSet).
+
+    Raises:
+        DapterError: on any problem with the data (see ``load_split``), or when the two splits'
+            image sizes differ or do not suit the converter.
+    """
+    from dapter_tf.model import check_image_size
+    from dapter_tf.tasks import get_task
+
+    task = get_task(config.dataset)
+    common = dict(tfds_data_dir=config.tfds_data_dir, download=config.download)
+    train = load_split(task, config.source, "train", npz_path=config.train_npz, **common).shuffled(seed)
+    test = load_split(task, config.source, "test", npz_path=config.test_npz, **common).shuffled(seed + 1)
+    if config.max_train:
+        train = train.take(config.max_train)
+    if config.max_test:
+        test = test.take(config.max_test)
+    if train.images.shape[1:] != test.images.shape[1:]:
+        raise DapterError(
+            f"training images are {train.images.shape[1:]} but test images are {test.images.shape[1:]}")
+    check_image_size(*train.images.shape[1:3])
+    return task, train, test

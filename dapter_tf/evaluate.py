@@ -1,0 +1,65 @@
+"""Measuring a converter against its target: the usability and security indices of §7.1, and bandwidth."""
+
+import keras
+import numpy as np
+
+from dapter_tf import metrics
+
+BATCH_SIZE = 500
+
+
+def target_logits(target: keras.Model, images: np.ndarray) -> np.ndarray:
+    """The target's logits on uint8 images."""
+    return target.predict(images.astype(np.float32) / 255.0, batch_size=BATCH_SIZE, verbose=0)
+
+
+def target_accuracy(target: keras.Model, images: np.ndarray, labels: np.ndarray) -> float:
+    """The target's accuracy on uint8 images."""
+    return metrics.accuracy(target_logits(target, images), labels)
+
+
+def convert_images(converter: keras.Model, images: np.ndarray) -> np.ndarray:
+    """Converts uint8 images into the uint8 images a phone would send (rounded, as §4.1 measures)."""
+    return metrics.to_uint8(converter.predict(images.astype(np.float32) / 255.0, batch_size=BATCH_SIZE, verbose=0))
+
+
+def summarize(target: keras.Model, originals: np.ndarray, converted: np.ndarray, labels: np.ndarray,
+              with_bandwidth: bool = True) -> dict:
+    """Compares converted images with their originals, both as uint8 images that would be sent.
+
+    Returns:
+        ``accuracy_original``, ``accuracy_converted``, ``accuracy_drop_points`` (usability index),
+        ``entropy_original``, ``entropy_converted`` (mean bits; the security index),
+        ``entropy_ratio``, and with ``with_bandwidth`` ``png_bytes_original``,
+        ``png_bytes_converted``, ``bandwidth_ratio`` (converted over original) and
+        ``bandwidth_saving`` (original over converted, the paper's "x times").
+    """
+    acc_original = target_accuracy(target, originals, labels)
+    acc_converted = target_accuracy(target, converted, labels)
+    entropy_original = float(np.mean(metrics.image_entropy(originals)))
+    entropy_converted = float(np.mean(metrics.image_entropy(converted)))
+    result = {
+        "images": int(len(originals)),
+        "accuracy_original": acc_original,
+        "accuracy_converted": acc_converted,
+        "accuracy_drop_points": metrics.accuracy_drop_points(acc_original, acc_converted),
+        "entropy_original": entropy_original,
+        "entropy_converted": entropy_converted,
+        "entropy_ratio": entropy_converted / entropy_original if entropy_original else float("nan"),
+    }
+    if with_bandwidth:
+        png_original = metrics.png_bytes(originals)
+        png_converted = metrics.png_bytes(converted)
+        result.update({
+            "png_bytes_original": png_original,
+            "png_bytes_converted": png_converted,
+            "bandwidth_ratio": png_converted / png_original,
+            "bandwidth_saving": png_original / png_converted,
+        })
+    return result
+
+
+def evaluate_converter(converter: keras.Model, target: keras.Model, images: np.ndarray,
+                       labels: np.ndarray, with_bandwidth: bool = True) -> dict:
+    """Converts ``images`` with the Keras converter and summarises the result (see ``summarize``)."""
+    return summarize(target, images, convert_images(converter, images), labels, with_bandwidth)

@@ -1,0 +1,71 @@
+"""The data abuse prevention loss L_dap (Eq. 1) and its two terms, L_eta (Eq. 2-3) and L_acc (Eq. 4).
+
+Every function returns one value per example; the training loop averages them over the global
+batch (``tf.nn.compute_average_loss``), so the numbers below do not depend on batch size or on how
+many replicas share a batch.
+"""
+
+import tensorflow as tf
+
+from dapter_tf.errors import DapterError
+
+# I_128 (§4.1) in the [0, 1] pixel range the converter outputs: every pixel (128, 128, 128).
+REFERENCE_PIXEL = 128.0 / 255.0
+
+
+def entropy_reduction_loss(converted):
+    """L_eta = eta(converted, I_128), Eq. 2-3, normalised per pixel.
+
+    The paper's sum of |I_hat - I_128| over pixels and images is divided here by the number of
+    pixel values (H * W * 3) of each image, with pixels in [0, 1]. So L_eta is the mean absolute
+    distance of a pixel value from 128/255: 0 for an all-128 image, at most 128/255 (about 0.502).
+    This keeps L_eta on the scale of a cross-entropy in nats (0 to a few), so that lambda weighs the
+    two terms the same way at every image size; the paper's default lambda = 0.9 refers to it.
+
+    Args:
+        converted: float N x H x W x 3 images in [0, 1].
+
+    Returns:
+        float32 (N,).
+    """
+    converted = tf.convert_to_tensor(converted, tf.float32)
+    return tf.reduce_mean(tf.abs(converted - REFERENCE_PIXEL), axis=[1, 2, 3])
+
+
+def accuracy_loss(labels, logits):
+    """L_acc, Eq. 4: cross-entropy (natural log) of the frozen target's softmax on the true label.
+
+    Args:
+        labels: int (N,) class indices.
+        logits: float (N, classes), the target's output before softmax.
+
+    Returns:
+        float32 (N,).
+    """
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=tf.cast(labels, tf.int64), logits=tf.cast(logits, tf.float32))
+
+
+def check_lambda(lambda_: float) -> float:
+    """Returns ``lambda_`` if it lies in [0, 1], the range Eq. 1 allows; raises DapterError otherwise."""
+    if not 0.0 <= float(lambda_) <= 1.0:
+        raise DapterError(f"lambda must lie in [0, 1] (Eq. 1), got {lambda_}")
+    return float(lambda_)
+
+
+def dap_loss(converted, labels, logits, lambda_: float):
+    """L_dap = lambda * L_eta + (1 - lambda) * L_acc, Eq. 1.
+
+    Args:
+        converted: float N x H x W x 3, the converter's output in [0, 1].
+        labels: int (N,) true labels of the target task.
+        logits: float (N, classes), the frozen target's output on ``converted``.
+        lambda_: The weight in [0, 1]; larger removes more entropy.
+
+    Returns:
+        A dict of float32 (N,) tensors: ``"dap"``, ``"eta"`` and ``"acc"``.
+    """
+    lambda_ = check_lambda(lambda_)
+    eta = entropy_reduction_loss(converted)
+    acc = accuracy_loss(labels, logits)
+    return {"dap": lambda_ * eta + (1.0 - lambda_) * acc, "eta": eta, "acc": acc}

@@ -1,0 +1,104 @@
+"""Writing what a run measured: report.md, report.json and a grid of originals beside converted images."""
+
+import dataclasses
+import os
+
+import numpy as np
+import PIL.Image
+
+from dapter_tf.train import write_json
+
+GRID_IMAGES = 16
+_GRID_COLUMNS = 8
+_SCALE = 4
+_GAP = 2
+
+
+def save_grid(path: str, originals: np.ndarray, converted: np.ndarray) -> None:
+    """Saves a PNG with rows of originals, each followed by a row of their converted versions.
+
+    Images are enlarged 4x (nearest neighbour) so 32x32 pixels stay visible.
+    """
+    n = min(len(originals), len(converted))
+    h, w = originals.shape[1] * _SCALE, originals.shape[2] * _SCALE
+    pair_rows = -(-n // _GRID_COLUMNS)
+    canvas = np.full((2 * pair_rows * (h + _GAP) + _GAP, _GRID_COLUMNS * (w + _GAP) + _GAP, 3), 255, np.uint8)
+    for i in range(n):
+        r, c = divmod(i, _GRID_COLUMNS)
+        for k, image in enumerate((originals[i], converted[i])):
+            top = (2 * r + k) * (h + _GAP) + _GAP
+            left = c * (w + _GAP) + _GAP
+            canvas[top:top + h, left:left + w] = image.repeat(_SCALE, 0).repeat(_SCALE, 1)
+    tmp = f"{path}.tmp"
+    PIL.Image.fromarray(canvas).save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def one_line_summary(results: dict) -> str:
+    """The headline of a run: accuracy and entropy before and after conversion, and bandwidth."""
+    line = (f"target accuracy {results['accuracy_original']:.4f} -> {results['accuracy_converted']:.4f} "
+            f"({results['accuracy_drop_points']:+.2f} points lost); mean entropy "
+            f"{results['entropy_original']:.2f} -> {results['entropy_converted']:.2f} bits "
+            f"({100 * results['entropy_ratio']:.1f} %)")
+    if "bandwidth_ratio" in results:
+        line += f"; PNG bytes x{results['bandwidth_ratio']:.3f} ({results['bandwidth_saving']:.2f}x fewer)"
+    return line
+
+
+def _markdown(config, results: dict, export: dict | None) -> str:
+    r = results
+    lines = [
+        "# DAPter run report",
+        "",
+        f"Task `{config.data.dataset}` from `{config.data.source}`, target `{config.target_path}`, "
+        f"lambda = {config.lambda_}, {config.epochs} epoch(s), measured on {r['images']} held-out images.",
+        "",
+        "| measure | original | converted |",
+        "|---|---|---|",
+        f"| target accuracy | {r['accuracy_original']:.4f} | {r['accuracy_converted']:.4f} "
+        f"({r['accuracy_drop_points']:+.2f} points lost) |",
+        f"| mean image entropy (bits, §4.1) | {r['entropy_original']:.3f} | {r['entropy_converted']:.3f} "
+        f"({100 * r['entropy_ratio']:.1f} %) |",
+        f"| PNG bytes | {r['png_bytes_original']} | {r['png_bytes_converted']} "
+        f"(ratio {r['bandwidth_ratio']:.3f}, {r['bandwidth_saving']:.2f}x fewer) |",
+        "",
+        "Paper (λ = 0.9): accuracy drop < 3 points; converted entropy < 30 % of the original's.",
+        "",
+        "![originals (odd rows) and converted (even rows)](grid.png)",
+        "",
+    ]
+    if export:
+        lines += [
+            "## TFLite export",
+            "",
+            "| file | bytes | max pixel diff vs Keras | mean pixel diff | target accuracy (TFLite-converted) "
+            "| vs Keras-converted (points) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for mode, e in export["files"].items():
+            lines.append(
+                f"| `{os.path.basename(e['path'])}` ({mode}) | {e['bytes']} | {e['max_pixel_diff']} | "
+                f"{e['mean_pixel_diff']:.3f} | {e['accuracy_tflite']:.4f} | {e['accuracy_change_points']:+.2f} |")
+        lines += ["", f"float32 / int8 size ratio: {export['size_ratio_float32_to_int8']:.2f}", ""]
+    return "\n".join(lines)
+
+
+def write_report(workdir: str, config, results: dict, originals: np.ndarray, converted: np.ndarray,
+                 export: dict | None = None) -> None:
+    """Writes ``report.md``, ``report.json`` and ``grid.png`` into ``workdir``.
+
+    Args:
+        workdir: The train_dapter workdir.
+        config: The run's DapterConfig.
+        results: What ``train.train_dapter`` returned.
+        originals: uint8 images for the grid (the first ``GRID_IMAGES`` are shown).
+        converted: Their converted versions.
+        export: What ``export_tflite_lib.export_converter`` returned, if the run exported.
+    """
+    save_grid(os.path.join(workdir, "grid.png"), originals[:GRID_IMAGES], converted[:GRID_IMAGES])
+    write_json(os.path.join(workdir, "report.json"),
+               {"config": dataclasses.asdict(config), "results": results, "export": export})
+    tmp = os.path.join(workdir, "report.md.tmp")
+    with open(tmp, "w") as f:
+        f.write(_markdown(config, results, export))
+    os.replace(tmp, os.path.join(workdir, "report.md"))

@@ -1,0 +1,424 @@
+"""Training loops: the target (DLIS) model, and the converter on L_dap against the frozen target.
+
+Both loops share one shape (keras-io's custom training loop guide, SimCLR's ``run.py``): a
+compiled step under a ``tf.distribute`` strategy, a ``tf.train.CheckpointManager`` that lets a
+killed run resume mid-epoch, TensorBoard summaries and a progress bar. Every file a run leaves in
+its workdir is written atomically (temp file, then rename), so a crash never leaves half a file.
+"""
+
+import dataclasses
+import functools
+import json
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from dapter_tf import classifier, evaluate, losses
+from dapter_tf.data import DataConfig, ImageSet, build_dataset
+from dapter_tf.errors import DapterError
+from dapter_tf.model import DEFAULT_FILTERS, build_converter
+from dapter_tf.tasks import Task
+
+STRATEGIES = ("default", "mirrored")
+TARGET_FILE = "target.keras"
+CONVERTER_FILE = "converter.keras"
+
+
+def _check_training_fields(config) -> None:
+    if config.epochs < 1:
+        raise DapterError(f"epochs must be >= 1, got {config.epochs}")
+    if config.batch_size < 1:
+        raise DapterError(f"batch_size must be >= 1, got {config.batch_size}")
+    if not config.learning_rate > 0:
+        raise DapterError(f"learning_rate must be > 0, got {config.learning_rate}")
+    if config.strategy not in STRATEGIES:
+        raise DapterError(f"unknown strategy {config.strategy!r}; choose one of: {', '.join(STRATEGIES)}")
+    if config.checkpoint_every_steps < 1:
+        raise DapterError(f"checkpoint_every_steps must be >= 1, got {config.checkpoint_every_steps}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetConfig:
+    """Training of a target (DLIS) model: what the provider already has before DAPter.
+
+    Attributes:
+        data: Where the images come from.
+        model: A name from ``classifier.TARGET_BUILDERS``.
+        width: The model's width (``None``: the builder's default).
+        epochs: Passes over the training images.
+        batch_size: Global batch size, split across replicas.
+        learning_rate: Adam's learning rate.
+        seed: Seeds weights, shuffling and the data order.
+        strategy: ``"default"`` (one device) or ``"mirrored"`` (every local GPU, or every logical CPU).
+        augment: Random flips and 4-pixel shifts.
+        checkpoint_every_steps: Save a checkpoint this often (and at every epoch's end).
+    """
+
+    data: DataConfig = DataConfig()
+    model: str = "resnet18"
+    width: int | None = None
+    epochs: int = 10
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    seed: int = 0
+    strategy: str = "default"
+    augment: bool = True
+    checkpoint_every_steps: int = 200
+
+    def __post_init__(self):
+        if self.model not in classifier.TARGET_BUILDERS:
+            raise DapterError(
+                f"unknown target model {self.model!r}; choose one of: {', '.join(sorted(classifier.TARGET_BUILDERS))}")
+        if self.width is not None and self.width < 1:
+            raise DapterError(f"width must be >= 1, got {self.width}")
+        _check_training_fields(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class DapterConfig:
+    """Training of a converter against a frozen target on L_dap (Eq. 1).
+
+    Attributes:
+        data: Where the images come from.
+        target_path: The trained target's ``.keras`` file.
+        lambda_: lambda of Eq. 1, in [0, 1]; 0.9 is the paper's sweet point (§7.1).
+        filters: The converter's channels at full, half and quarter resolution.
+        epochs: Passes over the training images.
+        batch_size: Global batch size, split across replicas.
+        learning_rate: Adam's learning rate.
+        seed: Seeds weights, shuffling and the data order.
+        strategy: ``"default"`` or ``"mirrored"``.
+        augment: Random flips and 4-pixel shifts of the training images.
+        checkpoint_every_steps: Save a checkpoint this often (and at every epoch's end).
+        eval_images: Test images measured at the end of every epoch (TensorBoard); the final
+            measurement uses all of them.
+    """
+
+    data: DataConfig = DataConfig()
+    target_path: str = ""
+    lambda_: float = 0.9
+    filters: tuple = DEFAULT_FILTERS
+    epochs: int = 5
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    seed: int = 0
+    strategy: str = "default"
+    augment: bool = True
+    checkpoint_every_steps: int = 200
+    eval_images: int = 1000
+
+    def __post_init__(self):
+        losses.check_lambda(self.lambda_)
+        if not self.target_path:
+            raise DapterError("a target model is needed: give the .keras file of a trained target")
+        if len(self.filters) != 3 or min(self.filters) < 1:
+            raise DapterError(f"filters must be three positive channel counts, got {self.filters}")
+        if self.eval_images < 1:
+            raise DapterError(f"eval_images must be >= 1, got {self.eval_images}")
+        _check_training_fields(self)
+
+
+@functools.cache
+def _mirrored_strategy() -> tf.distribute.MirroredStrategy:
+    # One MirroredStrategy per process: a second one reuses the first one's collective instance
+    # keys, and their all-reduces then abort with shape mismatches (seen with TF 2.21 on CPUs).
+    # Runs that train several models in one process (the demo, a lambda sweep) share this one.
+    gpus = tf.config.list_logical_devices("GPU")
+    devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+    return tf.distribute.MirroredStrategy(devices)
+
+
+def build_strategy(name: str) -> tf.distribute.Strategy:
+    """Builds the ``tf.distribute`` strategy a run trains under.
+
+    Args:
+        name: ``"default"``: the no-op strategy on one device. ``"mirrored"``: synchronous data
+            parallelism over every local GPU or, without GPUs, over every logical CPU device
+            (``tf.config.set_logical_device_configuration`` splits a CPU, as the tests do).
+
+    Raises:
+        DapterError: on an unknown name.
+    """
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return _mirrored_strategy()
+    raise DapterError(f"unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}")
+
+
+def write_json(path: str, obj) -> None:
+    """Writes ``obj`` as indented JSON, atomically."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def save_model(model: keras.Model, path: str) -> None:
+    """Saves ``model`` as a ``.keras`` file, atomically."""
+    tmp = f"{path[:-len('.keras')]}.tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def prepare_workdir(workdir: str, config) -> None:
+    """Creates ``workdir`` and records ``config`` in it, or checks it against the run it holds.
+
+    A workdir that already holds a run resumes that run, so its config must match, except for
+    ``epochs`` (a finished run may be extended).
+
+    Raises:
+        DapterError: if the workdir holds a run with another config.
+    """
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, "config.json")
+    new = json.loads(json.dumps(dataclasses.asdict(config), default=_json_default))
+    if os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f)
+        changed = sorted(k for k in set(old) | set(new) if k != "epochs" and old.get(k) != new.get(k))
+        if changed:
+            raise DapterError(
+                f"{workdir} holds a run with another config (differs in: {', '.join(changed)}); "
+                f"use a new --workdir or the same flags to resume it")
+    write_json(path, new)
+
+
+def _run_loop(*, workdir: str, strategy, checkpoint: tf.train.Checkpoint, optimizer,
+              step_fn, train_set: ImageSet, labels: np.ndarray, config, eval_fn) -> dict:
+    """Runs ``config.epochs`` epochs of ``step_fn``, resuming from the workdir's last checkpoint.
+
+    Args:
+        workdir: Holds ``checkpoints/`` and ``tb/``.
+        strategy: The strategy the models were built under.
+        checkpoint: Everything that must survive a crash (models, optimizer).
+        optimizer: Its ``iterations`` counts finished steps, so it says where to resume.
+        step_fn: ``(images, labels) -> dict of per-replica scalars``, each already divided by the
+            global batch size (summing over replicas gives the batch mean).
+        train_set: The training images.
+        labels: Their labels for this task.
+        config: A TargetConfig or DapterConfig.
+        eval_fn: ``() -> dict of floats``, run after every epoch.
+
+    Returns:
+        ``{"resumed_from_step", "steps", "train/...", "eval/..."}`` of the last epoch.
+    """
+    steps_per_epoch = len(train_set) // config.batch_size
+    if steps_per_epoch < 1:
+        raise DapterError(
+            f"{len(train_set)} training images do not fill one batch of {config.batch_size}; "
+            f"lower --batch_size")
+    manager = tf.train.CheckpointManager(
+        checkpoint, os.path.join(workdir, "checkpoints"), max_to_keep=2)
+    resumed_from = 0
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        resumed_from = int(optimizer.iterations.numpy())
+        logging.info("resumed from %s at step %d", manager.latest_checkpoint, resumed_from)
+        print(f"Resumed from checkpoint at step {resumed_from}.", flush=True)
+    writer = tf.summary.create_file_writer(os.path.join(workdir, "tb"))
+
+    @tf.function
+    def distributed_step(images, labels):
+        per_replica = strategy.run(step_fn, args=(images, labels))
+        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per_replica.items()}
+
+    step = resumed_from
+    summary = {}
+    for epoch in range(step // steps_per_epoch, config.epochs):
+        done = step - epoch * steps_per_epoch
+        # Seeding the shuffle by epoch makes every epoch's order reproducible, so a resumed run
+        # skips exactly the batches it had already trained on.
+        dataset = build_dataset(train_set.images, labels, config.batch_size,
+                                shuffle_seed=config.seed * 1000 + epoch, augment=config.augment,
+                                drop_remainder=True).skip(done)
+        print(f"Epoch {epoch + 1}/{config.epochs}", flush=True)
+        bar = keras.utils.Progbar(steps_per_epoch, unit_name="step")
+        bar.update(done)
+        totals = {}
+        for images, batch_labels in strategy.experimental_distribute_dataset(dataset):
+            out = {k: float(v) for k, v in distributed_step(images, batch_labels).items()}
+            step += 1
+            for k, v in out.items():
+                totals[k] = totals.get(k, 0.0) + v
+            bar.update(step - epoch * steps_per_epoch, values=list(out.items()))
+            if step % config.checkpoint_every_steps == 0:
+                manager.save(checkpoint_number=step)
+        evaluation = eval_fn()
+        summary = {f"train/{k}": v / max(1, step - epoch * steps_per_epoch - done) for k, v in totals.items()}
+        summary.update({f"eval/{k}": v for k, v in evaluation.items()})
+        with writer.as_default(step=step):
+            for k, v in summary.items():
+                tf.summary.scalar(k, v)
+        writer.flush()
+        manager.save(checkpoint_number=step)
+        print("  " + "  ".join(f"{k}={v:.4f}" for k, v in summary.items()), flush=True)
+    return {"resumed_from_step": resumed_from, "steps": step, **summary}
+
+
+def train_target(config: TargetConfig, task: Task, train_set: ImageSet, test_set: ImageSet,
+                 workdir: str) -> dict:
+    """Trains a target model and saves it as ``workdir/target.keras``.
+
+    Returns:
+        Results: test accuracy, steps, and whether the run resumed.
+    """
+    prepare_workdir(workdir, config)
+    keras.utils.set_random_seed(config.seed)
+    strategy = build_strategy(config.strategy)
+    if config.batch_size % strategy.num_replicas_in_sync:
+        raise DapterError(f"batch_size {config.batch_size} does not split over {strategy.num_replicas_in_sync} replicas")
+    labels = train_set.labels[task.target_label]
+    with strategy.scope():
+        model = classifier.build_target(config.model, train_set.images.shape[1:], task.num_classes, config.width)
+        optimizer = keras.optimizers.Adam(config.learning_rate)
+        optimizer.build(model.trainable_variables)
+
+    def step_fn(images, batch_labels):
+        with tf.GradientTape() as tape:
+            logits = model(images, training=True)
+            per_example = losses.accuracy_loss(batch_labels, logits)
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=config.batch_size)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply(grads, model.trainable_variables)
+        correct = tf.cast(tf.equal(tf.argmax(logits, -1), tf.cast(batch_labels, tf.int64)), tf.float32)
+        return {"loss": loss, "accuracy": tf.reduce_sum(correct) / config.batch_size}
+
+    test_labels = test_set.labels[task.target_label]
+
+    def eval_fn():
+        return {"accuracy": evaluate.target_accuracy(model, test_set.images, test_labels)}
+
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+    start = time.time()
+    loop = _run_loop(workdir=workdir, strategy=strategy, checkpoint=checkpoint, optimizer=optimizer,
+                     step_fn=step_fn, train_set=train_set, labels=labels, config=config, eval_fn=eval_fn)
+    save_model(model, os.path.join(workdir, TARGET_FILE))
+    results = {
+        "model": config.model,
+        "replicas": int(strategy.num_replicas_in_sync),
+        "parameters": int(model.count_params()),
+        "test_accuracy": evaluate.target_accuracy(model, test_set.images, test_labels),
+        "train_seconds": time.time() - start,
+        **loop,
+    }
+    write_json(os.path.join(workdir, "results.json"), results)
+    return results
+
+
+def build_dapter_step(converter: keras.Model, target: keras.Model, optimizer, lambda_: float,
+                      global_batch_size: int):
+    """Builds one replica's L_dap training step (the GAN-generator pattern of keras-io's guides).
+
+    Both models run inside the tape, but only the converter's weights get gradients; the target is
+    called with ``training=False`` so its batch-norm statistics do not move either.
+
+    Args:
+        converter: The converter being trained.
+        target: The frozen target.
+        optimizer: Updates the converter.
+        lambda_: lambda of Eq. 1.
+        global_batch_size: Examples per step over all replicas; losses are averaged over it.
+
+    Returns:
+        ``step_fn(images, labels) -> {"L_dap", "L_eta", "L_acc"}``, each a replica's share of the
+        global batch mean.
+    """
+    lambda_ = losses.check_lambda(lambda_)
+
+    def step_fn(images, labels):
+        with tf.GradientTape() as tape:
+            converted = converter(images, training=True)
+            logits = target(converted, training=False)
+            terms = losses.dap_loss(converted, labels, logits, lambda_)
+            mean = {k: tf.nn.compute_average_loss(v, global_batch_size=global_batch_size)
+                    for k, v in terms.items()}
+        grads = tape.gradient(mean["dap"], converter.trainable_variables)
+        optimizer.apply(grads, converter.trainable_variables)
+        return {"L_dap": mean["dap"], "L_eta": mean["eta"], "L_acc": mean["acc"]}
+
+    return step_fn
+
+
+def train_dapter(config: DapterConfig, task: Task, train_set: ImageSet, test_set: ImageSet,
+                 workdir: str) -> dict:
+    """Trains a converter on L_dap against the frozen target; saves ``workdir/converter.keras``.
+
+    Only the converter's weights move: the target is frozen, called with ``training=False`` (its
+    batch-norm statistics stay put) and left out of the gradient.
+
+    Returns:
+        Results: the full test-set measurement of ``evaluate.evaluate_converter`` plus training info.
+    """
+    target_probe = classifier.load_target(config.target_path)  # Fails fast on a bad file.
+    if target_probe.output_shape[-1] != task.num_classes:
+        raise DapterError(
+            f"{config.target_path} has {target_probe.output_shape[-1]} outputs but task {task.name!r} "
+            f"has {task.num_classes} classes")
+    del target_probe
+    prepare_workdir(workdir, config)
+    keras.utils.set_random_seed(config.seed)
+    strategy = build_strategy(config.strategy)
+    if config.batch_size % strategy.num_replicas_in_sync:
+        raise DapterError(f"batch_size {config.batch_size} does not split over {strategy.num_replicas_in_sync} replicas")
+    labels = train_set.labels[task.target_label]
+    with strategy.scope():
+        target = classifier.load_target(config.target_path)
+        converter = build_converter(config.filters)
+        optimizer = keras.optimizers.Adam(config.learning_rate)
+        optimizer.build(converter.trainable_variables)
+
+    step_fn = build_dapter_step(converter, target, optimizer, config.lambda_, config.batch_size)
+    test_labels = test_set.labels[task.target_label]
+    eval_set = test_set.take(config.eval_images)
+
+    def eval_fn():
+        m = evaluate.evaluate_converter(converter, target, eval_set.images,
+                                        eval_set.labels[task.target_label], with_bandwidth=False)
+        return {k: m[k] for k in ("accuracy_converted", "entropy_converted", "entropy_ratio")}
+
+    checkpoint = tf.train.Checkpoint(converter=converter, optimizer=optimizer)
+    start = time.time()
+    loop = _run_loop(workdir=workdir, strategy=strategy, checkpoint=checkpoint, optimizer=optimizer,
+                     step_fn=step_fn, train_set=train_set, labels=labels, config=config, eval_fn=eval_fn)
+    train_seconds = time.time() - start
+    save_model(converter, os.path.join(workdir, CONVERTER_FILE))
+    results = {
+        "lambda": config.lambda_,
+        "replicas": int(strategy.num_replicas_in_sync),
+        "converter_parameters": int(converter.count_params()),
+        "train_seconds": train_seconds,
+        **loop,
+        **evaluate.evaluate_converter(converter, target, test_set.images, test_labels),
+    }
+    write_json(os.path.join(workdir, "results.json"), results)
+    return results
+
+
+def load_converter(path: str) -> keras.Model:
+    """Loads a trained converter from a ``.keras`` file or from a train_dapter workdir.
+
+    Raises:
+        DapterError: if there is no loadable converter there.
+    """
+    if os.path.isdir(path):
+        path = os.path.join(path, CONVERTER_FILE)
+    if not os.path.isfile(path):
+        raise DapterError(f"converter file not found: {path}")
+    try:
+        return keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as e:  # Keras raises many types for a bad file; all mean the same to the user.
+        raise DapterError(f"{path}: not a loadable .keras model ({type(e).__name__})") from None

@@ -1,0 +1,79 @@
+"""The main job end to end: train a target, train a converter against it, measure, export, report.
+
+Runs on the embedded CIFAR-10 sample by default, in a few minutes on 2 CPU cores:
+
+  1. trains a target (DLIS) model           -> WORKDIR/target/target.keras
+  2. trains a DAPter converter on L_dap      -> WORKDIR/converter/converter.keras
+  3. exports float32 and int8 .tflite files  -> WORKDIR/export/
+  4. writes WORKDIR/report.md, report.json and grid.png (originals beside converted images).
+
+Rerunning with the same --workdir resumes where it stopped.
+"""
+
+import os
+
+from absl import flags
+
+from experiments import flags_lib
+
+_build_data = flags_lib.define_data_flags()
+_WORKDIR = flags.DEFINE_string("workdir", "demo_out", "Folder for everything the run writes.")
+_TARGET_MODEL = flags.DEFINE_string("target_model", "resnet18", "Target architecture: lenet or resnet18.")
+_TARGET_WIDTH = flags.DEFINE_integer("target_width", 16, "Width of the target (see dapter-train-target --width).")
+_TARGET_EPOCHS = flags.DEFINE_integer("target_epochs", 15, "Epochs of target training.")
+_DAPTER_EPOCHS = flags.DEFINE_integer("dapter_epochs", 20, "Epochs of converter training.")
+_LAMBDA = flags.DEFINE_float("lambda_", 0.9, "lambda of L_dap, in [0, 1] (the paper's default is 0.9).")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Batch size of both trainings.")
+_CALIBRATION_STEPS = flags.DEFINE_integer("calibration_steps", 200, "Images that calibrate the int8 export.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seeds weights, data order and shuffling.")
+_STRATEGY = flags.DEFINE_string("strategy", "default", "tf.distribute strategy: 'default' or 'mirrored'.")
+
+# The shared flags are this binary's own to its users: list them in --helpshort too.
+flags.adopt_module_key_flags(flags_lib)
+
+
+def main():
+    from dapter_tf import DapterError, classifier, data, evaluate, report, train
+    from export import export_tflite_lib
+
+    if _CALIBRATION_STEPS.value < 1:
+        raise DapterError(f"calibration_steps must be >= 1, got {_CALIBRATION_STEPS.value}")
+    workdir = _WORKDIR.value
+    data_config = _build_data()
+    common = dict(data=data_config, batch_size=_BATCH_SIZE.value, seed=_SEED.value, strategy=_STRATEGY.value)
+    target_config = train.TargetConfig(model=_TARGET_MODEL.value, width=_TARGET_WIDTH.value,
+                                       epochs=_TARGET_EPOCHS.value, **common)
+    target_path = os.path.join(workdir, "target", train.TARGET_FILE)
+    dapter_config = train.DapterConfig(target_path=target_path, lambda_=_LAMBDA.value,
+                                       epochs=_DAPTER_EPOCHS.value, **common)
+    task, train_set, test_set = data.load_data(data_config, seed=_SEED.value)
+
+    print(f"[1/4] training the target {target_config.model} on {len(train_set)} images", flush=True)
+    target_results = train.train_target(target_config, task, train_set, test_set, os.path.join(workdir, "target"))
+    print(f"[2/4] training the converter at lambda={dapter_config.lambda_}", flush=True)
+    results = train.train_dapter(dapter_config, task, train_set, test_set, os.path.join(workdir, "converter"))
+    print("[3/4] exporting .tflite files and checking them against Keras", flush=True)
+    converter = train.load_converter(os.path.join(workdir, "converter"))
+    target = classifier.load_target(target_path)
+    test_labels = test_set.labels[task.target_label]
+    export = export_tflite_lib.export_converter(
+        converter, target, os.path.join(workdir, "export"), train_set.images, test_set.images,
+        test_labels, _CALIBRATION_STEPS.value)
+    print("[4/4] writing the report", flush=True)
+    results["target_test_accuracy_after_training"] = target_results["test_accuracy"]
+    grid_images = test_set.images[:report.GRID_IMAGES]
+    report.write_report(workdir, dapter_config, results, grid_images,
+                        evaluate.convert_images(converter, grid_images), export)
+    print(report.one_line_summary(results))
+    for mode, e in export["files"].items():
+        print(f"{mode}: {e['path']} ({e['bytes']} bytes, max pixel diff {e['max_pixel_diff']}, "
+              f"accuracy {e['accuracy_tflite']:.4f})")
+    print(f"report: {os.path.join(workdir, 'report.md')}")
+
+
+def run():
+    flags_lib.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,69 @@
+"""Shared fixtures: real data from ../shared/data, tiny models, and a runner for the binaries."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("DAPTER_SHARED_DATA", REPO.parent / "shared" / "data"))
+CIFAR10_TEST = SHARED_DATA / "cifar10" / "test.npz"
+
+
+def pytest_configure(config):
+    # Split the CPU into two logical devices before TensorFlow starts its runtime, so that a
+    # MirroredStrategy test runs two real replicas on a machine without GPUs.
+    cpus = tf.config.list_physical_devices("CPU")
+    tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+
+
+def require_shared(path: Path) -> Path:
+    """Skips the calling test, saying why, when ``path`` (under ../shared/data) is absent."""
+    if not path.exists():
+        pytest.skip(f"needs {path}: the shared real data sits beside the repository in CI, not in a fresh clone")
+    return path
+
+
+@pytest.fixture(scope="session")
+def cifar10_test_npz() -> Path:
+    return require_shared(CIFAR10_TEST)
+
+
+@pytest.fixture(scope="session")
+def embedded():
+    """The embedded real CIFAR-10 sample: (train, test) ImageSets."""
+    from dapter_tf import data
+
+    return data.load_embedded("train"), data.load_embedded("test")
+
+
+@pytest.fixture(scope="session")
+def tiny_target_path(tmp_path_factory) -> str:
+    """An untrained width-4 ResNet18 (with batch norm) saved as .keras, for 32x32 CIFAR-10."""
+    from dapter_tf import classifier
+
+    keras_path = str(tmp_path_factory.mktemp("target") / "target.keras")
+    tf.keras.utils.set_random_seed(0)
+    classifier.build_target("resnet18", (32, 32, 3), 10, width=4).save(keras_path)
+    return keras_path
+
+
+def save_npz(path: Path, x, y=None) -> str:
+    """Writes an .npz with ``x`` and ``y`` (labels 0..9 cycling when ``y`` is None)."""
+    x = np.asarray(x)
+    if y is None:
+        y = np.arange(len(x)) % 10
+    np.savez(path, x=x, y=np.asarray(y))
+    return str(path)
+
+
+def run_binary(module: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Runs ``python -m module args`` from the repository root, the way a user runs a binary."""
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout)

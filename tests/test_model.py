@@ -1,0 +1,57 @@
+"""The converter of Fig. 3: shapes, range, layer count, copy connection, round trips."""
+
+import keras
+import numpy as np
+import pytest
+
+from dapter_tf import DapterError
+from dapter_tf.model import build_converter, check_image_size
+
+
+@pytest.fixture(scope="module")
+def converter():
+    keras.utils.set_random_seed(0)
+    return build_converter((4, 8, 8))
+
+
+@pytest.mark.parametrize("height, width", [(32, 32), (64, 64), (224, 224), (32, 96)],
+                         ids=["32", "64", "224", "32x96"])
+def test_output_has_the_input_shape_and_pixel_range(converter, height, width):
+    images = np.random.default_rng(0).random((2, height, width, 3), dtype=np.float32)
+    out = np.asarray(converter(images))
+    assert out.shape == (2, height, width, 3)
+    assert out.min() >= 0.0 and out.max() <= 1.0
+
+
+def test_eight_convolution_layers(converter):
+    convs = [l for l in converter.layers if isinstance(l, (keras.layers.Conv2D, keras.layers.Conv2DTranspose))]
+    assert len(convs) == 8
+    assert [l.strides for l in convs] == [(1, 1)] * 3 + [(2, 2)] * 4 + [(1, 1)]
+
+
+def test_copy_connection_joins_layer_3_output_to_layer_8_input(converter):
+    concat = converter.get_layer("copy_connection")
+    inbound = [t._keras_history.operation.name for t in concat.input]
+    assert inbound == ["conv3", "conv7_up"]
+    assert converter.get_layer("conv8_out").input is concat.output
+
+
+def test_config_round_trip_gives_the_same_model(converter):
+    clone = keras.Model.from_config(converter.get_config())
+    clone.set_weights(converter.get_weights())
+    images = np.random.default_rng(1).random((1, 32, 32, 3), dtype=np.float32)
+    np.testing.assert_allclose(np.asarray(clone(images)), np.asarray(converter(images)), atol=1e-6)
+
+
+def test_keras_file_round_trip_in_safe_mode(converter, tmp_path):
+    path = str(tmp_path / "converter.keras")
+    converter.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    images = np.random.default_rng(2).random((1, 64, 64, 3), dtype=np.float32)
+    np.testing.assert_allclose(np.asarray(loaded(images)), np.asarray(converter(images)), atol=1e-6)
+
+
+@pytest.mark.parametrize("height, width", [(30, 32), (32, 34), (0, 32)], ids=["30x32", "32x34", "empty"])
+def test_sides_must_be_multiples_of_four(height, width):
+    with pytest.raises(DapterError, match="multiples of 4"):
+        check_image_size(height, width)

@@ -1,0 +1,135 @@
+"""Training loops: the frozen target, distribution over two replicas, checkpoint resume."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dapter_tf import DapterError, classifier, train
+from dapter_tf.data import DataConfig, ImageSet
+from dapter_tf.model import build_converter
+from dapter_tf.tasks import get_task
+
+TASK = get_task("cifar10")
+
+
+def _small(embedded, n_train=128, n_test=32):
+    train_set, test_set = embedded
+    return train_set.take(n_train), test_set.take(n_test)
+
+
+def _dapter_config(target_path=None, **overrides):
+    defaults = dict(data=DataConfig(), target_path=target_path, filters=(4, 8, 8), epochs=1, batch_size=32,
+                    eval_images=32, augment=False, checkpoint_every_steps=2)
+    defaults.update(overrides)
+    return train.DapterConfig(**defaults)
+
+
+def test_dapter_step_moves_the_converter_and_never_the_target(embedded):
+    keras.utils.set_random_seed(0)
+    target = classifier.freeze(classifier.build_target("resnet18", (32, 32, 3), 10, width=4))
+    converter = build_converter((4, 8, 8))
+    optimizer = keras.optimizers.Adam(1e-2)
+    optimizer.build(converter.trainable_variables)
+    target_before = [w.numpy().copy() for w in target.weights]  # Includes batch-norm moving statistics.
+    converter_before = [w.numpy().copy() for w in converter.weights]
+    step = tf.function(train.build_dapter_step(converter, target, optimizer, 0.5, 16))
+    images = tf.constant(embedded[0].images[:16], tf.float32) / 255.0
+    labels = tf.constant(embedded[0].labels["label"][:16])
+    for _ in range(3):
+        out = step(images, labels)
+    assert np.isfinite(float(out["L_dap"]))
+    for before, after in zip(target_before, target.weights):
+        np.testing.assert_array_equal(before, after.numpy())
+    assert any(not np.array_equal(b, a.numpy()) for b, a in zip(converter_before, converter.weights))
+
+
+def test_train_dapter_end_to_end_leaves_the_target_file_alone(embedded, tiny_target_path, tmp_path):
+    train_set, test_set = _small(embedded)
+    before = classifier.load_target(tiny_target_path).get_weights()
+    results = train.train_dapter(_dapter_config(tiny_target_path), TASK, train_set, test_set, str(tmp_path))
+    for k in ("accuracy_original", "accuracy_converted", "entropy_original", "entropy_converted", "bandwidth_ratio"):
+        assert np.isfinite(results[k])
+    assert results["steps"] == 4 and results["resumed_from_step"] == 0
+    for b, a in zip(before, classifier.load_target(tiny_target_path).get_weights()):
+        np.testing.assert_array_equal(b, a)
+    assert {"config.json", "results.json", "converter.keras", "checkpoints", "tb"} <= set(os.listdir(tmp_path))
+    assert os.listdir(tmp_path / "tb")  # TensorBoard event file.
+    assert json.loads((tmp_path / "config.json").read_text())["lambda_"] == 0.9
+
+
+def test_mirrored_strategy_runs_two_replicas(embedded, tiny_target_path, tmp_path):
+    train_set, test_set = _small(embedded)
+    results = train.train_dapter(_dapter_config(tiny_target_path, strategy="mirrored"), TASK,
+                                 train_set, test_set, str(tmp_path))
+    assert results["replicas"] == 2
+    assert np.isfinite(results["train/L_dap"])
+
+
+def test_mirrored_target_training_runs_two_replicas(embedded, tmp_path):
+    train_set, test_set = _small(embedded, 64, 16)
+    config = train.TargetConfig(model="lenet", epochs=1, batch_size=32, strategy="mirrored")
+    results = train.train_target(config, TASK, train_set, test_set, str(tmp_path))
+    assert results["replicas"] == 2 and results["steps"] == 2
+    assert classifier.load_target(str(tmp_path / train.TARGET_FILE)).output_shape == (None, 10)
+
+
+def test_resumed_run_equals_an_uninterrupted_one(embedded, tiny_target_path, tmp_path):
+    train_set, test_set = _small(embedded)
+    straight = train.train_dapter(_dapter_config(tiny_target_path, epochs=2), TASK, train_set, test_set,
+                                  str(tmp_path / "straight"))
+    train.train_dapter(_dapter_config(tiny_target_path, epochs=1), TASK, train_set, test_set, str(tmp_path / "split"))
+    resumed = train.train_dapter(_dapter_config(tiny_target_path, epochs=2), TASK, train_set, test_set,
+                                 str(tmp_path / "split"))
+    assert resumed["resumed_from_step"] == 4 and resumed["steps"] == 8 == straight["steps"]
+    a = train.load_converter(str(tmp_path / "straight")).get_weights()
+    b = train.load_converter(str(tmp_path / "split")).get_weights()
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x, y, atol=1e-5)
+
+
+def test_a_workdir_refuses_a_run_with_another_config(embedded, tiny_target_path, tmp_path):
+    train_set, test_set = _small(embedded)
+    train.train_dapter(_dapter_config(tiny_target_path), TASK, train_set, test_set, str(tmp_path))
+    with pytest.raises(DapterError, match="holds a run with another config \\(differs in: lambda_\\)"):
+        train.train_dapter(_dapter_config(tiny_target_path, lambda_=0.5), TASK, train_set, test_set, str(tmp_path))
+
+
+def test_too_few_images_for_one_batch(embedded, tiny_target_path, tmp_path):
+    train_set, test_set = _small(embedded, 16)
+    with pytest.raises(DapterError, match="16 training images do not fill one batch of 32"):
+        train.train_dapter(_dapter_config(tiny_target_path), TASK, train_set, test_set, str(tmp_path))
+
+
+def test_target_with_the_wrong_number_of_classes(embedded, tmp_path):
+    path = str(tmp_path / "five.keras")
+    classifier.build_target("lenet", (32, 32, 3), 5).save(path)
+    train_set, test_set = _small(embedded)
+    with pytest.raises(DapterError, match="has 5 outputs but task 'cifar10' has 10 classes"):
+        train.train_dapter(_dapter_config(path), TASK, train_set, test_set, str(tmp_path / "w"))
+    assert not os.path.exists(tmp_path / "w")  # Nothing written for a run that cannot start.
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("epochs", 0, "epochs must be >= 1"),
+    ("batch_size", 0, "batch_size must be >= 1"),
+    ("learning_rate", 0.0, "learning_rate must be > 0"),
+    ("strategy", "tpu_pod", "unknown strategy 'tpu_pod'"),
+    ("lambda_", 1.5, "lambda must lie in \\[0, 1\\]"),
+    ("target_path", "", "a target model is needed"),
+])
+def test_dapter_config_validates(field, value, message):
+    with pytest.raises(DapterError, match=message):
+        _dapter_config(**{"target_path": "t.keras", field: value})
+
+
+def test_imageset_helpers_keep_labels_aligned(embedded):
+    subset = embedded[1].take(20).shuffled(0)
+    assert isinstance(subset, ImageSet) and len(subset) == 20
+    # Shuffling moves images and labels together: each image still sits with its own label.
+    originals = {embedded[1].images[i].tobytes(): embedded[1].labels["label"][i] for i in range(20)}
+    for image, label in zip(subset.images, subset.labels["label"]):
+        assert originals[image.tobytes()] == label
