@@ -174,6 +174,16 @@ def save_model(model: keras.Model, path: str) -> None:
     os.replace(tmp, path)
 
 
+def _check_batches(config, n_train: int, strategy) -> None:
+    """Checks, before anything is written, that the batches fit the data and the replicas."""
+    if config.batch_size % strategy.num_replicas_in_sync:
+        raise DapterError(
+            f"batch_size {config.batch_size} does not split over {strategy.num_replicas_in_sync} replicas")
+    if n_train < config.batch_size:
+        raise DapterError(
+            f"{n_train} training images do not fill one batch of {config.batch_size}; lower --batch_size")
+
+
 def prepare_workdir(workdir: str, config) -> None:
     """Creates ``workdir`` and records ``config`` in it, or checks it against the run it holds.
 
@@ -217,10 +227,6 @@ def _run_loop(*, workdir: str, strategy, checkpoint: tf.train.Checkpoint, optimi
         ``{"resumed_from_step", "steps", "train/...", "eval/..."}`` of the last epoch.
     """
     steps_per_epoch = len(train_set) // config.batch_size
-    if steps_per_epoch < 1:
-        raise DapterError(
-            f"{len(train_set)} training images do not fill one batch of {config.batch_size}; "
-            f"lower --batch_size")
     manager = tf.train.CheckpointManager(
         checkpoint, os.path.join(workdir, "checkpoints"), max_to_keep=2)
     resumed_from = 0
@@ -276,11 +282,10 @@ def train_target(config: TargetConfig, task: Task, train_set: ImageSet, test_set
     Returns:
         Results: test accuracy, steps, and whether the run resumed.
     """
+    strategy = build_strategy(config.strategy)
+    _check_batches(config, len(train_set), strategy)
     prepare_workdir(workdir, config)
     keras.utils.set_random_seed(config.seed)
-    strategy = build_strategy(config.strategy)
-    if config.batch_size % strategy.num_replicas_in_sync:
-        raise DapterError(f"batch_size {config.batch_size} does not split over {strategy.num_replicas_in_sync} replicas")
     labels = train_set.labels[task.target_label]
     with strategy.scope():
         model = classifier.build_target(config.model, train_set.images.shape[1:], task.num_classes, config.width)
@@ -369,11 +374,10 @@ def train_dapter(config: DapterConfig, task: Task, train_set: ImageSet, test_set
             f"{config.target_path} has {target_probe.output_shape[-1]} outputs but task {task.name!r} "
             f"has {task.num_classes} classes")
     del target_probe
+    strategy = build_strategy(config.strategy)
+    _check_batches(config, len(train_set), strategy)
     prepare_workdir(workdir, config)
     keras.utils.set_random_seed(config.seed)
-    strategy = build_strategy(config.strategy)
-    if config.batch_size % strategy.num_replicas_in_sync:
-        raise DapterError(f"batch_size {config.batch_size} does not split over {strategy.num_replicas_in_sync} replicas")
     labels = train_set.labels[task.target_label]
     with strategy.scope():
         target = classifier.load_target(config.target_path)

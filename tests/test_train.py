@@ -101,7 +101,8 @@ def test_a_workdir_refuses_a_run_with_another_config(embedded, tiny_target_path,
 def test_too_few_images_for_one_batch(embedded, tiny_target_path, tmp_path):
     train_set, test_set = _small(embedded, 16)
     with pytest.raises(DapterError, match="16 training images do not fill one batch of 32"):
-        train.train_dapter(_dapter_config(tiny_target_path), TASK, train_set, test_set, str(tmp_path))
+        train.train_dapter(_dapter_config(tiny_target_path), TASK, train_set, test_set, str(tmp_path / "w"))
+    assert not os.path.exists(tmp_path / "w")
 
 
 def test_target_with_the_wrong_number_of_classes(embedded, tmp_path):
