@@ -75,6 +75,13 @@ TARGET_BUILDERS = {
 }
 
 
+def check_target_name(name: str) -> str:
+    """Returns ``name`` if a target builder is registered under it; raises DapterError otherwise."""
+    if name not in TARGET_BUILDERS:
+        raise DapterError(f"unknown target model {name!r}; choose one of: {', '.join(sorted(TARGET_BUILDERS))}")
+    return name
+
+
 def build_target(name: str, input_shape, num_classes: int, width: int | None = None) -> keras.Model:
     """Builds the registered target model ``name``.
 
@@ -87,9 +94,7 @@ def build_target(name: str, input_shape, num_classes: int, width: int | None = N
     Raises:
         DapterError: if ``name`` is not registered or ``width`` is not positive.
     """
-    if name not in TARGET_BUILDERS:
-        raise DapterError(f"unknown target model {name!r}; choose one of: {', '.join(sorted(TARGET_BUILDERS))}")
-    builder, default_width = TARGET_BUILDERS[name]
+    builder, default_width = TARGET_BUILDERS[check_target_name(name)]
     width = default_width if width is None else width
     if width <= 0:
         raise DapterError(f"target width must be positive, got {width}")
@@ -102,19 +107,29 @@ def freeze(model: keras.Model) -> keras.Model:
     return model
 
 
-def load_target(path: str) -> keras.Model:
-    """Loads a trained target from a ``.keras`` file, safely and frozen.
+def load_model_file(path: str, what: str) -> keras.Model:
+    """Loads a ``.keras`` file safely: ``safe_mode=True`` refuses to deserialise code (Lambda layers).
 
-    ``safe_mode=True`` refuses to deserialise code (Lambda layers), since a target may come from
-    elsewhere.
+    Args:
+        path: The file.
+        what: What it should hold ("target model", "converter"), named in errors.
 
     Raises:
         DapterError: if the file is missing or is not a loadable Keras model.
     """
     if not os.path.isfile(path):
-        raise DapterError(f"target model file not found: {path}")
+        raise DapterError(f"{what} file not found: {path}")
     try:
-        model = keras.models.load_model(path, compile=False, safe_mode=True)
+        return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as e:  # Keras raises many types for a bad file; all mean the same to the user.
-        raise DapterError(f"{path}: not a loadable .keras model ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
-    return freeze(model)
+        first_line = str(e).splitlines()[0] if str(e) else ""
+        raise DapterError(f"{path}: not a loadable .keras model ({type(e).__name__}: {first_line})") from None
+
+
+def load_target(path: str) -> keras.Model:
+    """Loads a trained target from a ``.keras`` file, safely (a target may come from elsewhere) and frozen.
+
+    Raises:
+        DapterError: if the file is missing or is not a loadable Keras model.
+    """
+    return freeze(load_model_file(path, "target model"))

@@ -59,11 +59,10 @@ def validate_images(images, where: str) -> np.ndarray:
         raise DapterError(f"{where}: images must be a numpy array, got {type(images).__name__}")
     if images.ndim != 4:
         raise DapterError(
-            f"{where}: images must have rank 4 (N x H x W x 3), got rank {images.ndim} "
-            f"with shape {images.shape}")
+            f"{where}: images must have rank 4 (N x H x W x 3), got rank {images.ndim} with shape {images.shape}"
+        )
     if images.shape[-1] != 3:
-        raise DapterError(
-            f"{where}: images must have 3 (RGB) channels, got {images.shape[-1]} in shape {images.shape}")
+        raise DapterError(f"{where}: images must have 3 (RGB) channels, got {images.shape[-1]} in shape {images.shape}")
     if images.dtype != np.uint8:
         raise DapterError(f"{where}: images must be uint8 pixels in 0..255, got dtype {images.dtype}")
     if images.shape[0] == 0:
@@ -98,7 +97,8 @@ def load_npz(path: str) -> ImageSet:
             if missing:
                 raise DapterError(
                     f"{path}: missing array(s) {', '.join(missing)}; an .npz needs 'x' (uint8 "
-                    f"N x H x W x 3) and 'y' (N labels), it has: {', '.join(archive.files) or 'nothing'}")
+                    f"N x H x W x 3) and 'y' (N labels), it has: {', '.join(archive.files) or 'nothing'}"
+                )
             x, y = archive["x"], archive["y"]
     except DapterError:
         raise
@@ -148,7 +148,8 @@ def load_tfds(name: str, split: str, data_dir: str | None = None, download: bool
         if not download:
             raise DapterError(
                 f"tfds dataset {name!r} is not prepared in {builder.data_dir_root}; it is not available "
-                f"offline: pass --download to fetch it (needs network), or use --source=npz")
+                f"offline: pass --download to fetch it (needs network), or use --source=npz"
+            )
         builder.download_and_prepare()
     ds = builder.as_dataset(split=split, as_supervised=True, batch_size=-1)
     x, y = tfds.as_numpy(ds)
@@ -156,8 +157,14 @@ def load_tfds(name: str, split: str, data_dir: str | None = None, download: bool
     return ImageSet(x, _validate_labels({"label": y}, len(x), name), source=f"tfds:{name}:{split}")
 
 
-def load_split(task: Task, source: str, split: str, npz_path: str | None = None,
-               tfds_data_dir: str | None = None, download: bool = False) -> ImageSet:
+def load_split(
+    task: Task,
+    source: str,
+    split: str,
+    npz_path: str | None = None,
+    tfds_data_dir: str | None = None,
+    download: bool = False,
+) -> ImageSet:
     """Loads one split of ``task``'s data from ``source`` and checks it fits the task.
 
     Args:
@@ -189,7 +196,8 @@ def load_split(task: Task, source: str, split: str, npz_path: str | None = None,
     if labels.min() < 0 or labels.max() >= task.num_classes:
         raise DapterError(
             f"{images.source}: labels must lie in 0..{task.num_classes - 1} for task {task.name!r}, "
-            f"found {labels.min()}..{labels.max()}")
+            f"found {labels.min()}..{labels.max()}"
+        )
     return images
 
 
@@ -207,8 +215,15 @@ def _augment(image, label):
     return image, label
 
 
-def build_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, *, shuffle_seed=None,
-                  augment: bool = False, drop_remainder: bool = False) -> tf.data.Dataset:
+def build_dataset(
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    *,
+    shuffle_seed=None,
+    augment: bool = False,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
     """Builds a batched pipeline of (float32 [0, 1] images, int64 labels).
 
     Args:
@@ -289,7 +304,6 @@ def load_data(config: DataConfig, seed: int = 0):
     if config.max_test:
         test = test.take(config.max_test)
     if train.images.shape[1:] != test.images.shape[1:]:
-        raise DapterError(
-            f"training images are {train.images.shape[1:]} but test images are {test.images.shape[1:]}")
+        raise DapterError(f"training images are {train.images.shape[1:]} but test images are {test.images.shape[1:]}")
     check_image_size(*train.images.shape[1:3])
     return task, train, test

@@ -23,8 +23,9 @@ def convert_images(converter: keras.Model, images: np.ndarray) -> np.ndarray:
     return metrics.to_uint8(converter.predict(images.astype(np.float32) / 255.0, batch_size=BATCH_SIZE, verbose=0))
 
 
-def summarize(target: keras.Model, originals: np.ndarray, converted: np.ndarray, labels: np.ndarray,
-              with_bandwidth: bool = True) -> dict:
+def summarize(
+    target: keras.Model, originals: np.ndarray, converted: np.ndarray, labels: np.ndarray, with_bandwidth: bool = True
+) -> dict:
     """Compares converted images with their originals, both as uint8 images that would be sent.
 
     Returns:
@@ -50,16 +51,19 @@ def summarize(target: keras.Model, originals: np.ndarray, converted: np.ndarray,
     if with_bandwidth:
         png_original = metrics.png_bytes(originals)
         png_converted = metrics.png_bytes(converted)
-        result.update({
-            "png_bytes_original": png_original,
-            "png_bytes_converted": png_converted,
-            "bandwidth_ratio": png_converted / png_original,
-            "bandwidth_saving": png_original / png_converted,
-        })
+        result.update(
+            {
+                "png_bytes_original": png_original,
+                "png_bytes_converted": png_converted,
+                "bandwidth_ratio": png_converted / png_original,
+                "bandwidth_saving": png_original / png_converted,
+            }
+        )
     return result
 
 
-def evaluate_converter(converter: keras.Model, target: keras.Model, images: np.ndarray,
-                       labels: np.ndarray, with_bandwidth: bool = True) -> dict:
+def evaluate_converter(
+    converter: keras.Model, target: keras.Model, images: np.ndarray, labels: np.ndarray, with_bandwidth: bool = True
+) -> dict:
     """Converts ``images`` with the Keras converter and summarises the result (see ``summarize``)."""
     return summarize(target, images, convert_images(converter, images), labels, with_bandwidth)

@@ -43,7 +43,8 @@ def accuracy_loss(labels, logits):
         float32 (N,).
     """
     return tf.nn.sparse_softmax_cross_entropy_with_logits(
-        labels=tf.cast(labels, tf.int64), logits=tf.cast(logits, tf.float32))
+        labels=tf.cast(labels, tf.int64), logits=tf.cast(logits, tf.float32)
+    )
 
 
 def check_lambda(lambda_: float) -> float:

@@ -58,6 +58,5 @@ def check_image_size(height: int, width: int) -> None:
     """Raises DapterError unless both sides are positive multiples of 4 (the converter's down-sampling)."""
     if height <= 0 or width <= 0 or height % SIDE_MULTIPLE or width % SIDE_MULTIPLE:
         raise DapterError(
-            f"the converter needs image sides that are multiples of {SIDE_MULTIPLE}, got {height}x{width}")
-
-
+            f"the converter needs image sides that are multiples of {SIDE_MULTIPLE}, got {height}x{width}"
+        )

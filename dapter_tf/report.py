@@ -28,7 +28,7 @@ def save_grid(path: str, originals: np.ndarray, converted: np.ndarray) -> None:
         for k, image in enumerate((originals[i], converted[i])):
             top = (2 * r + k) * (h + _GAP) + _GAP
             left = c * (w + _GAP) + _GAP
-            canvas[top:top + h, left:left + w] = image.repeat(_SCALE, 0).repeat(_SCALE, 1)
+            canvas[top : top + h, left : left + w] = image.repeat(_SCALE, 0).repeat(_SCALE, 1)
     tmp = f"{path}.tmp"
     PIL.Image.fromarray(canvas).save(tmp, format="PNG")
     os.replace(tmp, path)
@@ -36,10 +36,12 @@ def save_grid(path: str, originals: np.ndarray, converted: np.ndarray) -> None:
 
 def one_line_summary(results: dict) -> str:
     """The headline of a run: accuracy and entropy before and after conversion, and bandwidth."""
-    line = (f"target accuracy {results['accuracy_original']:.4f} -> {results['accuracy_converted']:.4f} "
-            f"({results['accuracy_drop_points']:+.2f} points lost); mean entropy "
-            f"{results['entropy_original']:.2f} -> {results['entropy_converted']:.2f} bits "
-            f"({100 * results['entropy_ratio']:.1f} %)")
+    line = (
+        f"target accuracy {results['accuracy_original']:.4f} -> {results['accuracy_converted']:.4f} "
+        f"({results['accuracy_drop_points']:+.2f} points lost); mean entropy "
+        f"{results['entropy_original']:.2f} -> {results['entropy_converted']:.2f} bits "
+        f"({100 * results['entropy_ratio']:.1f} %)"
+    )
     if "bandwidth_ratio" in results:
         line += f"; PNG bytes x{results['bandwidth_ratio']:.3f} ({results['bandwidth_saving']:.2f}x fewer)"
     return line
@@ -78,13 +80,15 @@ def _markdown(config, results: dict, export: dict | None) -> str:
         for mode, e in export["files"].items():
             lines.append(
                 f"| `{os.path.basename(e['path'])}` ({mode}) | {e['bytes']} | {e['max_pixel_diff']} | "
-                f"{e['mean_pixel_diff']:.3f} | {e['accuracy_tflite']:.4f} | {e['accuracy_change_points']:+.2f} |")
+                f"{e['mean_pixel_diff']:.3f} | {e['accuracy_tflite']:.4f} | {e['accuracy_change_points']:+.2f} |"
+            )
         lines += ["", f"float32 / int8 size ratio: {export['size_ratio_float32_to_int8']:.2f}", ""]
     return "\n".join(lines)
 
 
-def write_report(workdir: str, config, results: dict, originals: np.ndarray, converted: np.ndarray,
-                 export: dict | None = None) -> None:
+def write_report(
+    workdir: str, config, results: dict, originals: np.ndarray, converted: np.ndarray, export: dict | None = None
+) -> None:
     """Writes ``report.md``, ``report.json`` and ``grid.png`` into ``workdir``.
 
     Args:
@@ -96,8 +100,10 @@ def write_report(workdir: str, config, results: dict, originals: np.ndarray, con
         export: What ``export_tflite_lib.export_converter`` returned, if the run exported.
     """
     save_grid(os.path.join(workdir, "grid.png"), originals[:GRID_IMAGES], converted[:GRID_IMAGES])
-    write_json(os.path.join(workdir, "report.json"),
-               {"config": dataclasses.asdict(config), "results": results, "export": export})
+    write_json(
+        os.path.join(workdir, "report.json"),
+        {"config": dataclasses.asdict(config), "results": results, "export": export},
+    )
     tmp = os.path.join(workdir, "report.md.tmp")
     with open(tmp, "w") as f:
         f.write(_markdown(config, results, export))

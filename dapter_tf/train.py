@@ -70,9 +70,7 @@ class TargetConfig:
     checkpoint_every_steps: int = 200
 
     def __post_init__(self):
-        if self.model not in classifier.TARGET_BUILDERS:
-            raise DapterError(
-                f"unknown target model {self.model!r}; choose one of: {', '.join(sorted(classifier.TARGET_BUILDERS))}")
+        classifier.check_target_name(self.model)
         if self.width is not None and self.width < 1:
             raise DapterError(f"width must be >= 1, got {self.width}")
         _check_training_fields(self)
@@ -169,7 +167,7 @@ def _json_default(value):
 
 def save_model(model: keras.Model, path: str) -> None:
     """Saves ``model`` as a ``.keras`` file, atomically."""
-    tmp = f"{path[:-len('.keras')]}.tmp.keras"
+    tmp = f"{path[: -len('.keras')]}.tmp.keras"
     model.save(tmp)
     os.replace(tmp, path)
 
@@ -178,10 +176,10 @@ def _check_batches(config, n_train: int, strategy) -> None:
     """Checks, before anything is written, that the batches fit the data and the replicas."""
     if config.batch_size % strategy.num_replicas_in_sync:
         raise DapterError(
-            f"batch_size {config.batch_size} does not split over {strategy.num_replicas_in_sync} replicas")
+            f"batch_size {config.batch_size} does not split over {strategy.num_replicas_in_sync} replicas"
+        )
     if n_train < config.batch_size:
-        raise DapterError(
-            f"{n_train} training images do not fill one batch of {config.batch_size}; lower --batch_size")
+        raise DapterError(f"{n_train} training images do not fill one batch of {config.batch_size}; lower --batch_size")
 
 
 def prepare_workdir(workdir: str, config) -> None:
@@ -203,12 +201,23 @@ def prepare_workdir(workdir: str, config) -> None:
         if changed:
             raise DapterError(
                 f"{workdir} holds a run with another config (differs in: {', '.join(changed)}); "
-                f"use a new --workdir or the same flags to resume it")
+                f"use a new --workdir or the same flags to resume it"
+            )
     write_json(path, new)
 
 
-def _run_loop(*, workdir: str, strategy, checkpoint: tf.train.Checkpoint, optimizer,
-              step_fn, train_set: ImageSet, labels: np.ndarray, config, eval_fn) -> dict:
+def _run_loop(
+    *,
+    workdir: str,
+    strategy,
+    checkpoint: tf.train.Checkpoint,
+    optimizer,
+    step_fn,
+    train_set: ImageSet,
+    labels: np.ndarray,
+    config,
+    eval_fn,
+) -> dict:
     """Runs ``config.epochs`` epochs of ``step_fn``, resuming from the workdir's last checkpoint.
 
     Args:
@@ -227,8 +236,7 @@ def _run_loop(*, workdir: str, strategy, checkpoint: tf.train.Checkpoint, optimi
         ``{"resumed_from_step", "steps", "train/...", "eval/..."}`` of the last epoch.
     """
     steps_per_epoch = len(train_set) // config.batch_size
-    manager = tf.train.CheckpointManager(
-        checkpoint, os.path.join(workdir, "checkpoints"), max_to_keep=2)
+    manager = tf.train.CheckpointManager(checkpoint, os.path.join(workdir, "checkpoints"), max_to_keep=2)
     resumed_from = 0
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
@@ -248,9 +256,14 @@ def _run_loop(*, workdir: str, strategy, checkpoint: tf.train.Checkpoint, optimi
         done = step - epoch * steps_per_epoch
         # Seeding the shuffle by epoch makes every epoch's order reproducible, so a resumed run
         # skips exactly the batches it had already trained on.
-        dataset = build_dataset(train_set.images, labels, config.batch_size,
-                                shuffle_seed=config.seed * 1000 + epoch, augment=config.augment,
-                                drop_remainder=True).skip(done)
+        dataset = build_dataset(
+            train_set.images,
+            labels,
+            config.batch_size,
+            shuffle_seed=config.seed * 1000 + epoch,
+            augment=config.augment,
+            drop_remainder=True,
+        ).skip(done)
         print(f"Epoch {epoch + 1}/{config.epochs}", flush=True)
         bar = keras.utils.Progbar(steps_per_epoch, unit_name="step")
         bar.update(done)
@@ -275,8 +288,7 @@ def _run_loop(*, workdir: str, strategy, checkpoint: tf.train.Checkpoint, optimi
     return {"resumed_from_step": resumed_from, "steps": step, **summary}
 
 
-def train_target(config: TargetConfig, task: Task, train_set: ImageSet, test_set: ImageSet,
-                 workdir: str) -> dict:
+def train_target(config: TargetConfig, task: Task, train_set: ImageSet, test_set: ImageSet, workdir: str) -> dict:
     """Trains a target model and saves it as ``workdir/target.keras``.
 
     Returns:
@@ -309,8 +321,17 @@ def train_target(config: TargetConfig, task: Task, train_set: ImageSet, test_set
 
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
     start = time.time()
-    loop = _run_loop(workdir=workdir, strategy=strategy, checkpoint=checkpoint, optimizer=optimizer,
-                     step_fn=step_fn, train_set=train_set, labels=labels, config=config, eval_fn=eval_fn)
+    loop = _run_loop(
+        workdir=workdir,
+        strategy=strategy,
+        checkpoint=checkpoint,
+        optimizer=optimizer,
+        step_fn=step_fn,
+        train_set=train_set,
+        labels=labels,
+        config=config,
+        eval_fn=eval_fn,
+    )
     save_model(model, os.path.join(workdir, TARGET_FILE))
     results = {
         "model": config.model,
@@ -324,8 +345,7 @@ def train_target(config: TargetConfig, task: Task, train_set: ImageSet, test_set
     return results
 
 
-def build_dapter_step(converter: keras.Model, target: keras.Model, optimizer, lambda_: float,
-                      global_batch_size: int):
+def build_dapter_step(converter: keras.Model, target: keras.Model, optimizer, lambda_: float, global_batch_size: int):
     """Builds one replica's L_dap training step (the GAN-generator pattern of keras-io's guides).
 
     Both models run inside the tape, but only the converter's weights get gradients; the target is
@@ -349,8 +369,7 @@ def build_dapter_step(converter: keras.Model, target: keras.Model, optimizer, la
             converted = converter(images, training=True)
             logits = target(converted, training=False)
             terms = losses.dap_loss(converted, labels, logits, lambda_)
-            mean = {k: tf.nn.compute_average_loss(v, global_batch_size=global_batch_size)
-                    for k, v in terms.items()}
+            mean = {k: tf.nn.compute_average_loss(v, global_batch_size=global_batch_size) for k, v in terms.items()}
         grads = tape.gradient(mean["dap"], converter.trainable_variables)
         optimizer.apply(grads, converter.trainable_variables)
         return {"L_dap": mean["dap"], "L_eta": mean["eta"], "L_acc": mean["acc"]}
@@ -358,8 +377,7 @@ def build_dapter_step(converter: keras.Model, target: keras.Model, optimizer, la
     return step_fn
 
 
-def train_dapter(config: DapterConfig, task: Task, train_set: ImageSet, test_set: ImageSet,
-                 workdir: str) -> dict:
+def train_dapter(config: DapterConfig, task: Task, train_set: ImageSet, test_set: ImageSet, workdir: str) -> dict:
     """Trains a converter on L_dap against the frozen target; saves ``workdir/converter.keras``.
 
     Only the converter's weights move: the target is frozen, called with ``training=False`` (its
@@ -372,7 +390,8 @@ def train_dapter(config: DapterConfig, task: Task, train_set: ImageSet, test_set
     if target_probe.output_shape[-1] != task.num_classes:
         raise DapterError(
             f"{config.target_path} has {target_probe.output_shape[-1]} outputs but task {task.name!r} "
-            f"has {task.num_classes} classes")
+            f"has {task.num_classes} classes"
+        )
     del target_probe
     strategy = build_strategy(config.strategy)
     _check_batches(config, len(train_set), strategy)
@@ -390,14 +409,24 @@ def train_dapter(config: DapterConfig, task: Task, train_set: ImageSet, test_set
     eval_set = test_set.take(config.eval_images)
 
     def eval_fn():
-        m = evaluate.evaluate_converter(converter, target, eval_set.images,
-                                        eval_set.labels[task.target_label], with_bandwidth=False)
+        m = evaluate.evaluate_converter(
+            converter, target, eval_set.images, eval_set.labels[task.target_label], with_bandwidth=False
+        )
         return {k: m[k] for k in ("accuracy_converted", "entropy_converted", "entropy_ratio")}
 
     checkpoint = tf.train.Checkpoint(converter=converter, optimizer=optimizer)
     start = time.time()
-    loop = _run_loop(workdir=workdir, strategy=strategy, checkpoint=checkpoint, optimizer=optimizer,
-                     step_fn=step_fn, train_set=train_set, labels=labels, config=config, eval_fn=eval_fn)
+    loop = _run_loop(
+        workdir=workdir,
+        strategy=strategy,
+        checkpoint=checkpoint,
+        optimizer=optimizer,
+        step_fn=step_fn,
+        train_set=train_set,
+        labels=labels,
+        config=config,
+        eval_fn=eval_fn,
+    )
     train_seconds = time.time() - start
     save_model(converter, os.path.join(workdir, CONVERTER_FILE))
     results = {
@@ -420,9 +449,4 @@ def load_converter(path: str) -> keras.Model:
     """
     if os.path.isdir(path):
         path = os.path.join(path, CONVERTER_FILE)
-    if not os.path.isfile(path):
-        raise DapterError(f"converter file not found: {path}")
-    try:
-        return keras.models.load_model(path, compile=False, safe_mode=True)
-    except Exception as e:  # Keras raises many types for a bad file; all mean the same to the user.
-        raise DapterError(f"{path}: not a loadable .keras model ({type(e).__name__})") from None
+    return classifier.load_model_file(path, "converter")

@@ -14,34 +14,47 @@ from dapter_tf import DapterError
 
 def define_data_flags():
     """Defines the flags that say where images come from; returns a function building a DataConfig."""
-    dataset = flags.DEFINE_string(
-        "dataset", "cifar10", "Task (dataset and target label) to train for. Known: cifar10.")
+    dataset = flags.DEFINE_string("dataset", "cifar10", "Task (dataset and target label) to train for. Known: cifar10.")
     source = flags.DEFINE_string(
-        "source", "embedded",
+        "source",
+        "embedded",
         "Where the images come from: embedded, npz or tfds. 'embedded' is the CIFAR-10 sample "
         "packaged with dapter_tf (3,500 training and 500 test images); 'npz' reads --train_npz and "
-        "--test_npz; 'tfds' reads tensorflow-datasets from --tfds_data_dir.")
+        "--test_npz; 'tfds' reads tensorflow-datasets from --tfds_data_dir.",
+    )
     train_npz = flags.DEFINE_string(
-        "train_npz", None, "With --source=npz: .npz with 'x' (uint8 N x H x W x 3) and 'y' (labels) to train on.")
-    test_npz = flags.DEFINE_string(
-        "test_npz", None, "With --source=npz: .npz of held-out images to measure on.")
+        "train_npz", None, "With --source=npz: .npz with 'x' (uint8 N x H x W x 3) and 'y' (labels) to train on."
+    )
+    test_npz = flags.DEFINE_string("test_npz", None, "With --source=npz: .npz of held-out images to measure on.")
     tfds_data_dir = flags.DEFINE_string(
-        "tfds_data_dir", None, "With --source=tfds: tfds's data directory (tfds's default if unset).")
+        "tfds_data_dir", None, "With --source=tfds: tfds's data directory (tfds's default if unset)."
+    )
     download = flags.DEFINE_bool(
-        "download", False, "With --source=tfds: let tfds download the dataset (needs network). Off, a "
-        "dataset that is not prepared fails at once.")
+        "download",
+        False,
+        "With --source=tfds: let tfds download the dataset (needs network). Off, a "
+        "dataset that is not prepared fails at once.",
+    )
     max_train = flags.DEFINE_integer(
-        "max_train", 0, "Use at most this many training images, after a seeded shuffle (0: all).")
+        "max_train", 0, "Use at most this many training images, after a seeded shuffle (0: all)."
+    )
     max_test = flags.DEFINE_integer(
-        "max_test", 0, "Use at most this many test images, after a seeded shuffle (0: all).")
+        "max_test", 0, "Use at most this many test images, after a seeded shuffle (0: all)."
+    )
 
     def build():
         from dapter_tf.data import DataConfig  # Imports TensorFlow: only once flags are parsed.
 
         return DataConfig(
-            dataset=dataset.value, source=source.value, train_npz=train_npz.value,
-            test_npz=test_npz.value, tfds_data_dir=tfds_data_dir.value, download=download.value,
-            max_train=max_train.value, max_test=max_test.value)
+            dataset=dataset.value,
+            source=source.value,
+            train_npz=train_npz.value,
+            test_npz=test_npz.value,
+            tfds_data_dir=tfds_data_dir.value,
+            download=download.value,
+            max_train=max_train.value,
+            max_test=max_test.value,
+        )
 
     return build
 
@@ -51,17 +64,26 @@ def define_training_flags(*, epochs: int, batch_size: int, learning_rate: float)
     holders = {
         "epochs": flags.DEFINE_integer("epochs", epochs, "Passes over the training images (>= 1)."),
         "batch_size": flags.DEFINE_integer(
-            "batch_size", batch_size, "Global batch size; under --strategy=mirrored it is split evenly "
-            "across replicas, so it must be a multiple of their number."),
+            "batch_size",
+            batch_size,
+            "Global batch size; under --strategy=mirrored it is split evenly "
+            "across replicas, so it must be a multiple of their number.",
+        ),
         "learning_rate": flags.DEFINE_float("learning_rate", learning_rate, "Adam's learning rate (> 0)."),
         "seed": flags.DEFINE_integer("seed", 0, "Seeds weight initialisation, data order and shuffling."),
         "strategy": flags.DEFINE_string(
-            "strategy", "default", "tf.distribute strategy: 'default' (one device) or 'mirrored' "
-            "(synchronous data parallelism over all local GPUs, or all logical CPUs without GPUs)."),
+            "strategy",
+            "default",
+            "tf.distribute strategy: 'default' (one device) or 'mirrored' "
+            "(synchronous data parallelism over all local GPUs, or all logical CPUs without GPUs).",
+        ),
         "augment": flags.DEFINE_bool("augment", True, "Random flips and 4-pixel shifts of training images."),
         "checkpoint_every_steps": flags.DEFINE_integer(
-            "checkpoint_every_steps", 200, "Save a checkpoint this often, and at every epoch's end; "
-            "a rerun with the same --workdir resumes from the last one."),
+            "checkpoint_every_steps",
+            200,
+            "Save a checkpoint this often, and at every epoch's end; "
+            "a rerun with the same --workdir resumes from the last one.",
+        ),
     }
     return lambda: {k: v.value for k, v in holders.items()}
 

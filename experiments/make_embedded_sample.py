@@ -12,11 +12,11 @@ import numpy as np
 from absl import app, flags
 
 _SHARED_CIFAR10 = flags.DEFINE_string(
-    "shared_cifar10", "../shared/data/cifar10", "Folder holding train_20k.npz and test.npz.")
+    "shared_cifar10", "../shared/data/cifar10", "Folder holding train_20k.npz and test.npz."
+)
 _TRAIN_PER_CLASS = flags.DEFINE_integer("train_per_class", 350, "Training images taken per class.")
 _TEST_PER_CLASS = flags.DEFINE_integer("test_per_class", 50, "Test images taken per class.")
-_OUTPUT = flags.DEFINE_string(
-    "output", "dapter_tf/assets/cifar10_sample.npz", "Where to write the sample.")
+_OUTPUT = flags.DEFINE_string("output", "dapter_tf/assets/cifar10_sample.npz", "Where to write the sample.")
 
 
 def _first_per_class(path, per_class):
@@ -30,19 +30,28 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     x_train, y_train, names, f_train = _first_per_class(
-        os.path.join(_SHARED_CIFAR10.value, "train_20k.npz"), _TRAIN_PER_CLASS.value)
-    x_test, y_test, _, f_test = _first_per_class(
-        os.path.join(_SHARED_CIFAR10.value, "test.npz"), _TEST_PER_CLASS.value)
-    arrays = dict(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test, class_names=names,
-                  source_file_train=f_train, source_file_test=f_test)
+        os.path.join(_SHARED_CIFAR10.value, "train_20k.npz"), _TRAIN_PER_CLASS.value
+    )
+    x_test, y_test, _, f_test = _first_per_class(os.path.join(_SHARED_CIFAR10.value, "test.npz"), _TEST_PER_CLASS.value)
+    arrays = dict(
+        x_train=x_train,
+        y_train=y_train,
+        x_test=x_test,
+        y_test=y_test,
+        class_names=names,
+        source_file_train=f_train,
+        source_file_test=f_test,
+    )
     tmp = _OUTPUT.value + ".tmp"
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_LZMA) as archive:
         for key, value in arrays.items():
             with archive.open(f"{key}.npy", "w") as f:
                 np.lib.format.write_array(f, np.asarray(value), allow_pickle=False)
     os.replace(tmp, _OUTPUT.value)
-    print(f"wrote {_OUTPUT.value}: {len(x_train)} train + {len(x_test)} test images, "
-          f"{os.path.getsize(_OUTPUT.value) / 1e6:.2f} MB")
+    print(
+        f"wrote {_OUTPUT.value}: {len(x_train)} train + {len(x_test)} test images, "
+        f"{os.path.getsize(_OUTPUT.value) / 1e6:.2f} MB"
+    )
 
 
 if __name__ == "__main__":

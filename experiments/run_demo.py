@@ -41,11 +41,13 @@ def main():
     workdir = _WORKDIR.value
     data_config = _build_data()
     common = dict(data=data_config, batch_size=_BATCH_SIZE.value, seed=_SEED.value, strategy=_STRATEGY.value)
-    target_config = train.TargetConfig(model=_TARGET_MODEL.value, width=_TARGET_WIDTH.value,
-                                       epochs=_TARGET_EPOCHS.value, **common)
+    target_config = train.TargetConfig(
+        model=_TARGET_MODEL.value, width=_TARGET_WIDTH.value, epochs=_TARGET_EPOCHS.value, **common
+    )
     target_path = os.path.join(workdir, "target", train.TARGET_FILE)
-    dapter_config = train.DapterConfig(target_path=target_path, lambda_=_LAMBDA.value,
-                                       epochs=_DAPTER_EPOCHS.value, **common)
+    dapter_config = train.DapterConfig(
+        target_path=target_path, lambda_=_LAMBDA.value, epochs=_DAPTER_EPOCHS.value, **common
+    )
     task, train_set, test_set = data.load_data(data_config, seed=_SEED.value)
 
     print(f"[1/4] training the target {target_config.model} on {len(train_set)} images", flush=True)
@@ -57,17 +59,26 @@ def main():
     target = classifier.load_target(target_path)
     test_labels = test_set.labels[task.target_label]
     export = export_tflite_lib.export_converter(
-        converter, target, os.path.join(workdir, "export"), train_set.images, test_set.images,
-        test_labels, _CALIBRATION_STEPS.value)
+        converter,
+        target,
+        os.path.join(workdir, "export"),
+        train_set.images,
+        test_set.images,
+        test_labels,
+        _CALIBRATION_STEPS.value,
+    )
     print("[4/4] writing the report", flush=True)
     results["target_test_accuracy_after_training"] = target_results["test_accuracy"]
-    grid_images = test_set.images[:report.GRID_IMAGES]
-    report.write_report(workdir, dapter_config, results, grid_images,
-                        evaluate.convert_images(converter, grid_images), export)
+    grid_images = test_set.images[: report.GRID_IMAGES]
+    report.write_report(
+        workdir, dapter_config, results, grid_images, evaluate.convert_images(converter, grid_images), export
+    )
     print(report.one_line_summary(results))
     for mode, e in export["files"].items():
-        print(f"{mode}: {e['path']} ({e['bytes']} bytes, max pixel diff {e['max_pixel_diff']}, "
-              f"accuracy {e['accuracy_tflite']:.4f})")
+        print(
+            f"{mode}: {e['path']} ({e['bytes']} bytes, max pixel diff {e['max_pixel_diff']}, "
+            f"accuracy {e['accuracy_tflite']:.4f})"
+        )
     print(f"report: {os.path.join(workdir, 'report.md')}")
 
 

@@ -14,11 +14,14 @@ _build_data = flags_lib.define_data_flags()
 _training = flags_lib.define_training_flags(epochs=10, batch_size=128, learning_rate=1e-3)
 _MODEL = flags.DEFINE_string("model", "resnet18", "Target architecture: lenet or resnet18.")
 _WIDTH = flags.DEFINE_integer(
-    "width", None, "Width of the target (ResNet18: first-stage filters, 64 in the paper; LeNet: first "
-    "convolution's filters, 6). Unset: the architecture's default.")
+    "width",
+    None,
+    "Width of the target (ResNet18: first-stage filters, 64 in the paper; LeNet: first "
+    "convolution's filters, 6). Unset: the architecture's default.",
+)
 _WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Folder for config.json, checkpoints/, tb/, target.keras and results.json.",
-    required=True)
+    "workdir", None, "Folder for config.json, checkpoints/, tb/, target.keras and results.json.", required=True
+)
 
 # The shared flags are this binary's own to its users: list them in --helpshort too.
 flags.adopt_module_key_flags(flags_lib)
@@ -30,8 +33,10 @@ def main():
     config = train.TargetConfig(data=_build_data(), model=_MODEL.value, width=_WIDTH.value, **_training())
     task, train_set, test_set = data.load_data(config.data, seed=config.seed)
     results = train.train_target(config, task, train_set, test_set, _WORKDIR.value)
-    print(f"target {config.model}: test accuracy {results['test_accuracy']:.4f}; "
-          f"saved {_WORKDIR.value}/{train.TARGET_FILE}")
+    print(
+        f"target {config.model}: test accuracy {results['test_accuracy']:.4f}; "
+        f"saved {_WORKDIR.value}/{train.TARGET_FILE}"
+    )
 
 
 def run():

@@ -32,8 +32,9 @@ def _representative_dataset(images: np.ndarray, steps: int):
     return generate
 
 
-def convert_to_tflite(converter: keras.Model, mode: str, image_size, calibration_images=None,
-                      calibration_steps: int = 100) -> bytes:
+def convert_to_tflite(
+    converter: keras.Model, mode: str, image_size, calibration_images=None, calibration_steps: int = 100
+) -> bytes:
     """Converts ``converter`` to a ``.tflite`` flatbuffer.
 
     Args:
@@ -77,7 +78,7 @@ def run_tflite(model_bytes: bytes, images: np.ndarray, batch_size: int = 100) ->
     inp = interpreter.get_input_details()[0]
     out = []
     for start in range(0, len(images), batch_size):
-        batch = images[start:start + batch_size]
+        batch = images[start : start + batch_size]
         interpreter.resize_tensor_input(inp["index"], batch.shape)
         interpreter.allocate_tensors()
         inp = interpreter.get_input_details()[0]
@@ -97,8 +98,9 @@ def run_tflite(model_bytes: bytes, images: np.ndarray, batch_size: int = 100) ->
     return np.concatenate(out)
 
 
-def check_parity(model_bytes: bytes, keras_converted: np.ndarray, target: keras.Model,
-                 images: np.ndarray, labels: np.ndarray) -> dict:
+def check_parity(
+    model_bytes: bytes, keras_converted: np.ndarray, target: keras.Model, images: np.ndarray, labels: np.ndarray
+) -> dict:
     """Compares a ``.tflite`` converter with the Keras converter on real images.
 
     Args:
@@ -128,9 +130,15 @@ def check_parity(model_bytes: bytes, keras_converted: np.ndarray, target: keras.
     }
 
 
-def export_converter(converter: keras.Model, target: keras.Model, output_dir: str,
-                     calibration_images: np.ndarray, test_images: np.ndarray, test_labels: np.ndarray,
-                     calibration_steps: int = 100) -> dict:
+def export_converter(
+    converter: keras.Model,
+    target: keras.Model,
+    output_dir: str,
+    calibration_images: np.ndarray,
+    test_images: np.ndarray,
+    test_labels: np.ndarray,
+    calibration_steps: int = 100,
+) -> dict:
     """Writes ``converter_float32.tflite`` and ``converter_int8.tflite`` and checks both.
 
     Args:
@@ -158,8 +166,11 @@ def export_converter(converter: keras.Model, target: keras.Model, output_dir: st
         with open(f"{path}.tmp", "wb") as f:
             f.write(model_bytes)
         os.replace(f"{path}.tmp", path)
-        files[mode] = {"path": path, "bytes": len(model_bytes),
-                       **check_parity(model_bytes, keras_converted, target, test_images, test_labels)}
+        files[mode] = {
+            "path": path,
+            "bytes": len(model_bytes),
+            **check_parity(model_bytes, keras_converted, target, test_images, test_labels),
+        }
     result = {
         "image_size": list(image_size),
         "calibration_steps": int(min(calibration_steps, len(calibration_images))),

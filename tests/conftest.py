@@ -65,5 +65,6 @@ def save_npz(path: Path, x, y=None) -> str:
 
 def run_binary(module: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """Runs ``python -m module args`` from the repository root, the way a user runs a binary."""
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )

@@ -9,7 +9,6 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import REPO, run_binary, save_npz
 
 
@@ -34,29 +33,41 @@ def bad_files(tmp_path_factory):
     }
 
 
-@pytest.mark.parametrize("which, message", [
-    ("missing", "data file not found"),
-    ("corrupt", "not a readable .npz file"),
-    ("rank3", "must have rank 4"),
-    ("gray", "must have 3 (RGB) channels"),
-    ("float", "must be uint8"),
-    ("empty", "the dataset is empty"),
-])
+@pytest.mark.parametrize(
+    "which, message",
+    [
+        ("missing", "data file not found"),
+        ("corrupt", "not a readable .npz file"),
+        ("rank3", "must have rank 4"),
+        ("gray", "must have 3 (RGB) channels"),
+        ("float", "must be uint8"),
+        ("empty", "the dataset is empty"),
+    ],
+)
 def test_bad_data_files_get_one_line_and_nothing_written(bad_files, tmp_path, which, message):
     workdir = tmp_path / "run"
-    proc = run_binary("experiments.train_target", "--source=npz", f"--train_npz={bad_files[which]}",
-                      f"--test_npz={bad_files[which]}", f"--workdir={workdir}")
+    proc = run_binary(
+        "experiments.train_target",
+        "--source=npz",
+        f"--train_npz={bad_files[which]}",
+        f"--test_npz={bad_files[which]}",
+        f"--workdir={workdir}",
+    )
     _assert_one_error_line(proc, message)
     assert not workdir.exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--lambda_=1.5"], "lambda must lie in [0, 1]"),
-    (["--lambda_=-0.1"], "lambda must lie in [0, 1]"),
-    (["--dataset=imagenet99"], "unknown dataset 'imagenet99'"),
-    (["--target=/nonexistent/target.keras"], "target model file not found"),
-    (["--source=tfds", "--tfds_data_dir={tmp}"], "tfds dataset 'cifar10' is not prepared"),
-], ids=["lambda_high", "lambda_low", "unknown_dataset", "missing_target", "tfds_offline"])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--lambda_=1.5"], "lambda must lie in [0, 1]"),
+        (["--lambda_=-0.1"], "lambda must lie in [0, 1]"),
+        (["--dataset=imagenet99"], "unknown dataset 'imagenet99'"),
+        (["--target=/nonexistent/target.keras"], "target model file not found"),
+        (["--source=tfds", "--tfds_data_dir={tmp}"], "tfds dataset 'cifar10' is not prepared"),
+    ],
+    ids=["lambda_high", "lambda_low", "unknown_dataset", "missing_target", "tfds_offline"],
+)
 def test_bad_flags_of_train_dapter(tiny_target_path, tmp_path, args, message):
     args = [a.replace("{tmp}", str(tmp_path / "tfds")) for a in args]
     workdir = tmp_path / "run"
@@ -73,16 +84,35 @@ def test_unknown_target_model_name(tmp_path):
 def test_help_explains_every_flag():
     proc = run_binary("experiments.train_dapter", "--helpshort")  # absl exits 1 after help.
     assert "Trains a DAPter converter on L_dap" in proc.stdout
-    for flag in ("--lambda_", "--target", "--epochs", "--batch_size", "--learning_rate", "--workdir",
-                 "--seed", "--strategy", "--dataset", "--source"):
+    for flag in (
+        "--lambda_",
+        "--target",
+        "--epochs",
+        "--batch_size",
+        "--learning_rate",
+        "--workdir",
+        "--seed",
+        "--strategy",
+        "--dataset",
+        "--source",
+    ):
         assert flag in proc.stdout
 
 
 def test_sigkill_then_rerun_resumes_from_the_last_checkpoint(tiny_target_path, tmp_path):
     workdir = tmp_path / "run"
-    args = [sys.executable, "-m", "experiments.train_dapter", f"--target={tiny_target_path}",
-            f"--workdir={workdir}", "--epochs=3", "--batch_size=32", "--filters=8,16,16",
-            "--checkpoint_every_steps=5", "--eval_images=50"]
+    args = [
+        sys.executable,
+        "-m",
+        "experiments.train_dapter",
+        f"--target={tiny_target_path}",
+        f"--workdir={workdir}",
+        "--epochs=3",
+        "--batch_size=32",
+        "--filters=8,16,16",
+        "--checkpoint_every_steps=5",
+        "--eval_images=50",
+    ]
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     index = workdir / "checkpoints" / "checkpoint"
     deadline = time.monotonic() + 240
@@ -103,16 +133,28 @@ def test_sigkill_then_rerun_resumes_from_the_last_checkpoint(tiny_target_path, t
 
 def test_demo_writes_report_grid_and_two_tflite_files(tmp_path):
     workdir = tmp_path / "demo"
-    proc = run_binary("experiments.run_demo", f"--workdir={workdir}", "--max_train=256", "--max_test=64",
-                      "--target_model=lenet", "--target_epochs=1", "--dapter_epochs=1",
-                      "--calibration_steps=5", timeout=600)
+    proc = run_binary(
+        "experiments.run_demo",
+        f"--workdir={workdir}",
+        "--max_train=256",
+        "--max_test=64",
+        "--target_model=lenet",
+        "--target_epochs=1",
+        "--dapter_epochs=1",
+        "--calibration_steps=5",
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
-    for name in ("report.md", "report.json", "grid.png", "export/converter_float32.tflite",
-                 "export/converter_int8.tflite"):
+    for name in (
+        "report.md",
+        "report.json",
+        "grid.png",
+        "export/converter_float32.tflite",
+        "export/converter_int8.tflite",
+    ):
         assert (workdir / name).is_file(), name
     report = json.loads((workdir / "report.json").read_text())
-    for key in ("accuracy_original", "accuracy_converted", "entropy_original", "entropy_converted",
-                "bandwidth_ratio"):
+    for key in ("accuracy_original", "accuracy_converted", "entropy_original", "entropy_converted", "bandwidth_ratio"):
         assert key in report["results"]
     assert report["export"]["files"]["int8"]["bytes"] < report["export"]["files"]["float32"]["bytes"]
     assert "| target accuracy |" in (workdir / "report.md").read_text()

@@ -14,8 +14,8 @@ def test_targets_give_one_logit_per_class(name, width):
 
 def test_resnet18_has_eighteen_weight_layers_on_its_main_path():
     model = classifier.build_target("resnet18", (32, 32, 3), 10, width=4)
-    convs = [l for l in model.layers if l.__class__.__name__ == "Conv2D" and not l.name.endswith("_proj")]
-    dense = [l for l in model.layers if l.__class__.__name__ == "Dense"]
+    convs = [c for c in model.layers if c.__class__.__name__ == "Conv2D" and not c.name.endswith("_proj")]
+    dense = [d for d in model.layers if d.__class__.__name__ == "Dense"]
     assert len(convs) + len(dense) == 18
 
 

@@ -4,8 +4,8 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import save_npz
+
 from dapter_tf import DapterError, data
 from dapter_tf.tasks import CIFAR10_CLASS_NAMES, get_task
 
@@ -18,6 +18,7 @@ def test_embedded_sample_is_real_balanced_cifar10(embedded):
     np.testing.assert_array_equal(np.bincount(test.labels["label"]), [50] * 10)
     # Real photographs, not noise or constants: CIFAR-10 images carry 18-23 bits of entropy.
     from dapter_tf.metrics import image_entropy
+
     assert 15 < image_entropy(test.images).mean() < 23.5
 
 
@@ -38,8 +39,9 @@ def test_shared_cifar10_test_set_loads_with_known_rows(cifar10_test_npz):
 
 
 def test_load_data_shuffles_and_caps(cifar10_test_npz):
-    config = data.DataConfig(source="npz", train_npz=str(cifar10_test_npz), test_npz=str(cifar10_test_npz),
-                             max_train=200, max_test=50)
+    config = data.DataConfig(
+        source="npz", train_npz=str(cifar10_test_npz), test_npz=str(cifar10_test_npz), max_train=200, max_test=50
+    )
     task, train, test = data.load_data(config, seed=3)
     assert task.num_classes == 10 and len(train) == 200 and len(test) == 50
     assert len(np.unique(train.labels["label"])) == 10  # Shuffled: not all from the first class.
@@ -65,13 +67,17 @@ def _rgb(n=4, size=32, dtype=np.uint8):
     return np.zeros((n, size, size, 3), dtype)
 
 
-@pytest.mark.parametrize("x, message", [
-    (np.zeros((4, 32, 32), np.uint8), "must have rank 4"),
-    (np.zeros((4, 32, 32, 1), np.uint8), "must have 3 \\(RGB\\) channels"),
-    (np.zeros((4, 32, 32, 4), np.uint8), "must have 3 \\(RGB\\) channels"),
-    (np.zeros((4, 32, 32, 3), np.float32), "must be uint8"),
-    (np.zeros((0, 32, 32, 3), np.uint8), "the dataset is empty"),
-], ids=["rank3", "gray", "rgba", "float32", "empty"])
+@pytest.mark.parametrize(
+    "x, message",
+    [
+        (np.zeros((4, 32, 32), np.uint8), "must have rank 4"),
+        (np.zeros((4, 32, 32, 1), np.uint8), "must have 3 \\(RGB\\) channels"),
+        (np.zeros((4, 32, 32, 4), np.uint8), "must have 3 \\(RGB\\) channels"),
+        (np.zeros((4, 32, 32, 3), np.float32), "must be uint8"),
+        (np.zeros((0, 32, 32, 3), np.uint8), "the dataset is empty"),
+    ],
+    ids=["rank3", "gray", "rgba", "float32", "empty"],
+)
 def test_bad_image_arrays_are_rejected(tmp_path, x, message):
     path = save_npz(tmp_path / "bad.npz", x, np.zeros(len(x), np.int64))
     with pytest.raises(DapterError, match=message):

@@ -21,8 +21,14 @@ def exported(converter, embedded, tiny_target_path, tmp_path_factory):
     target = classifier.load_target(tiny_target_path)
     out = tmp_path_factory.mktemp("export")
     result = export_tflite_lib.export_converter(
-        converter, target, str(out), train_set.images, test_set.images[:100],
-        test_set.labels["label"][:100], calibration_steps=5)
+        converter,
+        target,
+        str(out),
+        train_set.images,
+        test_set.images[:100],
+        test_set.labels["label"][:100],
+        calibration_steps=5,
+    )
     return result
 
 

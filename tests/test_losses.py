@@ -13,7 +13,8 @@ BLACK_WHITE = np.array([[[[0, 0, 0], [1, 1, 1]], [[1, 1, 1], [0, 0, 0]]]], np.fl
 
 
 def test_entropy_loss_of_the_reference_image_is_zero():
-    assert float(losses.entropy_reduction_loss(np.full((1, 2, 2, 3), 128 / 255, np.float32))[0]) == pytest.approx(0.0, abs=1e-7)
+    gray = np.full((1, 2, 2, 3), 128 / 255, np.float32)
+    assert float(losses.entropy_reduction_loss(gray)[0]) == pytest.approx(0.0, abs=1e-7)
 
 
 def test_entropy_loss_of_black_and_white_is_one_half():

@@ -14,8 +14,7 @@ def converter():
     return build_converter((4, 8, 8))
 
 
-@pytest.mark.parametrize("height, width", [(32, 32), (64, 64), (224, 224), (32, 96)],
-                         ids=["32", "64", "224", "32x96"])
+@pytest.mark.parametrize("height, width", [(32, 32), (64, 64), (224, 224), (32, 96)], ids=["32", "64", "224", "32x96"])
 def test_output_has_the_input_shape_and_pixel_range(converter, height, width):
     images = np.random.default_rng(0).random((2, height, width, 3), dtype=np.float32)
     out = np.asarray(converter(images))
@@ -24,9 +23,10 @@ def test_output_has_the_input_shape_and_pixel_range(converter, height, width):
 
 
 def test_eight_convolution_layers(converter):
-    convs = [l for l in converter.layers if isinstance(l, (keras.layers.Conv2D, keras.layers.Conv2DTranspose))]
+    conv_types = (keras.layers.Conv2D, keras.layers.Conv2DTranspose)
+    convs = [layer for layer in converter.layers if isinstance(layer, conv_types)]
     assert len(convs) == 8
-    assert [l.strides for l in convs] == [(1, 1)] * 3 + [(2, 2)] * 4 + [(1, 1)]
+    assert [c.strides for c in convs] == [(1, 1)] * 3 + [(2, 2)] * 4 + [(1, 1)]
 
 
 def test_copy_connection_joins_layer_3_output_to_layer_8_input(converter):

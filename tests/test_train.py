@@ -22,8 +22,16 @@ def _small(embedded, n_train=128, n_test=32):
 
 
 def _dapter_config(target_path=None, **overrides):
-    defaults = dict(data=DataConfig(), target_path=target_path, filters=(4, 8, 8), epochs=1, batch_size=32,
-                    eval_images=32, augment=False, checkpoint_every_steps=2)
+    defaults = dict(
+        data=DataConfig(),
+        target_path=target_path,
+        filters=(4, 8, 8),
+        epochs=1,
+        batch_size=32,
+        eval_images=32,
+        augment=False,
+        checkpoint_every_steps=2,
+    )
     defaults.update(overrides)
     return train.DapterConfig(**defaults)
 
@@ -63,8 +71,9 @@ def test_train_dapter_end_to_end_leaves_the_target_file_alone(embedded, tiny_tar
 
 def test_mirrored_strategy_runs_two_replicas(embedded, tiny_target_path, tmp_path):
     train_set, test_set = _small(embedded)
-    results = train.train_dapter(_dapter_config(tiny_target_path, strategy="mirrored"), TASK,
-                                 train_set, test_set, str(tmp_path))
+    results = train.train_dapter(
+        _dapter_config(tiny_target_path, strategy="mirrored"), TASK, train_set, test_set, str(tmp_path)
+    )
     assert results["replicas"] == 2
     assert np.isfinite(results["train/L_dap"])
 
@@ -79,11 +88,13 @@ def test_mirrored_target_training_runs_two_replicas(embedded, tmp_path):
 
 def test_resumed_run_equals_an_uninterrupted_one(embedded, tiny_target_path, tmp_path):
     train_set, test_set = _small(embedded)
-    straight = train.train_dapter(_dapter_config(tiny_target_path, epochs=2), TASK, train_set, test_set,
-                                  str(tmp_path / "straight"))
+    straight = train.train_dapter(
+        _dapter_config(tiny_target_path, epochs=2), TASK, train_set, test_set, str(tmp_path / "straight")
+    )
     train.train_dapter(_dapter_config(tiny_target_path, epochs=1), TASK, train_set, test_set, str(tmp_path / "split"))
-    resumed = train.train_dapter(_dapter_config(tiny_target_path, epochs=2), TASK, train_set, test_set,
-                                 str(tmp_path / "split"))
+    resumed = train.train_dapter(
+        _dapter_config(tiny_target_path, epochs=2), TASK, train_set, test_set, str(tmp_path / "split")
+    )
     assert resumed["resumed_from_step"] == 4 and resumed["steps"] == 8 == straight["steps"]
     a = train.load_converter(str(tmp_path / "straight")).get_weights()
     b = train.load_converter(str(tmp_path / "split")).get_weights()
@@ -114,14 +125,17 @@ def test_target_with_the_wrong_number_of_classes(embedded, tmp_path):
     assert not os.path.exists(tmp_path / "w")  # Nothing written for a run that cannot start.
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("epochs", 0, "epochs must be >= 1"),
-    ("batch_size", 0, "batch_size must be >= 1"),
-    ("learning_rate", 0.0, "learning_rate must be > 0"),
-    ("strategy", "tpu_pod", "unknown strategy 'tpu_pod'"),
-    ("lambda_", 1.5, "lambda must lie in \\[0, 1\\]"),
-    ("target_path", "", "a target model is needed"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("epochs", 0, "epochs must be >= 1"),
+        ("batch_size", 0, "batch_size must be >= 1"),
+        ("learning_rate", 0.0, "learning_rate must be > 0"),
+        ("strategy", "tpu_pod", "unknown strategy 'tpu_pod'"),
+        ("lambda_", 1.5, "lambda must lie in \\[0, 1\\]"),
+        ("target_path", "", "a target model is needed"),
+    ],
+)
 def test_dapter_config_validates(field, value, message):
     with pytest.raises(DapterError, match=message):
         _dapter_config(**{"target_path": "t.keras", field: value})
