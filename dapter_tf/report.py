@@ -34,11 +34,15 @@ def save_grid(path: str, originals: np.ndarray, converted: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
+def _change(drop_points: float) -> str:
+    return f"{drop_points:.2f} points lost" if drop_points >= 0 else f"{-drop_points:.2f} points gained"
+
+
 def one_line_summary(results: dict) -> str:
     """The headline of a run: accuracy and entropy before and after conversion, and bandwidth."""
     line = (
         f"target accuracy {results['accuracy_original']:.4f} -> {results['accuracy_converted']:.4f} "
-        f"({results['accuracy_drop_points']:+.2f} points lost); mean entropy "
+        f"({_change(results['accuracy_drop_points'])}); mean entropy "
         f"{results['entropy_original']:.2f} -> {results['entropy_converted']:.2f} bits "
         f"({100 * results['entropy_ratio']:.1f} %)"
     )
@@ -58,7 +62,7 @@ def _markdown(config, results: dict, export: dict | None) -> str:
         "| measure | original | converted |",
         "|---|---|---|",
         f"| target accuracy | {r['accuracy_original']:.4f} | {r['accuracy_converted']:.4f} "
-        f"({r['accuracy_drop_points']:+.2f} points lost) |",
+        f"({_change(r['accuracy_drop_points'])}) |",
         f"| mean image entropy (bits, §4.1) | {r['entropy_original']:.3f} | {r['entropy_converted']:.3f} "
         f"({100 * r['entropy_ratio']:.1f} %) |",
         f"| PNG bytes | {r['png_bytes_original']} | {r['png_bytes_converted']} "
