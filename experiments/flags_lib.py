@@ -116,14 +116,16 @@ def run(main):
     def guarded(argv):
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        if not flags.FLAGS["verbosity"].present:
+            # TensorFlow logs INFO lines at every checkpoint and export; a user needs warnings and
+            # errors (--verbosity=0 brings the INFO lines back).
+            logging.set_verbosity(logging.WARNING)
         tf = _import_tensorflow_quietly()
-        tf.get_logger().setLevel("WARNING")
+        tf.get_logger().setLevel(logging.get_absl_logger().level)
         try:
             main()
         except DapterError as e:
             sys.stderr.write(f"error: {e}\n")
             sys.exit(1)
 
-    # TensorFlow logs INFO lines at every checkpoint; warnings and errors are what a user needs.
-    flags.FLAGS.set_default("verbosity", logging.WARNING)
     app.run(guarded)

@@ -6,7 +6,10 @@ with a Keras 3 model silently drops them: see ../shared/DESIGN.md), and every fi
 real images before it is trusted.
 """
 
+import contextlib
+import io
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -55,7 +58,9 @@ def convert_to_tflite(
     """
     if mode not in MODES:
         raise ValueError(f"unknown quantization mode {mode!r}; choose one of: {', '.join(MODES)}")
-    lite = tf.lite.TFLiteConverter.from_keras_model(fix_input_shape(converter, *image_size))
+    # Keras 3 prints the exported signature to stdout while converting; keep the user's output clean.
+    with contextlib.redirect_stdout(io.StringIO()):
+        lite = tf.lite.TFLiteConverter.from_keras_model(fix_input_shape(converter, *image_size))
     if mode == "int8":
         if calibration_images is None or len(calibration_images) == 0 or calibration_steps < 1:
             raise ValueError("int8 quantization needs real calibration images and calibration_steps >= 1")
@@ -64,7 +69,11 @@ def convert_to_tflite(
         lite.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         lite.inference_input_type = tf.uint8
         lite.inference_output_type = tf.uint8
-    return lite.convert()
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        # With uint8 input the converter warns that it got no input statistics; it derives them
+        # from the calibration images, and the input scale comes out 1/255 (tested).
+        warnings.filterwarnings("ignore", "Statistics for quantized inputs were expected")
+        return lite.convert()
 
 
 def run_tflite(model_bytes: bytes, images: np.ndarray, batch_size: int = 100) -> np.ndarray:
