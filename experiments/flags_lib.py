@@ -69,7 +69,12 @@ def define_training_flags(*, epochs: int, batch_size: int, learning_rate: float)
             "Global batch size; under --strategy=mirrored it is split evenly "
             "across replicas, so it must be a multiple of their number.",
         ),
-        "learning_rate": flags.DEFINE_float("learning_rate", learning_rate, "Adam's learning rate (> 0)."),
+        "learning_rate": flags.DEFINE_float(
+            "learning_rate",
+            learning_rate,
+            "Adam's learning rate (> 0). Target training decays it to 0 over the run (cosine); converter "
+            "training keeps it constant.",
+        ),
         "seed": flags.DEFINE_integer("seed", 0, "Seeds weight initialisation, data order and shuffling."),
         "strategy": flags.DEFINE_string(
             "strategy",
