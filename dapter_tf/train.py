@@ -342,7 +342,13 @@ def train_target(config: TargetConfig, task: Task, train_set: ImageSet, test_set
         "model": config.model,
         "replicas": int(strategy.num_replicas_in_sync),
         "parameters": int(model.count_params()),
-        "test_accuracy": evaluate.target_accuracy(model, test_set.images, test_labels),
+        # The last epoch's evaluation already measured the final model on the whole test set; a
+        # rerun of a finished run trains no epoch and so measures it here.
+        "test_accuracy": (
+            loop["eval/accuracy"]
+            if "eval/accuracy" in loop
+            else evaluate.target_accuracy(model, test_set.images, test_labels)
+        ),
         "train_seconds": time.time() - start,
         **loop,
     }
@@ -391,20 +397,19 @@ def train_dapter(config: DapterConfig, task: Task, train_set: ImageSet, test_set
     Returns:
         Results: the full test-set measurement of ``evaluate.evaluate_converter`` plus training info.
     """
-    target_probe = classifier.load_target(config.target_path)  # Fails fast on a bad file.
-    if target_probe.output_shape[-1] != task.num_classes:
-        raise DapterError(
-            f"{config.target_path} has {target_probe.output_shape[-1]} outputs but task {task.name!r} "
-            f"has {task.num_classes} classes"
-        )
-    del target_probe
     strategy = build_strategy(config.strategy)
     _check_batches(config, len(train_set), strategy)
+    with strategy.scope():
+        target = classifier.load_target(config.target_path)  # Fails fast, before the workdir exists.
+    if target.output_shape[-1] != task.num_classes:
+        raise DapterError(
+            f"{config.target_path} has {target.output_shape[-1]} outputs but task {task.name!r} "
+            f"has {task.num_classes} classes"
+        )
     prepare_workdir(workdir, config)
     keras.utils.set_random_seed(config.seed)
     labels = train_set.labels[task.target_label]
     with strategy.scope():
-        target = classifier.load_target(config.target_path)
         converter = build_converter(config.filters)
         optimizer = keras.optimizers.Adam(config.learning_rate)
         optimizer.build(converter.trainable_variables)
