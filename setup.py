@@ -10,7 +10,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["dapter_tf", "dapter_tf.*", "experiments", "export"]),
-    package_data={"dapter_tf": ["assets/*.npz", "assets/*.md"]},
+    package_data={"dapter_tf": ["assets/*.npz", "assets/*.md", "synsets/*.tsv"]},
     install_requires=[
         "tensorflow-cpu==2.21.0; platform_machine == 'x86_64'",
         "tensorflow==2.21.0; platform_machine != 'x86_64'",
@@ -23,6 +23,7 @@ setup(
         "pillow==13.0.0",
         "absl-py==2.5.1",
         "ai-edge-litert==2.3.0",
+        "matplotlib==3.11.2",
     ],
     extras_require={"test": ["pytest==9.2.0"]},
     entry_points={
@@ -31,6 +32,8 @@ setup(
             "dapter-train-target=experiments.train_target:run",
             "dapter-train-dapter=experiments.train_dapter:run",
             "dapter-export-tflite=export.export_tflite:run",
+            "dapter-lambda-sweep=experiments.lambda_sweep:run",
+            "dapter-tune-lambda=experiments.tune_lambda:run",
         ],
     },
 )

@@ -9,9 +9,9 @@ import numpy as np
 import tensorflow as tf
 
 from dapter_tf.errors import DapterError
-from dapter_tf.tasks import Task
+from dapter_tf.tasks import CIFAR10_SUPERCLASS, Task
 
-SOURCES = ("embedded", "npz", "tfds")
+SOURCES = ("embedded", "npz", "folder", "tfds")
 EMBEDDED_SAMPLE = "cifar10_sample.npz"
 
 
@@ -23,23 +23,33 @@ class ImageSet:
         images: uint8 array, N x H x W x 3, RGB.
         labels: label name -> int64 array of N labels (``"label"`` for single-label sets).
         source: Where the images came from, for reports.
+        names: The N images' file names, where they came from files (``None`` otherwise).
     """
 
     images: np.ndarray
     labels: dict
     source: str
+    names: np.ndarray | None = None
 
     def __len__(self):
         return len(self.images)
 
+    def select(self, index) -> "ImageSet":
+        """Returns the examples at ``index`` (a slice or an integer array), labels and names alike."""
+        names = None if self.names is None else self.names[index]
+        return ImageSet(self.images[index], {k: v[index] for k, v in self.labels.items()}, self.source, names)
+
     def take(self, n: int) -> "ImageSet":
         """Returns the first ``n`` examples (all of them if there are fewer)."""
-        return ImageSet(self.images[:n], {k: v[:n] for k, v in self.labels.items()}, self.source)
+        return self.select(slice(0, n))
+
+    def skip(self, n: int) -> "ImageSet":
+        """Returns all examples after the first ``n``."""
+        return self.select(slice(n, None))
 
     def shuffled(self, seed: int) -> "ImageSet":
         """Returns the examples in a seeded random order (the shared files are sorted by class)."""
-        order = np.random.default_rng(seed).permutation(len(self))
-        return ImageSet(self.images[order], {k: v[order] for k, v in self.labels.items()}, self.source)
+        return self.select(np.random.default_rng(seed).permutation(len(self)))
 
 
 def validate_images(images, where: str) -> np.ndarray:
@@ -123,17 +133,44 @@ def load_embedded(split: str) -> ImageSet:
     return ImageSet(validate_images(x, path), {"label": y.astype(np.int64)}, source=f"embedded:{split}")
 
 
-def load_tfds(name: str, split: str, data_dir: str | None = None, download: bool = False) -> ImageSet:
-    """Loads a tfds split into memory, never touching the network unless ``download`` is set.
+def _tfds_labels(task: Task, features: dict) -> dict:
+    """Maps a tfds example's features to the task's labels."""
+    if task.tfds_name == "celeb_a":
+        return {a: np.asarray(features["attributes"][a]).astype(np.int64) for a in task.label_classes}
+    if task.tfds_name == "cifar100":
+        return {"coarse_label": features["coarse_label"], "label": features["label"]}
+    return derive_labels(task, {"label": features["label"]})
+
+
+def load_tfds(
+    task: Task,
+    split: str,
+    data_dir: str | None = None,
+    download: bool = False,
+    manual_dir: str | None = None,
+    max_images: int = 0,
+) -> ImageSet:
+    """Loads a tfds split of ``task`` into memory, never touching the network unless ``download`` is set.
+
+    Args:
+        task: The task; its ``tfds_name`` names the dataset.
+        split: ``"train"`` or ``"test"``.
+        data_dir: tfds's data directory (tfds's default if ``None``).
+        download: Let tfds download and prepare the dataset (needs network).
+        manual_dir: Where tfds finds files it cannot download itself (e.g. CelebA's archives).
+        max_images: Read at most this many examples (0: all); they are the split's first ones.
 
     Raises:
-        DapterError: if tfds does not know ``name``, or the dataset is not prepared in ``data_dir``
-            and ``download`` is off. ``tfds.load`` with downloads allowed retries for minutes without
+        DapterError: if tfds does not know the dataset, or it is not prepared in ``data_dir`` and
+            ``download`` is off. ``tfds.load`` with downloads allowed retries for minutes without
             network, so the default fails at once instead.
     """
     import tensorflow_datasets as tfds  # Slow to import; only this source needs it.
     from absl import logging
 
+    name = task.tfds_name
+    if name is None:
+        raise DapterError(f"task {task.name!r} has no tfds dataset")
     # tfds warns about every missing version folder; the error below says it once, clearly.
     verbosity = logging.get_verbosity()
     logging.set_verbosity(logging.ERROR)
@@ -148,13 +185,29 @@ def load_tfds(name: str, split: str, data_dir: str | None = None, download: bool
         if not download:
             raise DapterError(
                 f"tfds dataset {name!r} is not prepared in {builder.data_dir_root}; it is not available "
-                f"offline: pass --download to fetch it (needs network), or use --source=npz"
+                f"offline: pass --download to fetch it (needs network), or use another --source"
             )
-        builder.download_and_prepare()
-    ds = builder.as_dataset(split=split, as_supervised=True, batch_size=-1)
-    x, y = tfds.as_numpy(ds)
-    validate_images(x, f"tfds:{name}:{split}")
-    return ImageSet(x, _validate_labels({"label": y}, len(x), name), source=f"tfds:{name}:{split}")
+        config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
+        builder.download_and_prepare(download_config=config)
+    ds = builder.as_dataset(split=split)
+    if max_images:
+        ds = ds.take(max_images)
+    images, labels = [], []
+    for example in tfds.as_numpy(ds):
+        images.append(example["image"])
+        labels.append(_tfds_labels(task, example))
+    where = f"tfds:{name}:{split}"
+    if not images:
+        raise DapterError(f"{where}: the split is empty")
+    merged = {k: np.array([row[k] for row in labels]) for k in labels[0]}
+    return ImageSet(task.prepare_images(images), _validate_labels(merged, len(images), where), source=where)
+
+
+def derive_labels(task: Task, labels: dict) -> dict:
+    """Adds the labels a task derives from CIFAR-10's class (the Cifar2:10 stand-in's superclass)."""
+    if task.name == "cifar2_10" and "superclass" not in labels:
+        labels = {**labels, "superclass": CIFAR10_SUPERCLASS[np.asarray(labels["label"])]}
+    return labels
 
 
 def load_split(
@@ -162,42 +215,69 @@ def load_split(
     source: str,
     split: str,
     npz_path: str | None = None,
+    data_dir: str | None = None,
     tfds_data_dir: str | None = None,
+    tfds_manual_dir: str | None = None,
     download: bool = False,
+    max_images: int = 0,
+    seed: int = 0,
 ) -> ImageSet:
-    """Loads one split of ``task``'s data from ``source`` and checks it fits the task.
+    """Loads one split of ``task``'s data from ``source``, shuffled, and checks it fits the task.
 
     Args:
         task: The task the images are for.
-        source: ``"embedded"``, ``"npz"`` or ``"tfds"``.
+        source: One of ``SOURCES`` that ``task.sources`` allows.
         split: ``"train"`` or ``"test"``.
         npz_path: The file to read, for ``source="npz"``.
+        data_dir: The dataset's folder, for ``source="folder"`` (see ``folders.read_folder``).
         tfds_data_dir: tfds's data directory, for ``source="tfds"`` (tfds's default if ``None``).
+        tfds_manual_dir: tfds's manual directory, for ``source="tfds"``.
         download: Whether tfds may download (needs network).
+        max_images: Keep at most this many images (0: all), after the seeded shuffle.
+        seed: Seeds the shuffle (the shared files are sorted by class).
 
     Raises:
-        DapterError: on an unknown source, a missing path, or labels outside the task's classes.
+        DapterError: on a source the task cannot use, a missing path, or labels outside the
+            task's classes.
     """
+    if source not in SOURCES:
+        raise DapterError(f"unknown data source {source!r}; choose one of: {', '.join(SOURCES)}")
+    if source not in task.sources:
+        raise DapterError(f"task {task.name!r} cannot read --source={source}; it reads: {', '.join(task.sources)}")
     if source == "embedded":
-        if task.name != "cifar10":
-            raise DapterError(f"the embedded sample is CIFAR-10; it cannot serve task {task.name!r}")
         images = load_embedded(split)
     elif source == "npz":
         if not npz_path:
             raise DapterError(f"--source=npz needs a path for the {split} split (--{split}_npz)")
         images = load_npz(npz_path)
-    elif source == "tfds":
-        if task.tfds_name is None:
-            raise DapterError(f"task {task.name!r} has no tfds dataset")
-        images = load_tfds(task.tfds_name, split, tfds_data_dir, download)
+    elif source == "folder":
+        from dapter_tf import folders
+
+        if not data_dir:
+            raise DapterError("--source=folder needs the dataset's folder (--data_dir)")
+        return _check_labels(task, folders.read_folder(task, data_dir, split, max_images, seed))
     else:
-        raise DapterError(f"unknown data source {source!r}; choose one of: {', '.join(SOURCES)}")
-    labels = images.labels[task.target_label]
-    if labels.min() < 0 or labels.max() >= task.num_classes:
-        raise DapterError(
-            f"{images.source}: labels must lie in 0..{task.num_classes - 1} for task {task.name!r}, "
-            f"found {labels.min()}..{labels.max()}"
-        )
+        images = load_tfds(task, split, tfds_data_dir, download, tfds_manual_dir)
+    images = dataclasses.replace(images, labels=derive_labels(task, images.labels))
+    if images.images.shape[1:3] != task.image_size:
+        images = dataclasses.replace(images, images=task.prepare_images(images.images))
+    images = images.shuffled(seed)
+    if max_images:
+        images = images.take(max_images)
+    return _check_labels(task, images)
+
+
+def _check_labels(task: Task, images: ImageSet) -> ImageSet:
+    missing = [k for k in task.label_classes if k not in images.labels]
+    if missing:
+        raise DapterError(f"{images.source}: has no label(s) {', '.join(missing)} that task {task.name!r} needs")
+    for name, classes in task.label_classes.items():
+        values = images.labels[name]
+        if values.min() < 0 or (classes and values.max() >= classes):
+            raise DapterError(
+                f"{images.source}: label {name!r} must lie in 0..{classes - 1} for task {task.name!r}, "
+                f"found {values.min()}..{values.max()}"
+            )
     return images
 
 
@@ -246,15 +326,20 @@ def build_dataset(
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """Where a run's training and test images come from.
+    """Where a run's training and test images come from, and which task they serve.
 
     Attributes:
         dataset: A task name from ``tasks.TASKS``.
-        source: ``"embedded"`` (the packaged CIFAR-10 sample), ``"npz"`` or ``"tfds"``.
+        source: ``"embedded"`` (the packaged CIFAR-10 sample), ``"npz"``, ``"folder"`` (a
+            dataset's on-disk layout, see ``folders``) or ``"tfds"``.
         train_npz: Training ``.npz``, for ``source="npz"``.
         test_npz: Test ``.npz``, for ``source="npz"``.
+        data_dir: The dataset's folder, for ``source="folder"``.
         tfds_data_dir: tfds's data directory, for ``source="tfds"``.
+        tfds_manual_dir: tfds's manual directory (files tfds cannot download), for ``source="tfds"``.
         download: Let tfds download (needs network).
+        target_label: The task's label to serve instead of its default (CelebA: any attribute).
+        image_size: Square image side instead of the task's own (0: the task's own).
         max_train: Use at most this many training images (0: all), after a seeded shuffle.
         max_test: Use at most this many test images (0: all), after a seeded shuffle.
     """
@@ -263,17 +348,26 @@ class DataConfig:
     source: str = "embedded"
     train_npz: str | None = None
     test_npz: str | None = None
+    data_dir: str | None = None
     tfds_data_dir: str | None = None
+    tfds_manual_dir: str | None = None
     download: bool = False
+    target_label: str | None = None
+    image_size: int = 0
     max_train: int = 0
     max_test: int = 0
 
     def __post_init__(self):
         from dapter_tf.tasks import get_task
 
-        get_task(self.dataset)
+        task = get_task(self.dataset, self.target_label, self.image_size)
         if self.source not in SOURCES:
             raise DapterError(f"unknown data source {self.source!r}; choose one of: {', '.join(SOURCES)}")
+        if self.source not in task.sources:
+            raise DapterError(
+                f"dataset {self.dataset!r} cannot be read with --source={self.source}; "
+                f"use one of: {', '.join(task.sources)}"
+            )
         for name in ("max_train", "max_test"):
             if getattr(self, name) < 0:
                 raise DapterError(f"{name} must be >= 0 (0 means all images), got {getattr(self, name)}")
@@ -283,10 +377,12 @@ def load_data(config: DataConfig, seed: int = 0):
     """Loads and checks a run's task, training images and test images.
 
     Both splits are shuffled with ``seed`` (the shared files are sorted by class) and then cut to
-    ``max_train`` / ``max_test``.
+    ``max_train`` / ``max_test``. Datasets without an official test split (the shared CelebA and
+    LFW folders) are split once, the same way for every seed (see ``folders``).
 
     Returns:
-        (task, train ImageSet, test ImageSet).
+        (task, train ImageSet, test ImageSet). A task whose label counts depend on the data (LFW
+        identities) comes back with them filled in.
 
     Raises:
         DapterError: on any problem with the data (see ``load_split``), or when the two splits'
@@ -295,15 +391,24 @@ def load_data(config: DataConfig, seed: int = 0):
     from dapter_tf.model import check_image_size
     from dapter_tf.tasks import get_task
 
-    task = get_task(config.dataset)
-    common = dict(tfds_data_dir=config.tfds_data_dir, download=config.download)
-    train = load_split(task, config.source, "train", npz_path=config.train_npz, **common).shuffled(seed)
-    test = load_split(task, config.source, "test", npz_path=config.test_npz, **common).shuffled(seed + 1)
-    if config.max_train:
-        train = train.take(config.max_train)
-    if config.max_test:
-        test = test.take(config.max_test)
+    task = get_task(config.dataset, config.target_label, config.image_size)
+    common = dict(
+        data_dir=config.data_dir,
+        tfds_data_dir=config.tfds_data_dir,
+        tfds_manual_dir=config.tfds_manual_dir,
+        download=config.download,
+    )
+    train = load_split(
+        task, config.source, "train", npz_path=config.train_npz, max_images=config.max_train, seed=seed, **common
+    )
+    test = load_split(
+        task, config.source, "test", npz_path=config.test_npz, max_images=config.max_test, seed=seed + 1, **common
+    )
     if train.images.shape[1:] != test.images.shape[1:]:
         raise DapterError(f"training images are {train.images.shape[1:]} but test images are {test.images.shape[1:]}")
     check_image_size(*train.images.shape[1:3])
+    unsized = {k: v for k, v in task.label_classes.items() if not v}
+    if unsized:
+        counts = {k: int(max(train.labels[k].max(), test.labels[k].max())) + 1 for k in unsized}
+        task = dataclasses.replace(task, label_classes={**task.label_classes, **counts})
     return task, train, test

@@ -10,17 +10,17 @@ from dapter_tf.train import write_json
 
 GRID_IMAGES = 16
 _GRID_COLUMNS = 8
-_SCALE = 4
 _GAP = 2
 
 
 def save_grid(path: str, originals: np.ndarray, converted: np.ndarray) -> None:
     """Saves a PNG with rows of originals, each followed by a row of their converted versions.
 
-    Images are enlarged 4x (nearest neighbour) so 32x32 pixels stay visible.
+    Small images are enlarged (nearest neighbour, 4x for 32x32) so their pixels stay visible.
     """
     n = min(len(originals), len(converted))
-    h, w = originals.shape[1] * _SCALE, originals.shape[2] * _SCALE
+    scale = max(1, 128 // originals.shape[1])
+    h, w = originals.shape[1] * scale, originals.shape[2] * scale
     pair_rows = -(-n // _GRID_COLUMNS)
     canvas = np.full((2 * pair_rows * (h + _GAP) + _GAP, _GRID_COLUMNS * (w + _GAP) + _GAP, 3), 255, np.uint8)
     for i in range(n):
@@ -28,7 +28,7 @@ def save_grid(path: str, originals: np.ndarray, converted: np.ndarray) -> None:
         for k, image in enumerate((originals[i], converted[i])):
             top = (2 * r + k) * (h + _GAP) + _GAP
             left = c * (w + _GAP) + _GAP
-            canvas[top : top + h, left : left + w] = image.repeat(_SCALE, 0).repeat(_SCALE, 1)
+            canvas[top : top + h, left : left + w] = image.repeat(scale, 0).repeat(scale, 1)
     tmp = f"{path}.tmp"
     PIL.Image.fromarray(canvas).save(tmp, format="PNG")
     os.replace(tmp, path)
@@ -51,11 +51,17 @@ def one_line_summary(results: dict) -> str:
     return line
 
 
-def _markdown(config, results: dict, export: dict | None) -> str:
+def _markdown(config, results: dict, export: dict | None, task=None) -> str:
     r = results
-    lines = [
-        "# DAPter run report",
-        "",
+    lines = ["# DAPter run report", ""]
+    if task is not None:
+        lines += [f"Task: {task.description}; target label `{task.target_label}`.", ""]
+        if task.stand_in_for:
+            lines += [
+                f"**This task is a stand-in for the paper's {task.stand_in_for}**, which is not available here.",
+                "",
+            ]
+    lines += [
         f"Task `{config.data.dataset}` from `{config.data.source}`, target `{config.target_path}`, "
         f"lambda = {config.lambda_}, {config.epochs} epoch(s), measured on {r['images']} held-out images.",
         "",
@@ -91,7 +97,13 @@ def _markdown(config, results: dict, export: dict | None) -> str:
 
 
 def write_report(
-    workdir: str, config, results: dict, originals: np.ndarray, converted: np.ndarray, export: dict | None = None
+    workdir: str,
+    config,
+    results: dict,
+    originals: np.ndarray,
+    converted: np.ndarray,
+    export: dict | None = None,
+    task=None,
 ) -> None:
     """Writes ``report.md``, ``report.json`` and ``grid.png`` into ``workdir``.
 
@@ -102,13 +114,20 @@ def write_report(
         originals: uint8 images for the grid (the first ``GRID_IMAGES`` are shown).
         converted: Their converted versions.
         export: What ``export_tflite_lib.export_converter`` returned, if the run exported.
+        task: The run's task, named in the report (a stand-in says so).
     """
     save_grid(os.path.join(workdir, "grid.png"), originals[:GRID_IMAGES], converted[:GRID_IMAGES])
     write_json(
         os.path.join(workdir, "report.json"),
-        {"config": dataclasses.asdict(config), "results": results, "export": export},
+        {
+            "config": dataclasses.asdict(config),
+            "task": task.description if task is not None else config.data.dataset,
+            "stand_in_for": task.stand_in_for if task is not None else None,
+            "results": results,
+            "export": export,
+        },
     )
     tmp = os.path.join(workdir, "report.md.tmp")
     with open(tmp, "w") as f:
-        f.write(_markdown(config, results, export))
+        f.write(_markdown(config, results, export, task))
     os.replace(tmp, os.path.join(workdir, "report.md"))

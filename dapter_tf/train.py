@@ -20,7 +20,7 @@ from absl import logging
 from dapter_tf import classifier, evaluate, losses
 from dapter_tf.data import DataConfig, ImageSet, build_dataset
 from dapter_tf.errors import DapterError
-from dapter_tf.model import DEFAULT_FILTERS, build_converter
+from dapter_tf.model import DEFAULT_FILTERS, DEFAULT_OUTPUT_STEP, build_converter, check_output_step
 from dapter_tf.tasks import Task
 
 STRATEGIES = ("default", "mirrored")
@@ -94,6 +94,10 @@ class DapterConfig:
         checkpoint_every_steps: Save a checkpoint this often (and at every epoch's end).
         eval_images: Test images measured at the end of every epoch (TensorBoard); the final
             measurement uses all of them.
+        output_step: The converter sends pixels on the grid 128 + k * ``output_step`` levels
+            (``model.OutputLevels``); 1 is the paper's plain sigmoid output.
+        init_converter: A trained converter's ``.keras`` file (or workdir) to start from, as the
+            fine-tuning rounds of the lambda tuner (§7.1) do; empty: random initialisation.
     """
 
     data: DataConfig = DataConfig()
@@ -108,9 +112,12 @@ class DapterConfig:
     augment: bool = True
     checkpoint_every_steps: int = 200
     eval_images: int = 1000
+    output_step: int = DEFAULT_OUTPUT_STEP
+    init_converter: str = ""
 
     def __post_init__(self):
         losses.check_lambda(self.lambda_)
+        check_output_step(self.output_step)
         if not self.target_path:
             raise DapterError("a target model is needed: give the .keras file of a trained target")
         if len(self.filters) != 3 or min(self.filters) < 1:
@@ -406,11 +413,15 @@ def train_dapter(config: DapterConfig, task: Task, train_set: ImageSet, test_set
             f"{config.target_path} has {target.output_shape[-1]} outputs but task {task.name!r} "
             f"has {task.num_classes} classes"
         )
+    if config.init_converter:
+        initial = load_converter(config.init_converter)  # Fails fast too.
     prepare_workdir(workdir, config)
     keras.utils.set_random_seed(config.seed)
     labels = train_set.labels[task.target_label]
     with strategy.scope():
-        converter = build_converter(config.filters)
+        converter = build_converter(config.filters, output_step=config.output_step)
+        if config.init_converter:
+            _copy_weights(initial, converter, config.init_converter)
         optimizer = keras.optimizers.Adam(config.learning_rate)
         optimizer.build(converter.trainable_variables)
 
@@ -449,6 +460,15 @@ def train_dapter(config: DapterConfig, task: Task, train_set: ImageSet, test_set
     }
     write_json(os.path.join(workdir, "results.json"), results)
     return results
+
+
+def _copy_weights(source: keras.Model, converter: keras.Model, where: str) -> None:
+    shapes = [tuple(w.shape) for w in source.get_weights()]
+    if shapes != [tuple(w.shape) for w in converter.get_weights()]:
+        raise DapterError(
+            f"{where}: that converter has other layer shapes than --filters asks for; cannot start from it"
+        )
+    converter.set_weights(source.get_weights())
 
 
 def load_converter(path: str) -> keras.Model:

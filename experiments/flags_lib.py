@@ -14,13 +14,41 @@ from dapter_tf import DapterError
 
 def define_data_flags():
     """Defines the flags that say where images come from; returns a function building a DataConfig."""
-    dataset = flags.DEFINE_string("dataset", "cifar10", "Task (dataset and target label) to train for. Known: cifar10.")
+    dataset = flags.DEFINE_string(
+        "dataset",
+        "cifar10",
+        "Task (dataset, target label, attack labels) to train for: cifar10; cifar2_10 (vehicle/animal "
+        "-> 10 classes, the offline stand-in for Cifar20:100); cifar20_100 (tfds cifar100); celeba "
+        "(target: --target_label, default Male); lfw (gender -> identity); imagenet10; imagenet8_32.",
+    )
     source = flags.DEFINE_string(
         "source",
         "embedded",
-        "Where the images come from: embedded, npz or tfds. 'embedded' is the CIFAR-10 sample "
+        "Where the images come from: embedded, npz, folder or tfds. 'embedded' is the CIFAR-10 sample "
         "packaged with dapter_tf (3,500 training and 500 test images); 'npz' reads --train_npz and "
-        "--test_npz; 'tfds' reads tensorflow-datasets from --tfds_data_dir.",
+        "--test_npz; 'folder' reads a dataset's on-disk layout in --data_dir (CelebA, LFW, ImageNet; "
+        "official layouts and those of ../shared/data); 'tfds' reads tensorflow-datasets from --tfds_data_dir.",
+    )
+    data_dir = flags.DEFINE_string(
+        "data_dir",
+        None,
+        "With --source=folder: the dataset's folder, e.g. ../shared/data/celeba, ../shared/data/lfw/rgb150, "
+        "a folder with img_align_celeba/ + list_attr_celeba.txt, or an ImageNet folder with train/ and val/.",
+    )
+    target_label = flags.DEFINE_string(
+        "target_label",
+        None,
+        "The label the target serves instead of the task's default; every other label becomes an "
+        "attack label. CelebA: any of its 40 attributes, e.g. Male, Smiling, Eyeglasses.",
+    )
+    image_size = flags.DEFINE_integer(
+        "image_size",
+        0,
+        "Square image side (a multiple of 4) to crop and resize every image to; 0: the task's own "
+        "(32 for CIFAR, 64 for CelebA and LFW, 224 for ImageNet).",
+    )
+    tfds_manual_dir = flags.DEFINE_string(
+        "tfds_manual_dir", None, "With --source=tfds --download: where tfds finds archives it cannot download itself."
     )
     train_npz = flags.DEFINE_string(
         "train_npz", None, "With --source=npz: .npz with 'x' (uint8 N x H x W x 3) and 'y' (labels) to train on."
@@ -50,8 +78,12 @@ def define_data_flags():
             source=source.value,
             train_npz=train_npz.value,
             test_npz=test_npz.value,
+            data_dir=data_dir.value,
             tfds_data_dir=tfds_data_dir.value,
+            tfds_manual_dir=tfds_manual_dir.value,
             download=download.value,
+            target_label=target_label.value,
+            image_size=image_size.value,
             max_train=max_train.value,
             max_test=max_test.value,
         )
@@ -91,6 +123,52 @@ def define_training_flags(*, epochs: int, batch_size: int, learning_rate: float)
         ),
     }
     return lambda: {k: v.value for k, v in holders.items()}
+
+
+def define_converter_flags():
+    """Defines the flags of converter training against a target; returns a function building a DapterConfig.
+
+    The returned function takes the data and training values (``define_data_flags`` and
+    ``define_training_flags``) and keyword overrides.
+    """
+    target = flags.DEFINE_string(
+        "target", None, "The trained target's .keras file (from dapter-train-target); it stays frozen.", required=True
+    )
+    filters = flags.DEFINE_list("filters", "24,48,96", "The converter's channels at full, half and quarter resolution.")
+    eval_images = flags.DEFINE_integer(
+        "eval_images", 1000, "Test images measured after every epoch (TensorBoard); the final report uses all."
+    )
+    output_step = flags.DEFINE_integer(
+        "output_step",
+        16,  # dapter_tf.model.DEFAULT_OUTPUT_STEP; importing it here would import TensorFlow.
+        "The converter sends pixels on the grid 128 + k * step (levels of 255), trained with a "
+        "straight-through gradient (README, 'Training recipe'): pixels within step/2 of 128 are sent as 128. "
+        "1 is the paper's plain sigmoid output. In 1..128.",
+    )
+    init_converter = flags.DEFINE_string(
+        "init_converter", "", "Start from this trained converter (.keras file or workdir) instead of random weights."
+    )
+
+    def build(data, training: dict, **overrides):
+        from dapter_tf import train  # Imports TensorFlow: only once flags are parsed.
+
+        try:
+            channels = tuple(int(f) for f in filters.value)
+        except ValueError:
+            raise DapterError(f"--filters must be three integers, got {','.join(filters.value)}") from None
+        values = dict(
+            data=data,
+            target_path=target.value,
+            filters=channels,
+            eval_images=eval_images.value,
+            output_step=output_step.value,
+            init_converter=init_converter.value,
+            **training,
+        )
+        values.update(overrides)
+        return train.DapterConfig(**values)
+
+    return build
 
 
 def _import_tensorflow_quietly():

@@ -71,7 +71,7 @@ def main():
     results["target_test_accuracy_after_training"] = target_results["test_accuracy"]
     grid_images = test_set.images[: report.GRID_IMAGES]
     report.write_report(
-        workdir, dapter_config, results, grid_images, evaluate.convert_images(converter, grid_images), export
+        workdir, dapter_config, results, grid_images, evaluate.convert_images(converter, grid_images), export, task=task
     )
     print(report.one_line_summary(results))
     for mode, e in export["files"].items():

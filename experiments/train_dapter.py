@@ -12,18 +12,12 @@ from experiments import flags_lib
 
 _build_data = flags_lib.define_data_flags()
 _training = flags_lib.define_training_flags(epochs=5, batch_size=64, learning_rate=1e-3)
-_TARGET = flags.DEFINE_string(
-    "target", None, "The trained target's .keras file (from dapter-train-target); it stays frozen.", required=True
-)
+_build_config = flags_lib.define_converter_flags()
 _LAMBDA = flags.DEFINE_float(
     "lambda_",
     0.9,
     "lambda of L_dap = lambda * L_eta + (1 - lambda) * L_acc, in [0, 1]. Larger removes "
     "more entropy at some cost in target accuracy; 0.9 is the paper's default (§7.1).",
-)
-_FILTERS = flags.DEFINE_list("filters", "24,48,96", "The converter's channels at full, half and quarter resolution.")
-_EVAL_IMAGES = flags.DEFINE_integer(
-    "eval_images", 1000, "Test images measured after every epoch (TensorBoard); the final report uses all."
 )
 _WORKDIR = flags.DEFINE_string(
     "workdir",
@@ -38,25 +32,14 @@ flags.adopt_module_key_flags(flags_lib)
 
 
 def main():
-    from dapter_tf import DapterError, data, evaluate, report, train
+    from dapter_tf import data, evaluate, report, train
 
-    try:
-        filters = tuple(int(f) for f in _FILTERS.value)
-    except ValueError:
-        raise DapterError(f"--filters must be three integers, got {','.join(_FILTERS.value)}") from None
-    config = train.DapterConfig(
-        data=_build_data(),
-        target_path=_TARGET.value,
-        lambda_=_LAMBDA.value,
-        filters=filters,
-        eval_images=_EVAL_IMAGES.value,
-        **_training(),
-    )
+    config = _build_config(_build_data(), _training(), lambda_=_LAMBDA.value)
     task, train_set, test_set = data.load_data(config.data, seed=config.seed)
     results = train.train_dapter(config, task, train_set, test_set, _WORKDIR.value)
     converter = train.load_converter(_WORKDIR.value)
     converted = evaluate.convert_images(converter, test_set.images[: report.GRID_IMAGES])
-    report.write_report(_WORKDIR.value, config, results, test_set.images[: report.GRID_IMAGES], converted)
+    report.write_report(_WORKDIR.value, config, results, test_set.images[: report.GRID_IMAGES], converted, task=task)
     print(report.one_line_summary(results))
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from dapter_tf import DapterError, evaluate, metrics
+from dapter_tf.model import output_step_of, snap_to_levels, strip_output_levels
 from dapter_tf.train import write_json
 
 MODES = ("float32", "int8")
@@ -45,7 +46,9 @@ def convert_to_tflite(
         mode: ``"float32"``: float weights and activations, float [0, 1] images in and out.
             ``"int8"``: full integer quantization (int8 weights and activations) with uint8 image
             input and output, the pixel bytes a phone has; the input scale is 1/255, so uint8
-            pixels go in unchanged.
+            pixels go in unchanged. The file ends at the sigmoid: the converter's output grid
+            (``model.OutputLevels``) is applied to its bytes afterwards (``model.snap_to_levels``),
+            since int8 intermediates cannot hold the grid exactly.
         image_size: (height, width) of the fixed input.
         calibration_images: uint8 N x H x W x 3 real images for int8 calibration.
         calibration_steps: How many of them calibrate the activation ranges.
@@ -64,6 +67,10 @@ def convert_to_tflite(
     if mode == "int8":
         if calibration_images is None or len(calibration_images) == 0 or calibration_steps < 1:
             raise ValueError("int8 quantization needs real calibration images and calibration_steps >= 1")
+        with contextlib.redirect_stdout(io.StringIO()):
+            lite = tf.lite.TFLiteConverter.from_keras_model(
+                fix_input_shape(strip_output_levels(converter), *image_size)
+            )
         lite.optimizations = [tf.lite.Optimize.DEFAULT]
         lite.representative_dataset = _representative_dataset(calibration_images, calibration_steps)
         lite.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -76,10 +83,12 @@ def convert_to_tflite(
         return lite.convert()
 
 
-def run_tflite(model_bytes: bytes, images: np.ndarray, batch_size: int = 100) -> np.ndarray:
+def run_tflite(model_bytes: bytes, images: np.ndarray, batch_size: int = 100, output_step: int = 1) -> np.ndarray:
     """Runs a converter ``.tflite`` on uint8 images with ai_edge_litert; returns the uint8 images sent.
 
     Handles float and quantized input/output from the tensors' own quantization parameters.
+    ``output_step`` > 1 applies the converter's output grid to the bytes (int8 files end at the
+    sigmoid; see ``convert_to_tflite``).
     """
     from ai_edge_litert.interpreter import Interpreter
 
@@ -103,12 +112,17 @@ def run_tflite(model_bytes: bytes, images: np.ndarray, batch_size: int = 100) ->
         if output["dtype"] != np.float32:
             scale, zero_point = output["quantization"]
             y = (y.astype(np.float32) - zero_point) * scale
-        out.append(metrics.to_uint8(y))
+        out.append(snap_to_levels(metrics.to_uint8(y), output_step))
     return np.concatenate(out)
 
 
 def check_parity(
-    model_bytes: bytes, keras_converted: np.ndarray, target: keras.Model, images: np.ndarray, labels: np.ndarray
+    model_bytes: bytes,
+    keras_converted: np.ndarray,
+    target: keras.Model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    output_step: int = 1,
 ) -> dict:
     """Compares a ``.tflite`` converter with the Keras converter on real images.
 
@@ -118,13 +132,14 @@ def check_parity(
         target: The frozen target.
         images: uint8 held-out originals.
         labels: Their target labels.
+        output_step: The grid to apply after the interpreter (int8 files; see ``run_tflite``).
 
     Returns:
         ``max_pixel_diff`` and ``mean_pixel_diff`` (uint8 levels, TFLite vs Keras output),
         ``accuracy_keras`` and ``accuracy_tflite`` (target accuracy on each one's converted images),
         ``accuracy_change_points`` (TFLite minus Keras), ``entropy_tflite`` (mean bits).
     """
-    lite_converted = run_tflite(model_bytes, images)
+    lite_converted = run_tflite(model_bytes, images, output_step=output_step)
     diff = np.abs(lite_converted.astype(np.int16) - keras_converted.astype(np.int16))
     acc_keras = evaluate.target_accuracy(target, keras_converted, labels)
     acc_lite = evaluate.target_accuracy(target, lite_converted, labels)
@@ -168,8 +183,10 @@ def export_converter(
     image_size = test_images.shape[1:3]
     os.makedirs(output_dir, exist_ok=True)
     keras_converted = evaluate.convert_images(converter, test_images)
+    step = output_step_of(converter)
     files = {}
     for mode in MODES:
+        after = step if mode == "int8" else 1  # The float file holds the grid; int8 bytes get it after.
         model_bytes = convert_to_tflite(converter, mode, image_size, calibration_images, calibration_steps)
         path = os.path.join(output_dir, f"converter_{mode}.tflite")
         with open(f"{path}.tmp", "wb") as f:
@@ -178,10 +195,12 @@ def export_converter(
         files[mode] = {
             "path": path,
             "bytes": len(model_bytes),
-            **check_parity(model_bytes, keras_converted, target, test_images, test_labels),
+            "output_step_after_interpreter": after,
+            **check_parity(model_bytes, keras_converted, target, test_images, test_labels, after),
         }
     result = {
         "image_size": list(image_size),
+        "output_step": step,
         "calibration_steps": int(min(calibration_steps, len(calibration_images))),
         "files": files,
         "size_ratio_float32_to_int8": files["float32"]["bytes"] / files["int8"]["bytes"],

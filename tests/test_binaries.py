@@ -78,7 +78,47 @@ def test_bad_flags_of_train_dapter(tiny_target_path, tmp_path, args, message):
 
 def test_unknown_target_model_name(tmp_path):
     proc = run_binary("experiments.train_target", "--model=vgg99", f"--workdir={tmp_path / 'run'}")
-    _assert_one_error_line(proc, "unknown target model 'vgg99'; choose one of: lenet, resnet18")
+    _assert_one_error_line(proc, "unknown target model 'vgg99'; choose one of: lenet, resnet18, ")
+
+
+@pytest.mark.parametrize(
+    "module, args, message",
+    [
+        ("experiments.lambda_sweep", ["--lambdas=0.5,1.5"], "lambda must lie in [0, 1]"),
+        ("experiments.lambda_sweep", ["--lambdas=0.5,half"], "--lambdas must be numbers"),
+        ("experiments.lambda_sweep", ["--lambdas=0.5,0.5"], "the lambda grid repeats a value"),
+        ("experiments.lambda_sweep", ["--output_step=0"], "output_step must be an integer number of pixel levels"),
+        ("experiments.tune_lambda", ["--step=0"], "step must lie in (0, 1)"),
+        ("experiments.tune_lambda", ["--start=1.2"], "lambda must lie in [0, 1]"),
+        ("experiments.tune_lambda", ["--max_entropy_ratio=0"], "max_entropy_ratio must lie in (0, 1]"),
+        ("experiments.tune_lambda", ["--val_images=500"], "--val_images must lie in 1..499"),
+        (
+            "experiments.tune_lambda",
+            ["--dataset=celeba", "--source=folder", "--data_dir={tmp}"],
+            "dataset folder not found",
+        ),
+        ("experiments.train_target", ["--dataset=celeba"], "dataset 'celeba' cannot be read with --source=embedded"),
+    ],
+    ids=[
+        "sweep_range",
+        "sweep_text",
+        "sweep_repeat",
+        "sweep_step",
+        "tune_step",
+        "tune_start",
+        "tune_ratio",
+        "tune_val",
+        "celeba_missing",
+        "celeba_source",
+    ],
+)
+def test_bad_flags_of_the_lambda_study_and_new_datasets(tiny_target_path, tmp_path, module, args, message):
+    args = [a.replace("{tmp}", str(tmp_path / "nope")) for a in args]
+    if module != "experiments.train_target":
+        args.append(f"--target={tiny_target_path}")
+    proc = run_binary(module, f"--workdir={tmp_path / 'run'}", *args)
+    _assert_one_error_line(proc, message)
+    assert not (tmp_path / "run").exists()
 
 
 def test_help_explains_every_flag():

@@ -111,18 +111,20 @@ def test_labels_of_the_wrong_length(tmp_path):
 
 def test_labels_outside_the_task(tmp_path):
     path = save_npz(tmp_path / "eleven.npz", _rgb(2), [0, 10])
-    with pytest.raises(DapterError, match="labels must lie in 0..9"):
+    with pytest.raises(DapterError, match="label 'label' must lie in 0..9"):
         data.load_split(get_task("cifar10"), "npz", "train", npz_path=path)
 
 
-def test_image_sides_that_the_converter_cannot_take(tmp_path):
-    path = save_npz(tmp_path / "odd.npz", np.zeros((4, 30, 30, 3), np.uint8))
-    with pytest.raises(DapterError, match="multiples of 4"):
-        data.load_data(data.DataConfig(source="npz", train_npz=path, test_npz=path))
+def test_images_are_brought_to_the_task_size_which_must_suit_the_converter(tmp_path):
+    path = save_npz(tmp_path / "odd.npz", np.full((4, 30, 30, 3), 9, np.uint8))
+    _, train, _ = data.load_data(data.DataConfig(source="npz", train_npz=path, test_npz=path))
+    assert train.images.shape == (4, 32, 32, 3) and (train.images == 9).all()
+    with pytest.raises(DapterError, match="multiples of 4, got 30x30"):
+        data.DataConfig(source="npz", train_npz=path, test_npz=path, image_size=30)
 
 
 def test_unknown_dataset_and_source():
-    with pytest.raises(DapterError, match="unknown dataset 'imagenet99'; choose one of: cifar10"):
+    with pytest.raises(DapterError, match="unknown dataset 'imagenet99'; choose one of: celeba, cifar10, "):
         data.DataConfig(dataset="imagenet99")
     with pytest.raises(DapterError, match="unknown data source 'ftp'"):
         data.DataConfig(source="ftp")
@@ -133,14 +135,28 @@ def test_npz_source_needs_a_path():
         data.load_data(data.DataConfig(source="npz"))
 
 
-def test_tfds_not_prepared_fails_at_once_offline(tmp_path):
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar20_100", "celeba"])
+def test_tfds_not_prepared_fails_at_once_offline(tmp_path, dataset):
+    task = get_task(dataset)
     start = time.monotonic()
-    with pytest.raises(DapterError, match="tfds dataset 'cifar10' is not prepared .* not available offline"):
-        data.load_tfds("cifar10", "test", data_dir=str(tmp_path), download=False)
+    with pytest.raises(DapterError, match=f"tfds dataset '{task.tfds_name}' is not prepared .* not available offline"):
+        data.load_data(data.DataConfig(dataset=dataset, source="tfds", tfds_data_dir=str(tmp_path)))
     # Not a speed target: a download attempt without network retries for minutes, this must not.
     assert time.monotonic() - start < 60
 
 
 def test_tfds_unknown_dataset():
+    import dataclasses
+
+    task = dataclasses.replace(get_task("cifar10"), tfds_name="no_such_dataset")
     with pytest.raises(DapterError, match="tfds has no dataset called 'no_such_dataset'"):
-        data.load_tfds("no_such_dataset", "test")
+        data.load_tfds(task, "test")
+
+
+def test_source_the_task_cannot_read():
+    with pytest.raises(
+        DapterError, match="dataset 'celeba' cannot be read with --source=npz; use one of: folder, tfds"
+    ):
+        data.DataConfig(dataset="celeba", source="npz")
+    with pytest.raises(DapterError, match="--source=folder needs the dataset's folder"):
+        data.load_data(data.DataConfig(dataset="lfw", source="folder"))

@@ -5,14 +5,46 @@ import numpy as np
 import pytest
 
 from dapter_tf import classifier, evaluate
-from dapter_tf.model import build_converter
+from dapter_tf.model import build_converter, snap_to_levels
 from export import export_tflite_lib
 
 
 @pytest.fixture(scope="module")
 def converter():
     keras.utils.set_random_seed(0)
-    return build_converter()  # Default width: the size ratio below is about the shipped model.
+    # Default width: the size ratio below is about the shipped model. The plain sigmoid output
+    # (step 1) makes every pixel level count in the parity checks; the stepped output is tested below.
+    return build_converter(output_step=1)
+
+
+def _on_grid(pixels, step):
+    return ((pixels.astype(int) - 128) % step == 0) | (pixels == 255)
+
+
+def test_stepped_output_survives_export_on_its_grid(embedded):
+    keras.utils.set_random_seed(0)
+    stepped = build_converter(output_step=16)
+    out = stepped.get_layer("conv8_out")
+    kernel, bias = out.get_weights()
+    out.set_weights([kernel * 60.0, bias])  # Spread the untrained outputs over the whole range.
+    images = embedded[1].images[:20]
+    keras_pixels = evaluate.convert_images(stepped, images)
+    assert _on_grid(keras_pixels, 16).all() and len(np.unique(keras_pixels)) >= 10
+    lite = export_tflite_lib.run_tflite(export_tflite_lib.convert_to_tflite(stepped, "float32", (32, 32)), images)
+    assert _on_grid(lite, 16).all()
+    assert (lite != keras_pixels).mean() < 0.001  # Only pixels on a rounding boundary may differ.
+    # int8 files end at the sigmoid and the grid is applied to their bytes.
+    int8 = export_tflite_lib.convert_to_tflite(stepped, "int8", (32, 32), embedded[0].images[:50])
+    lite8 = export_tflite_lib.run_tflite(int8, images, output_step=16)
+    assert _on_grid(lite8, 16).all()
+    assert (lite8 != keras_pixels).mean() < 0.1  # Quantisation error moves a few pixels across a boundary.
+
+
+def test_snap_to_levels_by_hand():
+    # Ties (120, 136: half a step from a level) go away from 128.
+    pixels = np.array([0, 7, 119, 120, 127, 128, 135, 136, 137, 250, 255], np.uint8)
+    np.testing.assert_array_equal(snap_to_levels(pixels, 16), [0, 0, 112, 112, 128, 128, 128, 144, 144, 255, 255])
+    np.testing.assert_array_equal(snap_to_levels(pixels, 1), pixels)
 
 
 @pytest.fixture(scope="module")

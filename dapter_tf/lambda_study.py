@@ -1,0 +1,319 @@
+"""The lambda study of §7.1: a sweep over lambda (Fig. 8) and the provider's tuning strategy.
+
+Both train converters with ``train.train_dapter``, one workdir per converter, so every point and
+every round resumes on its own after a crash and a finished one is never trained again.
+"""
+
+import dataclasses
+import json
+import os
+
+from dapter_tf import evaluate, losses, train
+from dapter_tf.data import ImageSet
+from dapter_tf.errors import DapterError
+from dapter_tf.tasks import Task
+
+DEFAULT_LAMBDAS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
+SWEEP_FILE = "sweep.json"
+TUNER_FILE = "tuner.json"
+
+
+def point_dir(workdir: str, lambda_: float) -> str:
+    """The workdir of the sweep point for ``lambda_``, e.g. ``workdir/lambda_0.900``."""
+    return os.path.join(workdir, f"lambda_{lambda_:.3f}")
+
+
+def _read_results(path: str):
+    results = os.path.join(path, "results.json")
+    if not os.path.exists(results):
+        return None
+    with open(results) as f:
+        return json.load(f)
+
+
+def _point(lambda_: float, results: dict, **extra) -> dict:
+    keys = (
+        "accuracy_original",
+        "accuracy_converted",
+        "accuracy_drop_points",
+        "entropy_original",
+        "entropy_converted",
+        "entropy_ratio",
+        "bandwidth_saving",
+        "images",
+        "steps",
+        "train_seconds",
+    )
+    return {"lambda": lambda_, **{k: results[k] for k in keys if k in results}, **extra}
+
+
+def check_lambdas(lambdas) -> tuple:
+    """Returns the lambdas sorted, after checking each lies in [0, 1] and none repeats."""
+    lambdas = tuple(sorted(losses.check_lambda(v) for v in lambdas))
+    if not lambdas:
+        raise DapterError("the lambda grid is empty")
+    if len(set(lambdas)) != len(lambdas):
+        raise DapterError(f"the lambda grid repeats a value: {', '.join(str(v) for v in lambdas)}")
+    return lambdas
+
+
+def run_sweep(
+    config: train.DapterConfig, lambdas, task: Task, train_set: ImageSet, test_set: ImageSet, workdir: str
+) -> dict:
+    """Trains one converter per lambda (Fig. 8) and writes ``workdir/sweep.json``.
+
+    Args:
+        config: The converter training of every point; its ``lambda_`` is replaced by each value.
+        lambdas: The grid.
+        task, train_set, test_set: As ``train.train_dapter`` takes them.
+        workdir: Holds ``lambda_<value>/`` per point and ``sweep.json``.
+
+    Returns:
+        ``{"task", "target", "points": [...]}``, one point per lambda in increasing order.
+    """
+    lambdas = check_lambdas(lambdas)
+    os.makedirs(workdir, exist_ok=True)
+    points = []
+    for i, lambda_ in enumerate(lambdas):
+        path = point_dir(workdir, lambda_)
+        results = _read_results(path)
+        if results is None:
+            print(f"== lambda {lambda_:.3f} ({i + 1}/{len(lambdas)}) -> {path}", flush=True)
+            results = train.train_dapter(dataclasses.replace(config, lambda_=lambda_), task, train_set, test_set, path)
+        else:
+            print(f"== lambda {lambda_:.3f} ({i + 1}/{len(lambdas)}): done before, read from {path}", flush=True)
+        points.append(_point(lambda_, results))
+        sweep = {
+            "task": task.description,
+            "target": config.target_path,
+            "config": _config_dict(config),
+            "points": points,
+        }
+        train.write_json(os.path.join(workdir, SWEEP_FILE), sweep)
+    return sweep
+
+
+def _config_dict(config) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(config), default=list))
+
+
+def first_lambda_over(points, max_drop_points: float):
+    """The smallest lambda whose accuracy drop exceeds ``max_drop_points`` (``None`` if none does)."""
+    over = [p["lambda"] for p in points if p["accuracy_drop_points"] > max_drop_points]
+    return min(over) if over else None
+
+
+@dataclasses.dataclass(frozen=True)
+class TunerConfig:
+    """The lambda tuning strategy of §7.1.
+
+    Attributes:
+        start: The first lambda (the paper's 0.9).
+        step: How far lambda moves after a round that misses a criterion (the paper's 0.02).
+        max_drop_points: Usability: the accuracy drop must stay below this (points).
+        max_entropy_ratio: Security: converted entropy over original entropy must stay below this.
+        max_entropy_bits: Security, the paper's absolute form (its index is under 3 bits); 0: unused.
+        first_epochs: Epochs of the first round (from scratch, or from ``init_converter``).
+        finetune_epochs: Epochs of every later round, which fine-tunes the previous round's converter.
+        max_rounds: Stop after this many rounds.
+    """
+
+    start: float = 0.9
+    step: float = 0.02
+    max_drop_points: float = 3.0
+    max_entropy_ratio: float = 0.30
+    max_entropy_bits: float = 0.0
+    first_epochs: int = 5
+    finetune_epochs: int = 2
+    max_rounds: int = 10
+
+    def __post_init__(self):
+        losses.check_lambda(self.start)
+        if not 0 < self.step < 1:
+            raise DapterError(f"step must lie in (0, 1), got {self.step}")
+        if self.max_drop_points <= 0:
+            raise DapterError(f"max_drop_points must be > 0, got {self.max_drop_points}")
+        if not 0 < self.max_entropy_ratio <= 1:
+            raise DapterError(f"max_entropy_ratio must lie in (0, 1], got {self.max_entropy_ratio}")
+        if self.max_entropy_bits < 0:
+            raise DapterError(f"max_entropy_bits must be >= 0 (0: unused), got {self.max_entropy_bits}")
+        for name in ("first_epochs", "finetune_epochs", "max_rounds"):
+            if getattr(self, name) < 1:
+                raise DapterError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+def judge(measured: dict, tuner: TunerConfig) -> tuple[bool, bool]:
+    """Returns (security met, usability met) for a round's measurement (§7.1's two indices)."""
+    secure = measured["entropy_ratio"] < tuner.max_entropy_ratio and (
+        not tuner.max_entropy_bits or measured["entropy_converted"] < tuner.max_entropy_bits
+    )
+    usable = measured["accuracy_drop_points"] < tuner.max_drop_points
+    return secure, usable
+
+
+def next_lambda(lambda_: float, secure: bool, usable: bool, tuner: TunerConfig, tried) -> tuple[float | None, str]:
+    """§7.1's rule: entropy too high -> lambda up; accuracy drop too high -> lambda down.
+
+    Returns:
+        (next lambda, why); next lambda is ``None`` when tuning ends, and ``why`` says why.
+    """
+    if secure and usable:
+        return None, "both criteria met"
+    if not secure and not usable:
+        return None, (
+            f"both criteria missed at lambda {lambda_:.3f}: raising lambda would cost more accuracy and "
+            f"lowering it would raise entropy, so they cannot both be met from here"
+        )
+    new = round(lambda_ + tuner.step if not secure else lambda_ - tuner.step, 6)
+    if not 0.0 <= new <= 1.0:
+        return None, f"lambda would leave [0, 1] ({new:.3f}); the criteria cannot both be met"
+    if any(abs(new - t) < 1e-9 for t in tried):
+        return None, (
+            f"lambda would return to {new:.3f}, already tried: entropy needs lambda above it and accuracy "
+            f"below it, so the criteria cannot both be met at this step size"
+        )
+    return new, "entropy too high: raise lambda" if not secure else "accuracy drop too high: lower lambda"
+
+
+def tune_lambda(
+    config: train.DapterConfig,
+    tuner: TunerConfig,
+    task: Task,
+    train_set: ImageSet,
+    val_set: ImageSet,
+    test_set: ImageSet,
+    workdir: str,
+) -> dict:
+    """Runs the tuning strategy of §7.1 and writes ``workdir/tuner.json`` after every round.
+
+    Rounds decide on ``val_set``; the converter the tuner ends with is then measured on
+    ``test_set``, which no decision saw. Round ``k`` trains in ``workdir/round_<k>`` (resumable).
+
+    Returns:
+        ``{"rounds": [...], "stopped": why, "met": bool, "final": test measurement, ...}``.
+    """
+    os.makedirs(workdir, exist_ok=True)
+    rounds, tried = [], []
+    lambda_, init = tuner.start, config.init_converter
+    log = {"task": task.description, "target": config.target_path, "tuner": dataclasses.asdict(tuner)}
+    stopped, met = f"stopped after max_rounds={tuner.max_rounds} rounds", False
+    for k in range(tuner.max_rounds):
+        path = os.path.join(workdir, f"round_{k:02d}")
+        epochs = tuner.first_epochs if k == 0 else tuner.finetune_epochs
+        round_config = dataclasses.replace(config, lambda_=lambda_, epochs=epochs, init_converter=init)
+        print(f"== round {k}: lambda {lambda_:.3f}, {epochs} epoch(s) -> {path}", flush=True)
+        results = _read_results(path) or train.train_dapter(round_config, task, train_set, val_set, path)
+        secure, usable = judge(results, tuner)
+        tried.append(lambda_)
+        new, why = next_lambda(lambda_, secure, usable, tuner, tried)
+        rounds.append(_point(lambda_, results, round=k, secure=secure, usable=usable, decision=why))
+        print(
+            f"   round {k}: lambda {lambda_:.3f}: drop {results['accuracy_drop_points']:+.2f} points, entropy "
+            f"{results['entropy_converted']:.2f} bits ({100 * results['entropy_ratio']:.1f} %) -> {why}",
+            flush=True,
+        )
+        train.write_json(os.path.join(workdir, TUNER_FILE), {**log, "rounds": rounds})
+        if new is None:
+            stopped, met = why, secure and usable
+            break
+        lambda_, init = new, os.path.join(path, train.CONVERTER_FILE)
+    final_path = os.path.join(workdir, f"round_{rounds[-1]['round']:02d}")
+    target = train.classifier.load_target(config.target_path)
+    final = evaluate.evaluate_converter(
+        train.load_converter(final_path), target, test_set.images, test_set.labels[task.target_label]
+    )
+    final_secure, final_usable = judge(final, tuner)
+    log.update(
+        rounds=rounds,
+        stopped=stopped,
+        met=met,
+        final_round=rounds[-1]["round"],
+        final_lambda=rounds[-1]["lambda"],
+        final_converter=os.path.join(final_path, train.CONVERTER_FILE),
+        final={**final, "secure": final_secure, "usable": final_usable},
+    )
+    train.write_json(os.path.join(workdir, TUNER_FILE), log)
+    return log
+
+
+def plot_sweep(sweep: dict, path: str, title: str, max_drop_points: float = 3.0) -> None:
+    """Draws Fig. 8 for one task: target accuracy and mean entropy of converted images against lambda."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = sweep["points"]
+    lambdas = [p["lambda"] for p in points]
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    ax.plot(lambdas, [p["accuracy_converted"] for p in points], "o-", color="tab:blue", label="accuracy (converted)")
+    ax.axhline(points[0]["accuracy_original"], color="tab:blue", ls=":", label="accuracy (originals)")
+    ax.axhline(
+        points[0]["accuracy_original"] - max_drop_points / 100,
+        color="tab:gray",
+        ls="--",
+        lw=0.8,
+        label=f"originals - {max_drop_points:g} points",
+    )
+    ax.set_xlabel("λ")
+    ax.set_ylabel("target accuracy", color="tab:blue")
+    ax.set_ylim(0, 1)
+    right = ax.twinx()
+    right.plot(lambdas, [p["entropy_converted"] for p in points], "s-", color="tab:red", label="entropy (converted)")
+    right.axhline(points[0]["entropy_original"], color="tab:red", ls=":", label="entropy (originals)")
+    right.set_ylabel("mean image entropy (bits)", color="tab:red")
+    right.set_ylim(0, 24)
+    lines = ax.get_legend_handles_labels()
+    more = right.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], loc="lower left", fontsize=7)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_frontier(series: dict, path: str, title: str, tuner: TunerConfig | None = None) -> None:
+    """Draws accuracy drop against entropy ratio for sweeps and tuner rounds, with the target corner.
+
+    Args:
+        series: Label -> list of points (sweep points or tuner rounds).
+        path: The PNG to write.
+        title: The figure's title.
+        tuner: Draws its criteria as the corner to reach.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    if tuner is not None:
+        ax.axvspan(0, tuner.max_entropy_ratio, ymax=1, color="tab:green", alpha=0.08)
+        ax.axhline(tuner.max_drop_points, color="tab:green", ls="--", lw=0.8)
+        ax.axvline(tuner.max_entropy_ratio, color="tab:green", ls="--", lw=0.8, label="paper's targets")
+    for (label, points), marker in zip(series.items(), "os^vD<>"):
+        x = [p["entropy_ratio"] for p in points]
+        y = [p["accuracy_drop_points"] for p in points]
+        ax.plot(x, y, marker + "-", label=label, ms=4, lw=1)
+        for p, xi, yi in zip(points, x, y):
+            ax.annotate(f"{p['lambda']:.2f}", (xi, yi), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("entropy of converted / original images")
+    ax.set_ylabel("target accuracy drop (points)")
+    ax.set_xlim(0, 1.05)
+    ax.set_ylim(bottom=min(-2.0, *(p["accuracy_drop_points"] for ps in series.values() for p in ps)))
+    ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def summarize_sweep(points) -> str:
+    """A plain-text table of a sweep, for logs and the README."""
+    lines = ["lambda  acc(converted)  drop(points)  entropy(bits)  ratio"]
+    for p in points:
+        lines.append(
+            f"{p['lambda']:6.3f}  {p['accuracy_converted']:14.4f}  {p['accuracy_drop_points']:12.2f}  "
+            f"{p['entropy_converted']:13.2f}  {p['entropy_ratio']:5.3f}"
+        )
+    return "\n".join(lines)

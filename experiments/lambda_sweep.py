@@ -1,0 +1,68 @@
+r"""The lambda study of Fig. 8: trains one converter per lambda against a frozen target.
+
+Writes WORKDIR/sweep.json (one point per lambda: accuracy, drop, entropy, ratio, bandwidth),
+WORKDIR/sweep.png (accuracy and entropy against lambda) and WORKDIR/frontier.png (accuracy drop
+against entropy ratio). Every point trains in WORKDIR/lambda_<value>/; a rerun skips finished
+points and resumes the one it was killed in.
+
+Example (CIFAR-10, ResNet18 target):
+  python -m experiments.lambda_sweep --source=npz --train_npz=../shared/data/cifar10/train_20k.npz \
+      --test_npz=../shared/data/cifar10/test.npz --target=runs/cifar10_resnet18/target.keras \
+      --epochs=3 --workdir=runs/sweep_cifar10_resnet18
+"""
+
+import os
+
+from absl import flags
+
+from experiments import flags_lib
+
+_build_data = flags_lib.define_data_flags()
+_training = flags_lib.define_training_flags(epochs=3, batch_size=64, learning_rate=1e-3)
+_build_config = flags_lib.define_converter_flags()
+_LAMBDAS = flags.DEFINE_list(
+    "lambdas",
+    "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,0.95,1.0",
+    "The lambda grid, each in [0, 1]; Fig. 8 spans 0 to 1.",
+)
+_MAX_DROP = flags.DEFINE_float(
+    "max_drop_points", 3.0, "The accuracy drop (points) the report calls too much: the paper's 3."
+)
+_TITLE = flags.DEFINE_string("title", "", "Title of the plots (default: the task and target).")
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Folder for sweep.json, sweep.png, frontier.png and one lambda_<value>/ per point.", required=True
+)
+
+flags.adopt_module_key_flags(flags_lib)
+
+
+def main():
+    from dapter_tf import DapterError, data, lambda_study
+
+    try:
+        values = [float(v) for v in _LAMBDAS.value]
+    except ValueError:
+        raise DapterError(f"--lambdas must be numbers, got {','.join(_LAMBDAS.value)}") from None
+    lambdas = lambda_study.check_lambdas(values)
+    config = _build_config(_build_data(), _training(), lambda_=lambdas[0])
+    task, train_set, test_set = data.load_data(config.data, seed=config.seed)
+    workdir = _WORKDIR.value
+    sweep = lambda_study.run_sweep(config, lambdas, task, train_set, test_set, workdir)
+    title = _TITLE.value or f"{task.description}\ntarget {os.path.basename(os.path.dirname(config.target_path))}"
+    lambda_study.plot_sweep(sweep, os.path.join(workdir, "sweep.png"), title, _MAX_DROP.value)
+    lambda_study.plot_frontier({"sweep": sweep["points"]}, os.path.join(workdir, "frontier.png"), title)
+    print(lambda_study.summarize_sweep(sweep["points"]))
+    over = lambda_study.first_lambda_over(sweep["points"], _MAX_DROP.value)
+    print(
+        f"first lambda whose accuracy drop exceeds {_MAX_DROP.value:g} points: "
+        + (f"{over:.3f}" if over is not None else "none in the grid")
+    )
+    print(f"wrote {os.path.join(workdir, 'sweep.json')}, sweep.png and frontier.png")
+
+
+def run():
+    flags_lib.run(main)
+
+
+if __name__ == "__main__":
+    run()
