@@ -154,6 +154,13 @@ def judge(measured: dict, tuner: TunerConfig) -> tuple[bool, bool]:
 def next_lambda(lambda_: float, secure: bool, usable: bool, tuner: TunerConfig, tried) -> tuple[float | None, str]:
     """§7.1's rule: entropy too high -> lambda up; accuracy drop too high -> lambda down.
 
+    Args:
+        lambda_: This round's lambda.
+        secure: Whether this round met the entropy criterion.
+        usable: Whether it met the accuracy criterion.
+        tuner: The thresholds and step.
+        tried: The lambdas of every round so far, this one included.
+
     Returns:
         (next lambda, why); next lambda is ``None`` when tuning ends, and ``why`` says why.
     """
@@ -167,9 +174,11 @@ def next_lambda(lambda_: float, secure: bool, usable: bool, tuner: TunerConfig, 
     new = round(lambda_ + tuner.step if not secure else lambda_ - tuner.step, 6)
     if not 0.0 <= new <= 1.0:
         return None, f"lambda would leave [0, 1] ({new:.3f}); the criteria cannot both be met"
-    if any(abs(new - t) < 1e-9 for t in tried):
+    # Coming back to a lambda is allowed once: the converter has trained more since. A third
+    # visit means lambda bounces between two values whose converters each miss one criterion.
+    if sum(abs(new - t) < 1e-9 for t in tried) >= 2:
         return None, (
-            f"lambda would return to {new:.3f}, already tried: entropy needs lambda above it and accuracy "
+            f"lambda would return to {new:.3f} a third time: entropy needs lambda above it and accuracy "
             f"below it, so the criteria cannot both be met at this step size"
         )
     return new, "entropy too high: raise lambda" if not secure else "accuracy drop too high: lower lambda"
