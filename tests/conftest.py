@@ -68,3 +68,22 @@ def run_binary(module: str, *args: str, timeout: float = 300) -> subprocess.Comp
     return subprocess.run(
         [sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
     )
+
+
+def tiny_dapter_config(target_path=None, **overrides):
+    """A DapterConfig for seconds-long runs on the embedded sample: a (4, 8, 8) converter, 1 epoch."""
+    from dapter_tf import train
+    from dapter_tf.data import DataConfig
+
+    values = dict(
+        data=DataConfig(),
+        target_path=target_path,
+        filters=(4, 8, 8),
+        epochs=1,
+        batch_size=32,
+        eval_images=32,
+        augment=False,
+        checkpoint_every_steps=2,
+    )
+    values.update(overrides)
+    return train.DapterConfig(**values)

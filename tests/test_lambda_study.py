@@ -4,10 +4,10 @@ import json
 
 import numpy as np
 import pytest
+from conftest import tiny_dapter_config
 from PIL import Image
 
 from dapter_tf import DapterError, lambda_study, train
-from dapter_tf.data import DataConfig
 from dapter_tf.tasks import get_task
 
 TASK = get_task("cifar10")
@@ -74,18 +74,8 @@ def test_lambda_grid_is_checked_and_sorted():
 
 
 def _config(target_path, **overrides):
-    values = dict(
-        data=DataConfig(),
-        target_path=target_path,
-        filters=(4, 8, 8),
-        epochs=1,
-        batch_size=32,
-        eval_images=32,
-        augment=False,
-        output_step=1,
-    )
-    values.update(overrides)
-    return train.DapterConfig(**values)
+    # The plain output (step 1): an untrained tiny converter on the grid would send all-128 images.
+    return tiny_dapter_config(target_path, output_step=1, **overrides)
 
 
 def test_sweep_trains_each_point_once_and_plots(embedded, tiny_target_path, tmp_path, capsys):

@@ -7,9 +7,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import tiny_dapter_config
 
 from dapter_tf import DapterError, classifier, train
-from dapter_tf.data import DataConfig, ImageSet
+from dapter_tf.data import ImageSet
 from dapter_tf.model import build_converter
 from dapter_tf.tasks import get_task
 
@@ -19,21 +20,6 @@ TASK = get_task("cifar10")
 def _small(embedded, n_train=128, n_test=32):
     train_set, test_set = embedded
     return train_set.take(n_train), test_set.take(n_test)
-
-
-def _dapter_config(target_path=None, **overrides):
-    defaults = dict(
-        data=DataConfig(),
-        target_path=target_path,
-        filters=(4, 8, 8),
-        epochs=1,
-        batch_size=32,
-        eval_images=32,
-        augment=False,
-        checkpoint_every_steps=2,
-    )
-    defaults.update(overrides)
-    return train.DapterConfig(**defaults)
 
 
 def test_dapter_step_moves_the_converter_and_never_the_target(embedded):
@@ -58,7 +44,7 @@ def test_dapter_step_moves_the_converter_and_never_the_target(embedded):
 def test_train_dapter_end_to_end_leaves_the_target_file_alone(embedded, tiny_target_path, tmp_path):
     train_set, test_set = _small(embedded)
     before = classifier.load_target(tiny_target_path).get_weights()
-    results = train.train_dapter(_dapter_config(tiny_target_path), TASK, train_set, test_set, str(tmp_path))
+    results = train.train_dapter(tiny_dapter_config(tiny_target_path), TASK, train_set, test_set, str(tmp_path))
     for k in ("accuracy_original", "accuracy_converted", "entropy_original", "entropy_converted", "bandwidth_ratio"):
         assert np.isfinite(results[k])
     assert results["steps"] == 4 and results["resumed_from_step"] == 0
@@ -72,7 +58,7 @@ def test_train_dapter_end_to_end_leaves_the_target_file_alone(embedded, tiny_tar
 def test_mirrored_strategy_runs_two_replicas(embedded, tiny_target_path, tmp_path):
     train_set, test_set = _small(embedded)
     results = train.train_dapter(
-        _dapter_config(tiny_target_path, strategy="mirrored"), TASK, train_set, test_set, str(tmp_path)
+        tiny_dapter_config(tiny_target_path, strategy="mirrored"), TASK, train_set, test_set, str(tmp_path)
     )
     assert results["replicas"] == 2
     assert np.isfinite(results["train/L_dap"])
@@ -89,11 +75,13 @@ def test_mirrored_target_training_runs_two_replicas(embedded, tmp_path):
 def test_resumed_run_equals_an_uninterrupted_one(embedded, tiny_target_path, tmp_path):
     train_set, test_set = _small(embedded)
     straight = train.train_dapter(
-        _dapter_config(tiny_target_path, epochs=2), TASK, train_set, test_set, str(tmp_path / "straight")
+        tiny_dapter_config(tiny_target_path, epochs=2), TASK, train_set, test_set, str(tmp_path / "straight")
     )
-    train.train_dapter(_dapter_config(tiny_target_path, epochs=1), TASK, train_set, test_set, str(tmp_path / "split"))
+    train.train_dapter(
+        tiny_dapter_config(tiny_target_path, epochs=1), TASK, train_set, test_set, str(tmp_path / "split")
+    )
     resumed = train.train_dapter(
-        _dapter_config(tiny_target_path, epochs=2), TASK, train_set, test_set, str(tmp_path / "split")
+        tiny_dapter_config(tiny_target_path, epochs=2), TASK, train_set, test_set, str(tmp_path / "split")
     )
     assert resumed["resumed_from_step"] == 4 and resumed["steps"] == 8 == straight["steps"]
     a = train.load_converter(str(tmp_path / "straight")).get_weights()
@@ -104,15 +92,15 @@ def test_resumed_run_equals_an_uninterrupted_one(embedded, tiny_target_path, tmp
 
 def test_a_workdir_refuses_a_run_with_another_config(embedded, tiny_target_path, tmp_path):
     train_set, test_set = _small(embedded)
-    train.train_dapter(_dapter_config(tiny_target_path), TASK, train_set, test_set, str(tmp_path))
+    train.train_dapter(tiny_dapter_config(tiny_target_path), TASK, train_set, test_set, str(tmp_path))
     with pytest.raises(DapterError, match="holds a run with another config \\(differs in: lambda_\\)"):
-        train.train_dapter(_dapter_config(tiny_target_path, lambda_=0.5), TASK, train_set, test_set, str(tmp_path))
+        train.train_dapter(tiny_dapter_config(tiny_target_path, lambda_=0.5), TASK, train_set, test_set, str(tmp_path))
 
 
 def test_too_few_images_for_one_batch(embedded, tiny_target_path, tmp_path):
     train_set, test_set = _small(embedded, 16)
     with pytest.raises(DapterError, match="16 training images do not fill one batch of 32"):
-        train.train_dapter(_dapter_config(tiny_target_path), TASK, train_set, test_set, str(tmp_path / "w"))
+        train.train_dapter(tiny_dapter_config(tiny_target_path), TASK, train_set, test_set, str(tmp_path / "w"))
     assert not os.path.exists(tmp_path / "w")
 
 
@@ -121,7 +109,7 @@ def test_target_with_the_wrong_number_of_classes(embedded, tmp_path):
     classifier.build_target("lenet", (32, 32, 3), 5).save(path)
     train_set, test_set = _small(embedded)
     with pytest.raises(DapterError, match="has 5 outputs but task 'cifar10' has 10 classes"):
-        train.train_dapter(_dapter_config(path), TASK, train_set, test_set, str(tmp_path / "w"))
+        train.train_dapter(tiny_dapter_config(path), TASK, train_set, test_set, str(tmp_path / "w"))
     assert not os.path.exists(tmp_path / "w")  # Nothing written for a run that cannot start.
 
 
@@ -138,7 +126,7 @@ def test_target_with_the_wrong_number_of_classes(embedded, tmp_path):
 )
 def test_dapter_config_validates(field, value, message):
     with pytest.raises(DapterError, match=message):
-        _dapter_config(**{"target_path": "t.keras", field: value})
+        tiny_dapter_config(**{"target_path": "t.keras", field: value})
 
 
 def test_imageset_helpers_keep_labels_aligned(embedded):
