@@ -148,7 +148,6 @@ def load_tfds(
     data_dir: str | None = None,
     download: bool = False,
     manual_dir: str | None = None,
-    max_images: int = 0,
 ) -> ImageSet:
     """Loads a tfds split of ``task`` into memory, never touching the network unless ``download`` is set.
 
@@ -158,7 +157,6 @@ def load_tfds(
         data_dir: tfds's data directory (tfds's default if ``None``).
         download: Let tfds download and prepare the dataset (needs network).
         manual_dir: Where tfds finds files it cannot download itself (e.g. CelebA's archives).
-        max_images: Read at most this many examples (0: all); they are the split's first ones.
 
     Raises:
         DapterError: if tfds does not know the dataset, or it is not prepared in ``data_dir`` and
@@ -190,8 +188,6 @@ def load_tfds(
         config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
         builder.download_and_prepare(download_config=config)
     ds = builder.as_dataset(split=split)
-    if max_images:
-        ds = ds.take(max_images)
     images, labels = [], []
     for example in tfds.as_numpy(ds):
         images.append(example["image"])

@@ -160,3 +160,21 @@ def test_source_the_task_cannot_read():
         data.DataConfig(dataset="celeba", source="npz")
     with pytest.raises(DapterError, match="--source=folder needs the dataset's folder"):
         data.load_data(data.DataConfig(dataset="lfw", source="folder"))
+
+
+@pytest.mark.parametrize("dataset, label", [("cifar20_100", None), ("celeba", "Eyeglasses"), ("cifar2_10", None)])
+def test_tfds_features_become_the_tasks_labels(dataset, label, tmp_path):
+    # No network here, so no prepared tfds dataset: tfds's own mock_data generates examples from the
+    # real builders' feature specs (random pixels and labels), which is what the label mapping reads.
+    import tensorflow_datasets as tfds
+
+    task = get_task(dataset, target_label=label, image_size=32)
+    with tfds.testing.mock_data(num_examples=8):
+        images = data.load_tfds(task, "test", data_dir=str(tmp_path), download=True)
+    assert images.images.shape == (8, 32, 32, 3) and images.images.dtype == np.uint8
+    assert set(images.labels) == set(task.label_classes)
+    for name, classes in task.label_classes.items():
+        assert 0 <= images.labels[name].min() and images.labels[name].max() < classes
+    if dataset == "cifar2_10":
+        vehicle = np.isin(images.labels["label"], [0, 1, 8, 9])
+        np.testing.assert_array_equal(images.labels["superclass"], ~vehicle)
