@@ -133,6 +133,21 @@ def load_embedded(split: str) -> ImageSet:
     return ImageSet(validate_images(x, path), {"label": y.astype(np.int64)}, source=f"embedded:{split}")
 
 
+# Where tfds fetches each dataset from: --download checks it answers before tfds starts, because
+# tfds retries an unreachable host for minutes.
+TFDS_HOSTS = {"cifar10": "www.cs.toronto.edu", "cifar100": "www.cs.toronto.edu", "celeb_a": "drive.google.com"}
+
+
+def check_reachable(host: str, timeout: float = 5.0) -> None:
+    """Raises DapterError at once if ``host`` does not answer on port 443."""
+    import socket
+
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError as e:
+        raise DapterError(f"--download needs network, but {host} cannot be reached ({e})") from None
+
+
 def _tfds_labels(task: Task, features: dict) -> dict:
     """Maps a tfds example's features to the task's labels."""
     if task.tfds_name == "celeb_a":
@@ -185,6 +200,7 @@ def load_tfds(
                 f"tfds dataset {name!r} is not prepared in {builder.data_dir_root}; it is not available "
                 f"offline: pass --download to fetch it (needs network), or use another --source"
             )
+        check_reachable(TFDS_HOSTS.get(name, "storage.googleapis.com"))
         config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
         builder.download_and_prepare(download_config=config)
     ds = builder.as_dataset(split=split)

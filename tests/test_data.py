@@ -1,6 +1,7 @@
 """Loading real images: the embedded sample, .npz files, tfds offline, and every kind of bad input."""
 
 import time
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -145,6 +146,18 @@ def test_tfds_not_prepared_fails_at_once_offline(tmp_path, dataset):
     assert time.monotonic() - start < 60
 
 
+def test_tfds_download_without_network_fails_at_once(tmp_path):
+    try:
+        data.check_reachable(data.TFDS_HOSTS["cifar10"], timeout=2)
+        pytest.skip("this machine reaches the network: a real download would start")
+    except DapterError:
+        pass
+    start = time.monotonic()
+    with pytest.raises(DapterError, match="--download needs network, but www.cs.toronto.edu cannot be reached"):
+        data.load_data(data.DataConfig(source="tfds", tfds_data_dir=str(tmp_path), download=True))
+    assert time.monotonic() - start < 60  # tfds itself would retry for minutes.
+
+
 def test_tfds_unknown_dataset():
     import dataclasses
 
@@ -169,7 +182,7 @@ def test_tfds_features_become_the_tasks_labels(dataset, label, tmp_path):
     import tensorflow_datasets as tfds
 
     task = get_task(dataset, target_label=label, image_size=32)
-    with tfds.testing.mock_data(num_examples=8):
+    with tfds.testing.mock_data(num_examples=8), mock.patch.object(data, "check_reachable"):
         images = data.load_tfds(task, "test", data_dir=str(tmp_path), download=True)
     assert images.images.shape == (8, 32, 32, 3) and images.images.dtype == np.uint8
     assert set(images.labels) == set(task.label_classes)
