@@ -103,6 +103,19 @@ def first_lambda_over(points, max_drop_points: float):
     return min(over) if over else None
 
 
+def lambda_staying_over(points, max_drop_points: float):
+    """The smallest lambda from which every larger lambda of the grid drops more than ``max_drop_points``.
+
+    Short runs make the drop wander around the line at small lambdas; this is where it leaves for good.
+    """
+    staying = None
+    for p in sorted(points, key=lambda p: p["lambda"], reverse=True):
+        if p["accuracy_drop_points"] <= max_drop_points:
+            break
+        staying = p["lambda"]
+    return staying
+
+
 @dataclasses.dataclass(frozen=True)
 class TunerConfig:
     """The lambda tuning strategy of §7.1.

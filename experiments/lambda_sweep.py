@@ -52,11 +52,11 @@ def main():
     lambda_study.plot_sweep(sweep, os.path.join(workdir, "sweep.png"), title, _MAX_DROP.value)
     lambda_study.plot_frontier({"sweep": sweep["points"]}, os.path.join(workdir, "frontier.png"), title)
     print(lambda_study.summarize_sweep(sweep["points"]))
-    over = lambda_study.first_lambda_over(sweep["points"], _MAX_DROP.value)
-    print(
-        f"first lambda whose accuracy drop exceeds {_MAX_DROP.value:g} points: "
-        + (f"{over:.3f}" if over is not None else "none in the grid")
-    )
+    for what, value in (
+        ("first lambda whose accuracy drop exceeds", lambda_study.first_lambda_over(sweep["points"], _MAX_DROP.value)),
+        ("lambda from which the drop stays above", lambda_study.lambda_staying_over(sweep["points"], _MAX_DROP.value)),
+    ):
+        print(f"{what} {_MAX_DROP.value:g} points: " + (f"{value:.3f}" if value is not None else "none in the grid"))
     print(f"wrote {os.path.join(workdir, 'sweep.json')}, sweep.png and frontier.png")
 
 

@@ -103,6 +103,10 @@ def test_first_lambda_over_the_drop():
     points = [{"lambda": 0.5, "accuracy_drop_points": 1.0}, {"lambda": 0.9, "accuracy_drop_points": 3.5}]
     assert lambda_study.first_lambda_over(points, 3.0) == 0.9
     assert lambda_study.first_lambda_over(points, 5.0) is None
+    wandering = [{"lambda": v, "accuracy_drop_points": d} for v, d in [(0, 1), (0.2, 3.5), (0.5, 2), (0.8, 4), (1, 9)]]
+    assert lambda_study.first_lambda_over(wandering, 3.0) == 0.2
+    assert lambda_study.lambda_staying_over(wandering, 3.0) == 0.8
+    assert lambda_study.lambda_staying_over(wandering, 10.0) is None
 
 
 def test_tuner_raises_lambda_and_fine_tunes_the_last_converter(embedded, tiny_target_path, tmp_path):
