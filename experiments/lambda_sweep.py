@@ -1,6 +1,7 @@
 r"""The lambda study of Fig. 8: trains one converter per lambda against a frozen target.
 
 Writes WORKDIR/sweep.json (one point per lambda: accuracy, drop, entropy, ratio, bandwidth),
+WORKDIR/summary.txt (the same as a table, and where the drop passes --max_drop_points),
 WORKDIR/sweep.png (accuracy and entropy against lambda) and WORKDIR/frontier.png (accuracy drop
 against entropy ratio). Every point trains in WORKDIR/lambda_<value>/; a rerun skips finished
 points and resumes the one it was killed in.
@@ -51,13 +52,16 @@ def main():
     title = _TITLE.value or f"{task.description}\ntarget {os.path.basename(os.path.dirname(config.target_path))}"
     lambda_study.plot_sweep(sweep, os.path.join(workdir, "sweep.png"), title, _MAX_DROP.value)
     lambda_study.plot_frontier({"sweep": sweep["points"]}, os.path.join(workdir, "frontier.png"), title)
-    print(lambda_study.summarize_sweep(sweep["points"]))
+    lines = [title.replace("\n", ", "), lambda_study.summarize_sweep(sweep["points"])]
     for what, value in (
         ("first lambda whose accuracy drop exceeds", lambda_study.first_lambda_over(sweep["points"], _MAX_DROP.value)),
         ("lambda from which the drop stays above", lambda_study.lambda_staying_over(sweep["points"], _MAX_DROP.value)),
     ):
-        print(f"{what} {_MAX_DROP.value:g} points: " + (f"{value:.3f}" if value is not None else "none in the grid"))
-    print(f"wrote {os.path.join(workdir, 'sweep.json')}, sweep.png and frontier.png")
+        lines.append(f"{what} {_MAX_DROP.value:g} points: " + (f"{value:.3f}" if value is not None else "none"))
+    with open(os.path.join(workdir, "summary.txt"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"wrote {os.path.join(workdir, 'sweep.json')}, summary.txt, sweep.png and frontier.png")
 
 
 def run():
