@@ -8,7 +8,7 @@ import dataclasses
 import json
 import os
 
-from dapter_tf import evaluate, losses, train
+from dapter_tf import classifier, evaluate, losses, train
 from dapter_tf.data import ImageSet
 from dapter_tf.errors import DapterError
 from dapter_tf.tasks import Task
@@ -240,7 +240,7 @@ def tune_lambda(
             break
         lambda_, init = new, os.path.join(path, train.CONVERTER_FILE)
     final_path = os.path.join(workdir, f"round_{rounds[-1]['round']:02d}")
-    target = train.classifier.load_target(config.target_path)
+    target = classifier.load_target(config.target_path)
     final = evaluate.evaluate_converter(
         train.load_converter(final_path), target, test_set.images, test_set.labels[task.target_label]
     )
