@@ -87,7 +87,7 @@ class DapterConfig:
         filters: The converter's channels at full, half and quarter resolution.
         epochs: Passes over the training images.
         batch_size: Global batch size, split across replicas.
-        learning_rate: Adam's learning rate.
+        learning_rate: Adam's learning rate (the initial one with ``cosine_decay``).
         seed: Seeds weights, shuffling and the data order.
         strategy: ``"default"`` or ``"mirrored"``.
         augment: Random flips and 4-pixel shifts of the training images.
@@ -98,6 +98,8 @@ class DapterConfig:
             (``model.OutputLevels``); 1 is the paper's plain sigmoid output.
         init_converter: A trained converter's ``.keras`` file (or workdir) to start from, as the
             fine-tuning rounds of the lambda tuner (§7.1) do; empty: random initialisation.
+        cosine_decay: Decay the learning rate to 0 over the run (cosine), as target training does;
+            off, it stays constant.
     """
 
     data: DataConfig = DataConfig()
@@ -114,6 +116,7 @@ class DapterConfig:
     eval_images: int = 1000
     output_step: int = DEFAULT_OUTPUT_STEP
     init_converter: str = ""
+    cosine_decay: bool = False
 
     def __post_init__(self):
         losses.check_lambda(self.lambda_)
@@ -422,7 +425,10 @@ def train_dapter(config: DapterConfig, task: Task, train_set: ImageSet, test_set
         converter = build_converter(config.filters, output_step=config.output_step)
         if config.init_converter:
             _copy_weights(initial, converter, config.init_converter)
-        optimizer = keras.optimizers.Adam(config.learning_rate)
+        rate = config.learning_rate
+        if config.cosine_decay:
+            rate = keras.optimizers.schedules.CosineDecay(rate, config.epochs * (len(train_set) // config.batch_size))
+        optimizer = keras.optimizers.Adam(rate)
         optimizer.build(converter.trainable_variables)
 
     step_fn = build_dapter_step(converter, target, optimizer, config.lambda_, config.batch_size)

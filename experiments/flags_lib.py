@@ -105,7 +105,7 @@ def define_training_flags(*, epochs: int, batch_size: int, learning_rate: float)
             "learning_rate",
             learning_rate,
             "Adam's learning rate (> 0). Target training decays it to 0 over the run (cosine); converter "
-            "training keeps it constant.",
+            "training keeps it constant unless --cosine_decay.",
         ),
         "seed": flags.DEFINE_integer("seed", 0, "Seeds weight initialisation, data order and shuffling."),
         "strategy": flags.DEFINE_string(
@@ -145,6 +145,9 @@ def define_converter_flags():
         "straight-through gradient (README, 'Training recipe'): pixels within step/2 of 128 are sent as 128. "
         "1 is the paper's plain sigmoid output. In 1..128.",
     )
+    cosine_decay = flags.DEFINE_bool(
+        "cosine_decay", False, "Decay the converter's learning rate to 0 over the run (cosine); off: constant."
+    )
     init_converter = flags.DEFINE_string(
         "init_converter", "", "Start from this trained converter (.keras file or workdir) instead of random weights."
     )
@@ -162,6 +165,7 @@ def define_converter_flags():
             filters=channels,
             eval_images=eval_images.value,
             output_step=output_step.value,
+            cosine_decay=cosine_decay.value,
             init_converter=init_converter.value,
             **training,
         )
