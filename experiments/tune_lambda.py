@@ -105,8 +105,8 @@ def main():
     title = f"{task.description}\nlambda tuner (§7.1)"
     series = {"tuner rounds (validation images)": log["rounds"]}
     if _SWEEP_JSON.value:
-        with open(_SWEEP_JSON.value) as f:
-            series = {"lambda sweep (test images)": json.load(f)["points"], **series}
+        with open(_SWEEP_JSON.value) as sweep_file:
+            series = {"lambda sweep (test images)": json.load(sweep_file)["points"], **series}
     final = {**f, "lambda": log["final_lambda"]}
     series["tuner's converter (held-out test images)"] = [final]
     lambda_study.plot_frontier(series, os.path.join(workdir, "frontier.png"), title, tuner)
