@@ -121,6 +121,26 @@ def test_bad_flags_of_the_lambda_study_and_new_datasets(tiny_target_path, tmp_pa
     assert not (tmp_path / "run").exists()
 
 
+def test_train_target_trains_a_zoo_model_that_loads_back_safely(tmp_path):
+    workdir = tmp_path / "vgg11"
+    proc = run_binary(
+        "experiments.train_target",
+        "--model=vgg11",
+        "--width=4",
+        "--epochs=1",
+        "--batch_size=32",
+        "--max_train=64",
+        "--max_test=32",
+        f"--workdir={workdir}",
+    )
+    assert proc.returncode == 0, proc.stderr
+    from dapter_tf import classifier
+
+    target = classifier.load_target(str(workdir / "target.keras"))  # safe_mode=True
+    assert target.name == "vgg11" and target.output_shape == (None, 10)
+    assert json.loads((workdir / "results.json").read_text())["steps"] == 2
+
+
 def test_help_explains_every_flag():
     proc = run_binary("experiments.train_dapter", "--helpshort")  # absl exits 1 after help.
     assert "Trains a DAPter converter on L_dap" in proc.stdout
