@@ -222,6 +222,16 @@ def derive_labels(task: Task, labels: dict) -> dict:
     return labels
 
 
+def check_source(task: Task, source: str) -> None:
+    """Raises DapterError unless ``source`` is a known source that can serve ``task``."""
+    if source not in SOURCES:
+        raise DapterError(f"unknown data source {source!r}; choose one of: {', '.join(SOURCES)}")
+    if source not in task.sources:
+        raise DapterError(
+            f"dataset {task.name!r} cannot be read with --source={source}; use one of: {', '.join(task.sources)}"
+        )
+
+
 def load_split(
     task: Task,
     source: str,
@@ -252,10 +262,7 @@ def load_split(
         DapterError: on a source the task cannot use, a missing path, or labels outside the
             task's classes.
     """
-    if source not in SOURCES:
-        raise DapterError(f"unknown data source {source!r}; choose one of: {', '.join(SOURCES)}")
-    if source not in task.sources:
-        raise DapterError(f"task {task.name!r} cannot read --source={source}; it reads: {', '.join(task.sources)}")
+    check_source(task, source)
     if source == "embedded":
         images = load_embedded(split)
     elif source == "npz":
@@ -373,13 +380,7 @@ class DataConfig:
         from dapter_tf.tasks import get_task
 
         task = get_task(self.dataset, self.target_label, self.image_size)
-        if self.source not in SOURCES:
-            raise DapterError(f"unknown data source {self.source!r}; choose one of: {', '.join(SOURCES)}")
-        if self.source not in task.sources:
-            raise DapterError(
-                f"dataset {self.dataset!r} cannot be read with --source={self.source}; "
-                f"use one of: {', '.join(task.sources)}"
-            )
+        check_source(task, self.source)
         for name in ("max_train", "max_test"):
             if getattr(self, name) < 0:
                 raise DapterError(f"{name} must be >= 0 (0 means all images), got {getattr(self, name)}")

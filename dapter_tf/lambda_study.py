@@ -86,15 +86,11 @@ def run_sweep(
         sweep = {
             "task": task.description,
             "target": config.target_path,
-            "config": _config_dict(config),
+            "config": train.config_to_dict(config),
             "points": points,
         }
         train.write_json(os.path.join(workdir, SWEEP_FILE), sweep)
     return sweep
-
-
-def _config_dict(config) -> dict:
-    return json.loads(json.dumps(dataclasses.asdict(config), default=list))
 
 
 def first_lambda_over(points, max_drop_points: float):

@@ -192,6 +192,11 @@ def _check_batches(config, n_train: int, strategy) -> None:
         raise DapterError(f"{n_train} training images do not fill one batch of {config.batch_size}; lower --batch_size")
 
 
+def config_to_dict(config) -> dict:
+    """A config dataclass as plain JSON values (tuples become lists), as ``config.json`` holds it."""
+    return json.loads(json.dumps(dataclasses.asdict(config), default=_json_default))
+
+
 def prepare_workdir(workdir: str, config) -> None:
     """Creates ``workdir`` and records ``config`` in it, or checks it against the run it holds.
 
@@ -203,7 +208,7 @@ def prepare_workdir(workdir: str, config) -> None:
     """
     os.makedirs(workdir, exist_ok=True)
     path = os.path.join(workdir, "config.json")
-    new = json.loads(json.dumps(dataclasses.asdict(config), default=_json_default))
+    new = config_to_dict(config)
     if os.path.exists(path):
         with open(path) as f:
             old = json.load(f)
