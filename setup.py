@@ -25,7 +25,7 @@ setup(
         "ai-edge-litert==2.3.0",
         "matplotlib==3.11.2",
     ],
-    extras_require={"test": ["pytest==9.2.0"]},
+    extras_require={"test": ["pytest==9.2.0", "selenium==4.50.0"]},
     entry_points={
         "console_scripts": [
             "dapter-demo=experiments.run_demo:run",
@@ -34,6 +34,9 @@ setup(
             "dapter-export-tflite=export.export_tflite:run",
             "dapter-lambda-sweep=experiments.lambda_sweep:run",
             "dapter-tune-lambda=experiments.tune_lambda:run",
+            "dapter-attack=experiments.attack:run",
+            "dapter-reconstruction-sweep=experiments.reconstruction_sweep:run",
+            "dapter-score-labelling=experiments.score_labelling:run",
         ],
     },
 )

@@ -10,6 +10,8 @@ The library is flat, one job per module, named after the paper's concepts:
 * ``metrics``: image entropy (§4.1), accuracy drop, PNG bandwidth.
 * ``train``: the custom training loops under a ``tf.distribute`` strategy.
 * ``evaluate`` and ``report``: measuring a converter and writing what was measured.
+* ``lambda_study``: the lambda sweep of Fig. 8 and the tuning strategy of §7.1.
+* ``attacks``: the attacks of §5 (auto-recognition, visual recognition, reconstruction).
 """
 
 import os

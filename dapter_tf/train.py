@@ -56,6 +56,11 @@ class TargetConfig:
         strategy: ``"default"`` (one device) or ``"mirrored"`` (every local GPU, or every logical CPU).
         augment: Random flips and 4-pixel shifts.
         checkpoint_every_steps: Save a checkpoint this often (and at every epoch's end).
+        init_model: A trained classifier's ``.keras`` file to start from (transfer learning, as the
+            auto-recognition attacker of §5.1 fine-tunes one); its architecture replaces ``model``
+            and ``width``. Empty: random initialisation.
+        l2: Weight of the L2 regulariser, ``l2 * sum(||kernel||^2) / 2`` over the convolution and
+            dense kernels, added to the cross-entropy (§5.1's "regularization part"); 0: none.
     """
 
     data: DataConfig = DataConfig()
@@ -68,11 +73,15 @@ class TargetConfig:
     strategy: str = "default"
     augment: bool = True
     checkpoint_every_steps: int = 200
+    init_model: str = ""
+    l2: float = 0.0
 
     def __post_init__(self):
         classifier.check_target_name(self.model)
         if self.width is not None and self.width < 1:
             raise DapterError(f"width must be >= 1, got {self.width}")
+        if not self.l2 >= 0:
+            raise DapterError(f"l2 must be >= 0, got {self.l2}")
         _check_training_fields(self)
 
 
@@ -221,7 +230,7 @@ def prepare_workdir(workdir: str, config) -> None:
     write_json(path, new)
 
 
-def _run_loop(
+def run_training_loop(
     *,
     workdir: str,
     strategy,
@@ -311,11 +320,19 @@ def train_target(config: TargetConfig, task: Task, train_set: ImageSet, test_set
     """
     strategy = build_strategy(config.strategy)
     _check_batches(config, len(train_set), strategy)
+    if config.init_model:
+        initial = _load_initial_model(config.init_model, train_set.images.shape[1:], task)  # Fails fast.
     prepare_workdir(workdir, config)
     keras.utils.set_random_seed(config.seed)
     labels = train_set.labels[task.target_label]
     with strategy.scope():
-        model = classifier.build_target(config.model, train_set.images.shape[1:], task.num_classes, config.width)
+        if config.init_model:
+            # Cloned under the strategy's scope so its variables are mirrored like a new model's.
+            model = keras.models.clone_model(initial)
+            model.set_weights(initial.get_weights())
+        else:
+            model = classifier.build_target(config.model, train_set.images.shape[1:], task.num_classes, config.width)
+        kernels = [w for w in model.trainable_variables if w.path.endswith("kernel")]
         # Cosine decay to 0 over the run: a constant rate leaves batch-norm targets trained on a few
         # thousand images swinging by 5-10 points of test accuracy from one epoch to the next.
         schedule = keras.optimizers.schedules.CosineDecay(
@@ -329,6 +346,9 @@ def train_target(config: TargetConfig, task: Task, train_set: ImageSet, test_set
             logits = model(images, training=True)
             per_example = losses.accuracy_loss(batch_labels, logits)
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=config.batch_size)
+            if config.l2:
+                # Added once per step in all: each replica adds its 1/replicas share.
+                loss += tf.nn.scale_regularization_loss(config.l2 * tf.add_n([tf.nn.l2_loss(k) for k in kernels]))
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply(grads, model.trainable_variables)
         correct = tf.cast(tf.equal(tf.argmax(logits, -1), tf.cast(batch_labels, tf.int64)), tf.float32)
@@ -341,7 +361,7 @@ def train_target(config: TargetConfig, task: Task, train_set: ImageSet, test_set
 
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
     start = time.time()
-    loop = _run_loop(
+    loop = run_training_loop(
         workdir=workdir,
         strategy=strategy,
         checkpoint=checkpoint,
@@ -354,7 +374,7 @@ def train_target(config: TargetConfig, task: Task, train_set: ImageSet, test_set
     )
     save_model(model, os.path.join(workdir, TARGET_FILE))
     results = {
-        "model": config.model,
+        "model": model.name,
         "replicas": int(strategy.num_replicas_in_sync),
         "parameters": int(model.count_params()),
         # The last epoch's evaluation already measured the final model on the whole test set; a
@@ -369,6 +389,21 @@ def train_target(config: TargetConfig, task: Task, train_set: ImageSet, test_set
     }
     write_json(os.path.join(workdir, "results.json"), results)
     return results
+
+
+def _load_initial_model(path: str, input_shape, task: Task) -> keras.Model:
+    """Loads the classifier a fine-tuning run starts from, and checks that it fits the images and task."""
+    model = classifier.load_model_file(path, "initial model")
+    if tuple(model.input_shape[1:3]) not in ((None, None), tuple(input_shape[:2])):
+        raise DapterError(
+            f"{path} takes {model.input_shape[1]}x{model.input_shape[2]} images, not {input_shape[0]}x{input_shape[1]}"
+        )
+    if model.output_shape[-1] != task.num_classes:
+        raise DapterError(
+            f"{path} has {model.output_shape[-1]} outputs but label {task.target_label!r} "
+            f"has {task.num_classes} classes"
+        )
+    return model
 
 
 def build_dapter_step(converter: keras.Model, target: keras.Model, optimizer, lambda_: float, global_batch_size: int):
@@ -448,7 +483,7 @@ def train_dapter(config: DapterConfig, task: Task, train_set: ImageSet, test_set
 
     checkpoint = tf.train.Checkpoint(converter=converter, optimizer=optimizer)
     start = time.time()
-    loop = _run_loop(
+    loop = run_training_loop(
         workdir=workdir,
         strategy=strategy,
         checkpoint=checkpoint,

@@ -1,0 +1,40 @@
+"""The attacks of §5 on converted images: auto-recognition, visual recognition, reconstruction.
+
+Shaped like tensorflow/privacy's membership-inference module: ``AttackType`` names the attacks,
+``AttackInputData`` and one spec per attack say what to run (each with ``validate()``),
+``run_attacks`` runs them, and ``AttackResults`` summarises, saves and loads what they found.
+
+* ``auto_recognition``: §5.1, a classifier fine-tuned on converted images (Fig. 11, Fig. 12).
+* ``reconstruction``: §5.3, a generator trained to restore the originals (Fig. 9(b), Fig. 13).
+* ``labelling``: §5.2, a labelling-study page for people, and the scorer of their answers.
+* ``plotting``: the figures.
+"""
+
+from dapter_tf.attacks.attacks import RESULTS_FILE, run_attacks
+from dapter_tf.attacks.data_structures import (
+    PAPER_VISUAL_ATTRIBUTES,
+    AttackInputData,
+    AttackResults,
+    AttackType,
+    AutoRecognitionResult,
+    AutoRecognitionSpec,
+    ReconstructionResult,
+    ReconstructionSpec,
+    VisualResult,
+    VisualSpec,
+)
+
+__all__ = [
+    "PAPER_VISUAL_ATTRIBUTES",
+    "RESULTS_FILE",
+    "AttackInputData",
+    "AttackResults",
+    "AttackType",
+    "AutoRecognitionResult",
+    "AutoRecognitionSpec",
+    "ReconstructionResult",
+    "ReconstructionSpec",
+    "VisualResult",
+    "VisualSpec",
+    "run_attacks",
+]
