@@ -20,8 +20,9 @@ same flags resumes the attack's training runs.
 Example (CelebA, gender target, eight attributes):
   dapter-attack --dataset=celeba --source=folder --data_dir=../shared/data/celeba --target_label=Male \
       --image_size=32 --target=runs/celeba_male_resnet18/target.keras \
-      --converter=runs/tune_celeba_male_resnet18/round_01/converter.keras \
-      --attack_labels=Attractive,Heavy_Makeup,Wearing_Lipstick,No_Beard,Arched_Eyebrows,Bangs,Young,Smiling \
+      --converter=runs/tune_celeba_male_resnet18/round_01 \
+      --attacks=auto_recognition,reconstruction,visual_recognition --pretrain_epochs=8 \
+      --attack_labels=Wearing_Lipstick,Heavy_Makeup,No_Beard,Attractive,Young,Arched_Eyebrows,High_Cheekbones,Smiling \
       --workdir=runs/attack_celeba_male
 """
 

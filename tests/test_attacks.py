@@ -392,3 +392,37 @@ def test_attack_binary_runs_on_the_embedded_sample(tmp_path):
     assert [r.attack_type for r in found.results] == ["auto_recognition", "reconstruction"]
     assert found.results[0].images_train == 128 and found.results[1].images_test == 64
     assert "reconstruction: SSIM" in (workdir / "summary.txt").read_text()
+
+
+@pytest.mark.parametrize(
+    "module, flags",
+    [
+        (
+            "experiments.attack",
+            [
+                "--attacks",
+                "--converter",
+                "--target",
+                "--attack_labels",
+                "--pretrained",
+                "--pretrain_epochs",
+                "--finetune_epochs",
+                "--l2",
+                "--attack_images",
+                "--recon_epochs",
+                "--recon_train_images",
+                "--visual_labels",
+                "--per_class",
+                "--workdir",
+                "--dataset",
+                "--source",
+            ],
+        ),
+        ("experiments.reconstruction_sweep", ["--sweep_dir", "--also", "--name", "--recon_epochs", "--workdir"]),
+        ("experiments.score_labelling", ["--key", "--answers", "--output"]),
+    ],
+)
+def test_attack_binaries_explain_their_flags(module, flags):
+    proc = run_binary(module, "--helpshort")  # absl exits 1 after help.
+    for flag in flags:
+        assert f"  {flag}:" in proc.stdout, flag
