@@ -103,6 +103,9 @@ def test_run_attacks_checks_everything_before_writing(cifar_input, tmp_path):
         attacks.run_attacks(dataclasses.replace(cifar_input, target_path=""), [tiny_auto()], str(workdir))
     with pytest.raises(DapterError, match="at most one spec of each"):
         attacks.run_attacks(cifar_input, [tiny_auto(), tiny_auto()], str(workdir))
+    with pytest.raises(DapterError, match="has 10 outputs but the target label 'superclass'"):
+        other_task = dataclasses.replace(cifar_input, task=tasks.get_task("cifar2_10"))
+        attacks.run_attacks(other_task, [tiny_auto(attack_labels=("label",))], str(workdir))
     with pytest.raises(DapterError, match="has no label 'x'"):
         attacks.run_attacks(cifar_input, [attacks.ReconstructionSpec(), tiny_auto(attack_labels=("x",))], str(workdir))
     assert not workdir.exists()

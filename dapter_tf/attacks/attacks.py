@@ -57,6 +57,12 @@ def run_attacks(input_data: AttackInputData, specs, workdir: str) -> AttackResul
         raise DapterError("the auto-recognition attack needs the target model (target_path)")
     converter = train.load_converter(input_data.converter_path)
     target = classifier.load_target(input_data.target_path) if input_data.target_path else None
+    task = input_data.task
+    if target is not None and target.output_shape[-1] != task.num_classes:
+        raise DapterError(
+            f"{input_data.target_path} has {target.output_shape[-1]} outputs but the target label "
+            f"{task.target_label!r} of task {task.name!r} has {task.num_classes} classes"
+        )
     os.makedirs(workdir, exist_ok=True)
 
     results = []
