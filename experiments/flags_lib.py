@@ -215,6 +215,14 @@ def define_reconstruction_flags():
     return build
 
 
+def write_summary(workdir: str, lines) -> None:
+    """Writes ``lines`` to ``workdir/summary.txt`` and prints them."""
+    text = "\n".join(lines)
+    with open(os.path.join(workdir, "summary.txt"), "w") as f:
+        f.write(text + "\n")
+    print(text)
+
+
 def parse_ints(values, flag: str) -> tuple:
     """A list flag's values as integers; DapterError naming ``flag`` otherwise."""
     try:

@@ -59,9 +59,7 @@ def main():
         ("lambda from which the drop stays above", lambda_study.lambda_staying_over(sweep["points"], _MAX_DROP.value)),
     ):
         lines.append(f"{what} {_MAX_DROP.value:g} points: " + (f"{value:.3f}" if value is not None else "none"))
-    with open(os.path.join(workdir, "summary.txt"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    flags_lib.write_summary(workdir, lines)
     print(f"wrote {os.path.join(workdir, 'sweep.json')}, summary.txt, sweep.png and frontier.png")
 
 

@@ -79,9 +79,7 @@ def main():
             f"SSIM of the mean training image against the originals (no information): "
             f"{points[0]['ssim_mean_image']:.4f}"
         )
-    with open(os.path.join(_WORKDIR.value, "summary.txt"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    flags_lib.write_summary(_WORKDIR.value, lines)
     print(f"wrote {os.path.join(_WORKDIR.value, 'ssim_sweep.json')}, summary.txt and ssim_lambda.png")
 
 

@@ -17,10 +17,16 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: str) -> None:
+def _finish(fig, ax, path: str, title: str, ylabel: str, legend_size: int = 7) -> None:
+    """Labels a [0, 1] axis, puts the legend beside it, saves the PNG atomically and closes the figure."""
+    ax.set_ylim(0, 1)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=legend_size, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     tmp = f"{path}.tmp.png"
     fig.savefig(tmp, dpi=120, bbox_inches="tight")
     os.replace(tmp, path)
+    _pyplot().close(fig)
 
 
 def plot_uncorrelated(results, path: str, title: str) -> None:
@@ -59,12 +65,7 @@ def plot_uncorrelated(results, path: str, title: str) -> None:
                 label="knowing only the target label" if first else None,
             )
     ax.set_xticks(x, [g[0] for g in groups], fontsize=8)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("accuracy")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    _save(fig, path)
-    plt.close(fig)
+    _finish(fig, ax, path, title, "accuracy", legend_size=8)
 
 
 def plot_correlated(results, path: str, title: str) -> None:
@@ -88,12 +89,7 @@ def plot_correlated(results, path: str, title: str) -> None:
     for k, (label, values, color) in enumerate(series):
         ax.bar(x + (k - 1.5) * width, values, width, label=label, color=color)
     ax.set_xticks(x, [r.attack_label.replace("_", "\n") for r in results], fontsize=7)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("attack accuracy")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    _save(fig, path)
-    plt.close(fig)
+    _finish(fig, ax, path, title, "attack accuracy")
 
 
 def plot_ssim_against_lambda(series: dict, path: str, title: str) -> None:
@@ -119,9 +115,4 @@ def plot_ssim_against_lambda(series: dict, path: str, title: str) -> None:
     ax.axhline(SSIM_BAR, color="k", linestyle=":", label=f"SSIM {SSIM_BAR} (paper: below it at lambda 0.9)")
     ax.axvline(0.9, color="grey", linestyle="--", linewidth=0.8)
     ax.set_xlabel("lambda")
-    ax.set_ylabel("SSIM of reconstructed images")
-    ax.set_ylim(0, 1)
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    _save(fig, path)
-    plt.close(fig)
+    _finish(fig, ax, path, title, "SSIM of reconstructed images")
