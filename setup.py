@@ -37,6 +37,8 @@ setup(
             "dapter-attack=experiments.attack:run",
             "dapter-reconstruction-sweep=experiments.reconstruction_sweep:run",
             "dapter-score-labelling=experiments.score_labelling:run",
+            "dapter-gradcam=experiments.gradcam:run",
+            "dapter-bandwidth=experiments.bandwidth:run",
         ],
     },
 )

@@ -7,11 +7,14 @@ The library is flat, one job per module, named after the paper's concepts:
 * ``model``: the converter of Fig. 3.
 * ``classifier``: the target (DLIS) models and how to load them frozen.
 * ``losses``: L_eta (Eq. 2-3), L_acc (Eq. 4) and L_dap (Eq. 1).
-* ``metrics``: image entropy (§4.1), accuracy drop, PNG bandwidth.
+* ``metrics``: image entropy (§4.1), accuracy drop, PNG and JPEG sizes of images.
 * ``train``: the custom training loops under a ``tf.distribute`` strategy.
 * ``evaluate`` and ``report``: measuring a converter and writing what was measured.
 * ``lambda_study``: the lambda sweep of Fig. 8 and the tuning strategy of §7.1.
 * ``attacks``: the attacks of §5 (auto-recognition, visual recognition, reconstruction).
+* ``saliency``: Grad-CAM, the importance V and V_D, attention consistency and Table 4 (§7.2).
+* ``bandwidth``: bytes of converted images against the originals (§7.4).
+* ``plots``: what every plot shares.
 """
 
 import os

@@ -386,6 +386,48 @@ class DataConfig:
                 raise DapterError(f"{name} must be >= 0 (0 means all images), got {getattr(self, name)}")
 
 
+def _where(config: DataConfig) -> dict:
+    return dict(
+        data_dir=config.data_dir,
+        tfds_data_dir=config.tfds_data_dir,
+        tfds_manual_dir=config.tfds_manual_dir,
+        download=config.download,
+    )
+
+
+def _load_test(task: Task, config: DataConfig, seed: int) -> ImageSet:
+    return load_split(
+        task,
+        config.source,
+        "test",
+        npz_path=config.test_npz,
+        max_images=config.max_test,
+        seed=seed + 1,
+        **_where(config),
+    )
+
+
+def load_test_data(config: DataConfig, seed: int = 0):
+    """Loads only the held-out images of ``load_data(config, seed)``: the same images in the same order.
+
+    For measures that need no training images (bandwidth); a task whose label counts depend on the
+    data (LFW identities) keeps them unfilled.
+
+    Returns:
+        (task, test ImageSet).
+
+    Raises:
+        DapterError: as ``load_data``.
+    """
+    from dapter_tf.model import check_image_size
+    from dapter_tf.tasks import get_task
+
+    task = get_task(config.dataset, config.target_label, config.image_size)
+    test = _load_test(task, config, seed)
+    check_image_size(*test.images.shape[1:3])
+    return task, test
+
+
 def load_data(config: DataConfig, seed: int = 0):
     """Loads and checks a run's task, training images and test images.
 
@@ -405,18 +447,16 @@ def load_data(config: DataConfig, seed: int = 0):
     from dapter_tf.tasks import get_task
 
     task = get_task(config.dataset, config.target_label, config.image_size)
-    common = dict(
-        data_dir=config.data_dir,
-        tfds_data_dir=config.tfds_data_dir,
-        tfds_manual_dir=config.tfds_manual_dir,
-        download=config.download,
-    )
     train = load_split(
-        task, config.source, "train", npz_path=config.train_npz, max_images=config.max_train, seed=seed, **common
+        task,
+        config.source,
+        "train",
+        npz_path=config.train_npz,
+        max_images=config.max_train,
+        seed=seed,
+        **_where(config),
     )
-    test = load_split(
-        task, config.source, "test", npz_path=config.test_npz, max_images=config.max_test, seed=seed + 1, **common
-    )
+    test = _load_test(task, config, seed)
     if train.images.shape[1:] != test.images.shape[1:]:
         raise DapterError(f"training images are {train.images.shape[1:]} but test images are {test.images.shape[1:]}")
     check_image_size(*train.images.shape[1:3])

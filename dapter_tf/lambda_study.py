@@ -11,6 +11,7 @@ import os
 from dapter_tf import classifier, evaluate, losses, train
 from dapter_tf.data import ImageSet
 from dapter_tf.errors import DapterError
+from dapter_tf.plots import pyplot, save_figure
 from dapter_tf.tasks import Task
 
 DEFAULT_LAMBDAS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
@@ -256,10 +257,7 @@ def tune_lambda(
 
 def plot_sweep(sweep: dict, path: str, title: str, max_drop_points: float = 3.0) -> None:
     """Draws Fig. 8 for one task: target accuracy and mean entropy of converted images against lambda."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     points = sweep["points"]
     lambdas = [p["lambda"] for p in points]
@@ -286,8 +284,7 @@ def plot_sweep(sweep: dict, path: str, title: str, max_drop_points: float = 3.0)
     ax.legend(lines[0] + more[0], lines[1] + more[1], loc="lower left", fontsize=7)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_frontier(series: dict, path: str, title: str, tuner: TunerConfig | None = None) -> None:
@@ -299,10 +296,7 @@ def plot_frontier(series: dict, path: str, title: str, tuner: TunerConfig | None
         title: The figure's title.
         tuner: Draws its criteria as the corner to reach.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     drops = [p["accuracy_drop_points"] for ps in series.values() for p in ps]
@@ -336,8 +330,7 @@ def plot_frontier(series: dict, path: str, title: str, tuner: TunerConfig | None
     ax.legend(fontsize=7)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def summarize_sweep(points) -> str:

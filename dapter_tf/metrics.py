@@ -5,6 +5,8 @@ import io
 import numpy as np
 import PIL.Image
 
+from dapter_tf.errors import DapterError
+
 
 def to_uint8(images) -> np.ndarray:
     """Rounds float [0, 1] images to the uint8 pixels that would be sent to the provider."""
@@ -51,14 +53,46 @@ def accuracy_drop_points(accuracy_original: float, accuracy_converted: float) ->
     return 100.0 * (accuracy_original - accuracy_converted)
 
 
-def png_bytes(images: np.ndarray) -> int:
-    """Total bytes of the images encoded one by one as PNG (zlib level 9), as a phone would upload them."""
-    total = 0
+IMAGE_FORMATS = ("png", "jpeg")
+# libjpeg's and Pillow's default quality (with 4:2:0 chroma subsampling), what most apps upload.
+DEFAULT_JPEG_QUALITY = 75
+
+
+def check_jpeg_quality(quality: int) -> int:
+    """Returns ``quality`` if Pillow's JPEG encoder takes it (1..95); raises DapterError otherwise."""
+    if int(quality) != quality or not 1 <= quality <= 95:
+        raise DapterError(f"JPEG quality must be an integer in 1..95 (Pillow's range), got {quality}")
+    return int(quality)
+
+
+def encoded_sizes(
+    images: np.ndarray, image_format: str = "png", jpeg_quality: int = DEFAULT_JPEG_QUALITY
+) -> np.ndarray:
+    """Bytes of each uint8 image encoded on its own, as a phone would upload it.
+
+    Args:
+        images: uint8 N x H x W x 3.
+        image_format: ``"png"`` (zlib level 9, lossless) or ``"jpeg"`` (``jpeg_quality``, baseline,
+            4:2:0 chroma subsampling).
+        jpeg_quality: 1..95.
+
+    Returns:
+        int64 (N,) sizes in bytes.
+    """
+    if image_format not in IMAGE_FORMATS:
+        raise DapterError(f"image format must be one of {', '.join(IMAGE_FORMATS)}, got {image_format!r}")
+    options = {"compress_level": 9} if image_format == "png" else {"quality": check_jpeg_quality(jpeg_quality)}
+    sizes = []
     for image in np.asarray(images):
         buffer = io.BytesIO()
-        PIL.Image.fromarray(image).save(buffer, format="PNG", compress_level=9)
-        total += buffer.tell()
-    return total
+        PIL.Image.fromarray(image).save(buffer, format=image_format.upper(), **options)
+        sizes.append(buffer.tell())
+    return np.array(sizes, np.int64)
+
+
+def png_bytes(images: np.ndarray) -> int:
+    """Total bytes of the images encoded one by one as PNG (zlib level 9), as a phone would upload them."""
+    return int(encoded_sizes(images, "png").sum())
 
 
 def bandwidth_ratio(converted: np.ndarray, originals: np.ndarray) -> float:

@@ -526,3 +526,15 @@ def load_converter(path: str) -> keras.Model:
     if os.path.isdir(path):
         path = os.path.join(path, CONVERTER_FILE)
     return classifier.load_model_file(path, "converter")
+
+
+def converter_lambda(converter_path: str) -> float | None:
+    """The lambda recorded in a converter's workdir (``config.json`` beside its file, or in the folder), if any."""
+    if os.path.isdir(converter_path):
+        converter_path = os.path.join(converter_path, CONVERTER_FILE)
+    path = os.path.join(os.path.dirname(converter_path), "config.json")
+    try:
+        with open(path) as f:
+            return float(json.load(f)["lambda_"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

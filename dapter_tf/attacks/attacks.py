@@ -86,7 +86,7 @@ def run_attacks(input_data: AttackInputData, specs, workdir: str) -> AttackResul
 def _plot_auto_recognition(results, input_data: AttackInputData, workdir: str) -> None:
     task = input_data.task
     converter = os.path.basename(os.path.dirname(os.path.abspath(input_data.converter_path)))
-    lambda_ = reconstruction.converter_lambda(input_data.converter_path)
+    lambda_ = train.converter_lambda(input_data.converter_path)
     at = "" if lambda_ is None else f" (lambda {lambda_:g})"
     title = f"{task.description}\nauto-recognition against converter {converter}{at}"
     correlated = [r for r in results if r.acc_ideal_hat is not None]

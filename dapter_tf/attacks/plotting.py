@@ -1,20 +1,11 @@
 """Plots of the attacks: Fig. 11 (uncorrelated), Fig. 12 (correlated) and Fig. 9(b) (SSIM against lambda)."""
 
-import os
-
 import numpy as np
+
+from dapter_tf.plots import pyplot, save_figure
 
 # The paper's bar for an unrecoverable image (§7.1, [33]).
 SSIM_BAR = 0.2
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # Files only: no display on servers and CI.
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _finish(fig, ax, path: str, title: str, ylabel: str, legend_size: int = 7) -> None:
@@ -23,10 +14,7 @@ def _finish(fig, ax, path: str, title: str, ylabel: str, legend_size: int = 7) -
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=legend_size, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    tmp = f"{path}.tmp.png"
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    os.replace(tmp, path)
-    _pyplot().close(fig)
+    save_figure(fig, path)
 
 
 def plot_uncorrelated(results, path: str, title: str) -> None:
@@ -37,7 +25,7 @@ def plot_uncorrelated(results, path: str, title: str) -> None:
         path: The PNG to write.
         title: The plot's title.
     """
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(2.2 + 2.4 * len(results), 3.6))
     groups = []
     for r in results:
@@ -76,7 +64,7 @@ def plot_correlated(results, path: str, title: str) -> None:
         path: The PNG to write.
         title: The plot's title.
     """
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(results), 3.8))
     x = np.arange(len(results))
     series = (
@@ -100,7 +88,7 @@ def plot_ssim_against_lambda(series: dict, path: str, title: str) -> None:
         path: The PNG to write.
         title: The plot's title.
     """
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.8))
     for name, points in series.items():
         points = sorted(points, key=lambda p: p["lambda"])

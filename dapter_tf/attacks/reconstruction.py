@@ -74,16 +74,6 @@ def psnr(originals: np.ndarray, images: np.ndarray) -> float:
     return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
-def converter_lambda(converter_path: str) -> float | None:
-    """The lambda recorded in the converter's workdir (``config.json`` beside it), if any."""
-    path = os.path.join(os.path.dirname(converter_path), "config.json")
-    try:
-        with open(path) as f:
-            return float(json.load(f)["lambda_"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
 def train_reconstructor(
     spec: ReconstructionSpec, converter_path: str, pairs: ImageSet, workdir: str, filters
 ) -> keras.Model:
@@ -168,7 +158,7 @@ def run_reconstruction(
         images_test=len(originals),
         epochs=spec.epochs,
         grid=grid,
-        lambda_=converter_lambda(input_data.converter_path),
+        lambda_=train.converter_lambda(input_data.converter_path),
         ssim_mean_image=mean_ssim(originals, mean_image),
         psnr_mean_image=psnr(originals, mean_image),
     )
