@@ -17,6 +17,7 @@ import numpy as np
 from dapter_tf import evaluate, metrics
 from dapter_tf.data import validate_images
 from dapter_tf.errors import DapterError
+from dapter_tf.plots import pyplot, save_figure
 from dapter_tf.train import write_json
 
 # The paper's range of savings (§7.4), drawn on the plot.
@@ -143,8 +144,6 @@ def format_table(results) -> str:
 
 def plot_savings(results, path: str) -> None:
     """The distribution of per-image savings (one curve per dataset and side), PNG beside JPEG."""
-    from dapter_tf.plots import pyplot, save_figure
-
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]

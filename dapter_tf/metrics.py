@@ -81,7 +81,10 @@ def encoded_sizes(
     """
     if image_format not in IMAGE_FORMATS:
         raise DapterError(f"image format must be one of {', '.join(IMAGE_FORMATS)}, got {image_format!r}")
-    options = {"compress_level": 9} if image_format == "png" else {"quality": check_jpeg_quality(jpeg_quality)}
+    if image_format == "png":
+        options = {"compress_level": 9}
+    else:  # subsampling=2 is 4:2:0, stated rather than left to the encoder's default.
+        options = {"quality": check_jpeg_quality(jpeg_quality), "subsampling": 2}
     sizes = []
     for image in np.asarray(images):
         buffer = io.BytesIO()

@@ -25,6 +25,7 @@ from skimage.metrics import structural_similarity
 from dapter_tf import evaluate, metrics
 from dapter_tf.data import validate_images
 from dapter_tf.errors import DapterError
+from dapter_tf.plots import pyplot, save_figure
 from dapter_tf.report import save_grid
 
 # Which class C each map explains, on which images (``select_explained``):
@@ -118,6 +119,9 @@ def grad_cam(
     @tf.function(reduce_retracing=True)
     def explain(x, c):
         with tf.GradientTape() as tape:
+            # Watching the input, not the weights: a frozen target's weights are not watched, and the
+            # feature maps must be recorded either way.
+            tape.watch(x)
             features, logits = explainer(x, training=False)
             scores = tf.gather(logits, c, batch_dims=1)
         # Summing the batch's scores is safe: in inference mode each image's score depends on its
@@ -225,19 +229,21 @@ def attention_consistency(before: np.ndarray, after: np.ndarray, seed: int = 0) 
     ssim = np.array([_map_ssim(a, b) for a, b in zip(before, after)])
     chance_correlation = np.array([_pearson(before[i], after[partner[i]]) for i in range(n)])
     chance_ssim = np.array([_map_ssim(before[i], after[partner[i]]) for i in range(n)])
-    defined = ~np.isnan(correlation)
     return {
         "images": n,
-        "correlation_mean": float(np.mean(correlation[defined])) if defined.any() else float("nan"),
-        "correlation_median": float(np.median(correlation[defined])) if defined.any() else float("nan"),
-        "correlation_undefined": int(n - defined.sum()),
+        "correlation_mean": _over_defined(np.mean, correlation),
+        "correlation_median": _over_defined(np.median, correlation),
+        "correlation_undefined": int(np.isnan(correlation).sum()),
         "ssim_mean": float(np.mean(ssim)),
         "ssim_median": float(np.median(ssim)),
-        "chance_correlation_mean": float(np.nanmean(chance_correlation))
-        if not np.isnan(chance_correlation).all()
-        else float("nan"),
+        "chance_correlation_mean": _over_defined(np.mean, chance_correlation),
         "chance_ssim_mean": float(np.mean(chance_ssim)),
     }
+
+
+def _over_defined(reduce, values: np.ndarray) -> float:
+    values = values[~np.isnan(values)]
+    return float(reduce(values)) if len(values) else float("nan")
 
 
 def analyse_pair(
@@ -396,17 +402,15 @@ def save_attention_grid(path: str, images, before, converted, after) -> None:
 
 def plot_cross_converter(table: dict, path: str, title: str) -> None:
     """Table 4 as a heat map of log10(normalised importance), each cell labelled with its value."""
-    from dapter_tf.plots import pyplot, save_figure
-
     plt = pyplot()
     names = table["names"]
     values = np.asarray(table["normalized"], np.float64)
-    with np.errstate(divide="ignore"):
-        shown = np.log10(np.clip(values, 1e-12, None))
+    # Zero (no evidence at all) is drawn at the smallest positive value's colour, labelled "0".
+    positive = values[values > 0]
+    floor = min(1e-3, float(positive.min())) if len(positive) else 1e-3
+    shown = np.log10(np.clip(np.nan_to_num(values, nan=floor), floor, None))
     fig, ax = plt.subplots(figsize=(1.3 * len(names) + 2.5, 1.0 * len(names) + 1.5))
-    image = ax.imshow(
-        shown, cmap="viridis", vmin=min(-3.0, float(np.nanmin(shown))), vmax=max(0.0, float(np.nanmax(shown)))
-    )
+    image = ax.imshow(shown, cmap="viridis", vmin=np.log10(floor), vmax=max(0.0, float(shown.max())))
     for i in range(len(names)):
         for j in range(len(names)):
             ax.text(

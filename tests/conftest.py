@@ -70,6 +70,14 @@ def run_binary(module: str, *args: str, timeout: float = 300) -> subprocess.Comp
     )
 
 
+def assert_one_error_line(proc: subprocess.CompletedProcess, message: str) -> None:
+    """Checks that a binary failed with exactly one ``error: ...`` line on stderr containing ``message``."""
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr  # One clear line: no traceback, no TensorFlow chatter.
+    assert lines[0].startswith("error: ") and message in lines[0], lines[0]
+
+
 def tiny_dapter_config(target_path=None, **overrides):
     """A DapterConfig for seconds-long runs on the embedded sample: a (4, 8, 8) converter, 1 epoch."""
     from dapter_tf import train

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import SHARED_DATA, require_shared, run_binary
+from conftest import SHARED_DATA, assert_one_error_line, require_shared, run_binary
 
 from dapter_tf import DapterError, attacks, classifier, data, lambda_study, model, tasks, train
 from dapter_tf.attacks import auto_recognition, labelling, reconstruction
@@ -345,7 +345,7 @@ def test_score_labelling_binary(key_file, tmp_path):
     assert json.loads(out.read_text())["overall"]["correct"] == 1
     assert "Bangs" in proc.stdout
     proc = run_binary("experiments.score_labelling", f"--key={tmp_path / 'none.csv'}", f"--answers={answers}")
-    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith("error: an answer key not found")
+    assert_one_error_line(proc, "an answer key not found")
 
 
 @pytest.mark.parametrize(
@@ -368,8 +368,7 @@ def test_attack_binary_bad_flags(cifar_input, tmp_path, args, message):
         f"--workdir={workdir}",
         *args,
     )
-    assert proc.returncode == 1
-    assert message in proc.stderr.strip().splitlines()[-1]
+    assert_one_error_line(proc, message)
     assert not workdir.exists()
 
 

@@ -9,14 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import REPO, run_binary, save_npz
-
-
-def _assert_one_error_line(proc, message):
-    assert proc.returncode != 0
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr  # One clear line: no traceback, no TensorFlow chatter.
-    assert lines[0].startswith("error: ") and message in lines[0], lines[0]
+from conftest import REPO, assert_one_error_line, run_binary, save_npz
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +46,7 @@ def test_bad_data_files_get_one_line_and_nothing_written(bad_files, tmp_path, wh
         f"--test_npz={bad_files[which]}",
         f"--workdir={workdir}",
     )
-    _assert_one_error_line(proc, message)
+    assert_one_error_line(proc, message)
     assert not workdir.exists()
 
 
@@ -72,13 +65,13 @@ def test_bad_flags_of_train_dapter(tiny_target_path, tmp_path, args, message):
     args = [a.replace("{tmp}", str(tmp_path / "tfds")) for a in args]
     workdir = tmp_path / "run"
     proc = run_binary("experiments.train_dapter", f"--target={tiny_target_path}", f"--workdir={workdir}", *args)
-    _assert_one_error_line(proc, message)
+    assert_one_error_line(proc, message)
     assert not workdir.exists()
 
 
 def test_unknown_target_model_name(tmp_path):
     proc = run_binary("experiments.train_target", "--model=vgg99", f"--workdir={tmp_path / 'run'}")
-    _assert_one_error_line(proc, "unknown target model 'vgg99'; choose one of: lenet, resnet18, ")
+    assert_one_error_line(proc, "unknown target model 'vgg99'; choose one of: lenet, resnet18, ")
 
 
 @pytest.mark.parametrize(
@@ -117,7 +110,7 @@ def test_bad_flags_of_the_lambda_study_and_new_datasets(tiny_target_path, tmp_pa
     if module != "experiments.train_target":
         args.append(f"--target={tiny_target_path}")
     proc = run_binary(module, f"--workdir={tmp_path / 'run'}", *args)
-    _assert_one_error_line(proc, message)
+    assert_one_error_line(proc, message)
     assert not (tmp_path / "run").exists()
 
 

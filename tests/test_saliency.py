@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import run_binary
+from conftest import assert_one_error_line, run_binary
 
 from dapter_tf import DapterError, classifier, data, model, saliency, tasks
 
@@ -46,6 +46,8 @@ def test_grad_cam_lights_the_only_region_that_can_matter():
     expected[0, :2, :2] = 1 / 16  # alpha_red = 1/16 times red = 1; the green patch is pushed below 0.
     np.testing.assert_allclose(maps, expected, atol=1e-7)
     np.testing.assert_allclose(saliency.importance(maps), [4 / 16])
+    # A frozen target (as load_target gives) has the same maps.
+    np.testing.assert_allclose(saliency.grad_cam(classifier.freeze(red_green_model()), both, [1]), expected, atol=1e-7)
     # Class 0's logit is constant: no pixel supports it. Nor does a green patch support class 1.
     np.testing.assert_array_equal(saliency.grad_cam(m, both, [0]), np.zeros((1, 4, 4)))
     np.testing.assert_array_equal(saliency.grad_cam(m, patches(green=True), [1]), np.zeros((1, 4, 4)))
@@ -263,8 +265,7 @@ def test_gradcam_binary_bad_flags(two_pairs, tmp_path, targets, converters, mess
         f"--converters={converters}",
         f"--workdir={workdir}",
     )
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 1 and len(lines) == 1 and message in lines[0], proc.stderr
+    assert_one_error_line(proc, message)
     assert not workdir.exists()
 
 
