@@ -264,8 +264,22 @@ def _import_tensorflow_quietly():
     return tf
 
 
+def _describe_console_script(module_name: str) -> None:
+    """Lets --help describe a binary started as a console script (``dapter-...``), as under ``python -m``.
+
+    absl prints the ``__main__`` module's docstring and the key flags of the module named
+    ``sys.argv[0]``; a console script's ``__main__`` is pip's stub, which has neither.
+    """
+    if module_name == "__main__":
+        return
+    sys.modules["__main__"].__doc__ = sys.modules[module_name].__doc__
+    for flag in flags.FLAGS.get_key_flags_for_module(module_name):
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+
+
 def run(main):
     """Runs ``main`` under absl; a DapterError becomes one ``error: ...`` line and exit status 1."""
+    _describe_console_script(main.__module__)
 
     def guarded(argv):
         if len(argv) > 1:

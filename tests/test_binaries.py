@@ -1,11 +1,14 @@
 """The binaries as a user runs them: one-line errors, SIGKILL and resume, the demo end to end."""
 
+import ast
+import importlib.util
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -211,3 +214,22 @@ def test_demo_writes_report_grid_and_two_tflite_files(tmp_path):
         assert key in report["results"]
     assert report["export"]["files"]["int8"]["bytes"] < report["export"]["files"]["float32"]["bytes"]
     assert "| target accuracy |" in (workdir / "report.md").read_text()
+
+
+def _console_scripts():
+    from importlib.metadata import entry_points
+
+    return sorted(e for e in entry_points(group="console_scripts") if e.name.startswith("dapter-"))
+
+
+@pytest.mark.parametrize("script", _console_scripts(), ids=lambda e: e.name)
+def test_console_scripts_explain_themselves(script):
+    # A user types dapter-..., not python -m: --helpshort must show the binary's docstring and flags.
+    path = os.path.join(os.path.dirname(sys.executable), script.name)
+    if not os.path.exists(path):
+        pytest.skip(f"{script.name} is not installed beside {sys.executable} (make install puts it there)")
+    proc = subprocess.run([path, "--helpshort"], capture_output=True, text=True, timeout=120)
+    # Read, not imported: importing two binaries would define their shared flags twice.
+    source = Path(importlib.util.find_spec(script.module).origin).read_text()
+    assert ast.get_docstring(ast.parse(source)).splitlines()[0] in proc.stdout
+    assert proc.stdout.count("\n  --") >= 2, proc.stdout
