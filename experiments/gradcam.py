@@ -63,7 +63,7 @@ flags.adopt_module_key_flags(flags_lib)
 
 
 def load_pairs(task):
-    """The named targets and converters, checked against the task before anything is measured."""
+    """The named targets, converters and their paths, checked against the task before anything is measured."""
     from dapter_tf import DapterError, classifier, train
 
     target_paths = flags_lib.parse_pairs(_TARGETS.value, "--targets")
@@ -86,7 +86,7 @@ def load_pairs(task):
             raise DapterError(f"{path}: has {outputs} outputs but label {name!r} has {classes} classes")
         targets[name] = target
         converters[name] = train.load_converter(converter_paths[name])
-    return targets, converters, converter_paths
+    return targets, converters, target_paths, converter_paths
 
 
 def main():
@@ -98,7 +98,7 @@ def main():
         raise DapterError(f"--grid_images must be >= 0, got {_GRID_IMAGES.value}")
     config = _build_data()
     task, _, test_set = data.load_data(config, seed=_SEED.value)
-    targets, converters, converter_paths = load_pairs(task)
+    targets, converters, target_paths, converter_paths = load_pairs(task)
     layer = _LAYER.value or None
     workdir = _WORKDIR.value
     os.makedirs(workdir, exist_ok=True)
@@ -155,7 +155,7 @@ def main():
             "data": train.config_to_dict(config),
             "class_source": _CLASS_SOURCE.value,
             "images": int(len(images)),
-            "targets": flags_lib.parse_pairs(_TARGETS.value, "--targets"),
+            "targets": target_paths,
             "converters": converter_paths,
             "pairs": pairs,
             "cross_converter": table,
