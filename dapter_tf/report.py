@@ -87,16 +87,20 @@ def _markdown(config, results: dict, export: dict | None, task=None) -> str:
         lines += [
             "## TFLite export",
             "",
-            "| file | bytes | max pixel diff vs Keras | mean pixel diff | target accuracy (TFLite-converted) "
-            "| vs Keras-converted (points) |",
-            "|---|---|---|---|---|---|",
+            "| file | bytes | max pixel diff vs Keras | mean pixel diff | entropy (Keras) "
+            "| target accuracy (TFLite-converted) | drop vs Keras-converted (points) | parity gate |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for mode, e in export["files"].items():
+            gate = "; ".join(e.get("failures", [])) or "passed"
             lines.append(
-                f"| `{os.path.basename(e['path'])}` ({mode}) | {e['bytes']} | {e['max_pixel_diff']} | "
-                f"{e['mean_pixel_diff']:.3f} | {e['accuracy_tflite']:.4f} | {e['accuracy_change_points']:+.2f} |"
+                f"| `{os.path.basename(e['path'])}` ({mode}) | {e['bytes']:,} | {e['max_pixel_diff']} | "
+                f"{e['mean_pixel_diff']:.3f} | {e['entropy_tflite']:.3f} ({e['entropy_keras']:.3f}) | "
+                f"{e['accuracy_tflite']:.4f} | {e['accuracy_drop_points']:+.2f} | {gate} |"
             )
-        lines += ["", f"float32 / int8 size ratio: {export['size_ratio_float32_to_int8']:.2f}", ""]
+        if "size_ratio_float32_to_int8" in export:
+            lines += ["", f"float32 / int8 size ratio: {export['size_ratio_float32_to_int8']:.2f}"]
+        lines.append("")
     return "\n".join(lines)
 
 

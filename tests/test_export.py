@@ -1,12 +1,15 @@
-"""TFLite export: float32 and full-int8 files run by ai_edge_litert and checked against Keras."""
+"""TFLite export: every quantization mode run by ai_edge_litert and gated on parity with Keras."""
+
+import json
 
 import keras
 import numpy as np
 import pytest
 
-from dapter_tf import classifier, evaluate
-from dapter_tf.model import build_converter, snap_to_levels
+from dapter_tf import DapterError, classifier, evaluate
+from dapter_tf.model import build_converter, snap_to_levels, strip_output_levels
 from export import export_tflite_lib
+from export.export_tflite_lib import DEFAULT_TOLERANCES, MODES, Tolerance
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +63,9 @@ def exported(converter, embedded, tiny_target_path, tmp_path_factory):
         test_set.images[:100],
         test_set.labels["label"][:100],
         calibration_steps=5,
+        # Step 1 makes every level count: int8 noise moves this untrained converter's near-flat
+        # outputs' entropy past the default gate (set for the default grid); the figures are tested here.
+        force=True,
     )
     return result
 
@@ -69,6 +75,7 @@ def test_float32_file_matches_keras_to_one_pixel_level(exported):
     # Float TFLite and Keras differ by rounding only: at most one uint8 level after to_uint8.
     assert f["max_pixel_diff"] <= 1 and f["mean_pixel_diff"] < 0.01
     assert f["accuracy_tflite"] == pytest.approx(f["accuracy_keras"], abs=0.011)
+    assert f["failures"] == [] and f["tolerance"]["mean_pixel_diff"] == DEFAULT_TOLERANCES["float32"].mean_pixel_diff
 
 
 def test_int8_file_matches_keras_within_quantization_error(exported):
@@ -105,7 +112,184 @@ def test_export_at_another_image_size(converter, embedded):
 
 
 def test_unknown_mode_and_missing_calibration(converter):
-    with pytest.raises(ValueError, match="unknown quantization mode 'int4'"):
+    with pytest.raises(ValueError, match="unknown quantization mode 'int4'; choose from: float32, float16, "):
         export_tflite_lib.convert_to_tflite(converter, "int4", (32, 32))
-    with pytest.raises(ValueError, match="int8 quantization needs real calibration images"):
-        export_tflite_lib.convert_to_tflite(converter, "int8", (32, 32))
+    for mode in export_tflite_lib.FULL_INTEGER_MODES:
+        with pytest.raises(ValueError, match="full-int8 quantization needs real calibration images"):
+            export_tflite_lib.convert_to_tflite(converter, mode, (32, 32))
+    with pytest.raises(
+        ValueError, match=r"calibration images must be uint8 N x 32 x 32 x 3, got float32 \(2, 32, 32, 3\)"
+    ):
+        export_tflite_lib.convert_to_tflite(converter, "int8", (32, 32), np.zeros((2, 32, 32, 3), np.float32))
+    with pytest.raises(ValueError, match="unknown quantization mode 'fp8'"):
+        export_tflite_lib.convert_keras_model(converter, "fp8")
+
+
+@pytest.fixture(scope="module")
+def spread_converter():
+    """A Fig. 3 converter whose untrained outputs spread over the grid, so parity is not trivial.
+
+    Scaled so its converted images carry about 5 bits of entropy on 12 grid levels and its int8
+    file differs from Keras by 0.44 levels on average, like a trained converter (6.4 bits, 0.39).
+    """
+    keras.utils.set_random_seed(1)
+    converter = build_converter()
+    out = converter.get_layer("conv8_out")
+    kernel, bias = out.get_weights()
+    out.set_weights([kernel * 10.0, bias])
+    return converter
+
+
+@pytest.fixture(scope="module")
+def every_mode(spread_converter, embedded, tiny_target_path, tmp_path_factory):
+    train_set, test_set = embedded
+    out = tmp_path_factory.mktemp("every_mode")
+    return export_tflite_lib.export_converter(
+        spread_converter,
+        classifier.load_target(tiny_target_path),
+        str(out),
+        train_set.images,
+        test_set.images[:200],
+        test_set.labels["label"][:200],
+        calibration_steps=8,
+        modes=MODES,
+    )
+
+
+# (input dtype, output dtype, bytes per weight) of each mode's file.
+_EXPECTED = {
+    "float32": (np.float32, np.float32, 4),
+    "float16": (np.float32, np.float32, 2),
+    "dynamic_range": (np.float32, np.float32, 1),
+    "int8": (np.uint8, np.uint8, 1),
+    "int8_int8_io": (np.int8, np.int8, 1),
+    "int8_float_io": (np.float32, np.float32, 1),
+}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_mode_is_the_expected_size_runs_and_matches_keras(mode, every_mode, spread_converter, embedded):
+    from ai_edge_litert.interpreter import Interpreter
+
+    entry = every_mode["files"][mode]
+    in_dtype, out_dtype, weight_bytes = _EXPECTED[mode]
+    # The weights are all there, at the mode's width (a file that dropped them is a few KB), plus
+    # per-channel scales and the graph (under 40 KB).
+    weights = spread_converter.count_params() * weight_bytes
+    assert weights <= entry["bytes"] < weights + 40_000, (entry["bytes"], weights)
+    interpreter = Interpreter(model_path=entry["path"])
+    interpreter.allocate_tensors()
+    assert interpreter.get_input_details()[0]["dtype"] == in_dtype
+    assert interpreter.get_output_details()[0]["dtype"] == out_dtype
+    ops = {op["op_name"] for op in interpreter._get_ops_details()}
+    assert "TRANSPOSE_CONV" not in ops and "DEPTH_TO_SPACE" in ops  # Exported in the sub-pixel form.
+    # It matches the Keras converter on real held-out images within the mode's tolerances.
+    assert entry["failures"] == [], entry["failures"]
+    assert entry["max_pixel_diff"] <= 16 and entry["mean_pixel_diff"] <= DEFAULT_TOLERANCES[mode].mean_pixel_diff
+    assert entry["images"] == 200 and entry["differing_pixels"] < 0.2
+    # And the gate is not vacuous: the outputs spread over the range, and a stray byte would show.
+    with open(entry["path"], "rb") as f:
+        model_bytes = f.read()
+    images = embedded[1].images[:20]
+    lite = export_tflite_lib.run_tflite(model_bytes, images, output_step=entry["output_step_after_interpreter"])
+    assert len(np.unique(lite)) >= 8
+    assert entry["output_step_after_interpreter"] == (16 if mode in export_tflite_lib.FULL_INTEGER_MODES else 1)
+
+
+def test_full_int8_modes_compute_in_integers_and_dynamic_range_does_not(every_mode):
+    from ai_edge_litert.interpreter import Interpreter
+
+    def conv_input_dtypes(mode):
+        interpreter = Interpreter(model_path=every_mode["files"][mode]["path"])
+        interpreter.allocate_tensors()
+        details = {t["index"]: t["dtype"] for t in interpreter.get_tensor_details()}
+        return {details[op["inputs"][0]] for op in interpreter._get_ops_details() if op["op_name"] == "CONV_2D"}
+
+    for mode in export_tflite_lib.FULL_INTEGER_MODES:
+        assert conv_input_dtypes(mode) == {np.int8}, mode
+    assert conv_input_dtypes("dynamic_range") == {np.float32}
+    assert conv_input_dtypes("float32") == {np.float32}
+
+
+def test_phase_kernels_by_hand():
+    # One channel in and out, taps numbered 1..9 row by row: kernel[k_h, k_w] = 3 k_h + k_w + 1.
+    kernel = np.arange(1, 10, dtype=np.float32).reshape(3, 3, 1, 1)
+    phases = {key: value[:, :, 0, 0].tolist() for key, value in export_tflite_lib.phase_kernels(kernel).items()}
+    # Output (2m + a, 2n + b): phase 0 reads tap 2 from m - 1 and tap 0 from m; phase 1 tap 1 from m.
+    assert phases == {(0, 0): [[9, 7], [3, 1]], (0, 1): [[8], [2]], (1, 0): [[6, 4]], (1, 1): [[5]]}
+
+
+def test_subpixel_upsampling_is_the_same_function(spread_converter, embedded):
+    rewritten = export_tflite_lib.subpixel_upsampling(spread_converter)
+    assert isinstance(spread_converter.get_layer("conv6_up"), keras.layers.Conv2DTranspose)
+    assert not any(isinstance(layer, keras.layers.Conv2DTranspose) for layer in rewritten.layers)
+    assert rewritten.get_layer("conv1") is spread_converter.get_layer("conv1")  # Shared, not copied.
+    x = embedded[1].images[:16].astype(np.float32) / 255.0
+    before = strip_output_levels(spread_converter).predict(x, verbose=0)
+    after = export_tflite_lib.subpixel_upsampling(strip_output_levels(spread_converter)).predict(x, verbose=0)
+    assert before.std() > 0.05 and np.abs(before - after).max() < 1e-5
+    # At an odd size too (the phases' padding is one-sided): 44 = 4 x 11.
+    x44 = np.random.default_rng(0).random((2, 44, 44, 3), dtype=np.float32)
+    np.testing.assert_allclose(
+        strip_output_levels(spread_converter).predict(x44, verbose=0),
+        export_tflite_lib.subpixel_upsampling(strip_output_levels(spread_converter)).predict(x44, verbose=0),
+        atol=1e-5,
+    )
+
+
+def test_representative_dataset_draws_distinct_real_images_by_seed():
+    images = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1).repeat(3, axis=3)
+    drawn = [int(x[0][0, 0, 0, 0] * 255) for x in export_tflite_lib.representative_dataset(images, 4, seed=0)()]
+    again = [int(x[0][0, 0, 0, 0] * 255) for x in export_tflite_lib.representative_dataset(images, 4, seed=0)()]
+    other = [int(x[0][0, 0, 0, 0] * 255) for x in export_tflite_lib.representative_dataset(images, 4, seed=1)()]
+    assert len(set(drawn)) == 4 and drawn == again and drawn != other
+    assert len(list(export_tflite_lib.representative_dataset(images, 50)())) == 10  # All, if fewer.
+
+
+def test_parity_failures_by_hand():
+    tolerance = Tolerance(
+        max_pixel_diff_steps=1, mean_pixel_diff=0.5, accuracy_drop_points=1.0, entropy_change_bits=0.1
+    )
+    parity = {
+        "max_pixel_diff": 16,
+        "mean_pixel_diff": 0.5,
+        "accuracy_drop_points": 1.0,
+        "entropy_keras": 6.0,
+        "entropy_tflite": 6.1,
+    }
+    assert export_tflite_lib.parity_failures(parity, tolerance, output_step=16) == []  # Every figure at its limit.
+    parity.update(max_pixel_diff=17, mean_pixel_diff=0.51, accuracy_drop_points=1.5, entropy_tflite=5.8)
+    assert export_tflite_lib.parity_failures(parity, tolerance, output_step=16) == [
+        "max pixel diff 17 > 1 step(s) of 16 level(s)",
+        "mean pixel diff 0.510 > 0.5",
+        "target accuracy drop 1.50 points > 1",
+        "entropy change 0.200 bits > 0.1",
+    ]
+    with pytest.raises(DapterError, match="tolerance mean_pixel_diff must be >= 0, got -1"):
+        Tolerance(1, -1, 1, 1).validate()
+
+
+def test_parity_gate_fails_naming_mode_and_figure_unless_forced(spread_converter, embedded, tiny_target_path, tmp_path):
+    train_set, test_set = embedded
+    target = classifier.load_target(tiny_target_path)
+    strict = {
+        "int8": Tolerance(max_pixel_diff_steps=0, mean_pixel_diff=0.0, accuracy_drop_points=100, entropy_change_bits=10)
+    }
+    args = (
+        spread_converter,
+        target,
+        str(tmp_path),
+        train_set.images,
+        test_set.images[:50],
+        test_set.labels["label"][:50],
+    )
+    with pytest.raises(
+        export_tflite_lib.ParityError, match=r"int8: max pixel diff 16 > 0 step\(s\) of 16 level\(s\); mean pixel diff"
+    ):
+        export_tflite_lib.export_converter(*args, calibration_steps=4, tolerances=strict)
+    # Nothing lost: both files and the figures are on disk, with the breach recorded.
+    recorded = json.loads((tmp_path / "export.json").read_text())
+    assert (tmp_path / "converter_int8.tflite").is_file() and recorded["files"]["float32"]["failures"] == []
+    assert recorded["files"]["int8"]["failures"][0].startswith("max pixel diff 16 > 0")
+    forced = export_tflite_lib.export_converter(*args, calibration_steps=4, tolerances=strict, force=True)
+    assert forced["files"]["int8"]["failures"] == recorded["files"]["int8"]["failures"]

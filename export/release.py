@@ -1,0 +1,109 @@
+r"""Builds a verifiable release bundle of a trained converter: files, model card with claims, SHA-256 manifest.
+
+Puts into --output_dir (a new folder): converter.keras, the .tflite files of --export_dir that
+passed their parity gate, model_card.md and manifest.json. The card's figures and its "Claims"
+table are measured here on the held-out images of the data flags (entropy, bandwidth, the output
+grid, parity of every file, and with the target the accuracy lost); --attack_results adds the
+summary of a dapter-attack run. The target named in the workdir's config.json measures accuracy
+and is never bundled. Anyone can check the bundle with dapter-verify.
+
+Example:
+  dapter-release --workdir=runs/cifar10_resnet18_dapter --source=npz \
+      --train_npz=../shared/data/cifar10/train_20k.npz --test_npz=../shared/data/cifar10/test.npz \
+      --max_test=2000 --output_dir=release/cifar10_resnet18
+"""
+
+import json
+import os
+
+from absl import flags
+
+from experiments import flags_lib
+
+_build_data = flags_lib.define_data_flags()
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "A train_dapter workdir: converter.keras and config.json (λ, target).", required=True
+)
+_EXPORT_DIR = flags.DEFINE_string(
+    "export_dir", None, "The dapter-export-tflite output to release (default: WORKDIR/export)."
+)
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "The bundle's folder; must be new or empty.", required=True)
+_NAME = flags.DEFINE_string("name", "", "The release's name on the card (default: the output folder's name).")
+_ATTACK_RESULTS = flags.DEFINE_string(
+    "attack_results", "", "A dapter-attack attacks.json whose summary the card reports (optional)."
+)
+_ENTROPY_TOLERANCE = flags.DEFINE_float(
+    "entropy_tolerance", 0.25, "How far (bits) a verifier's mean entropy of converted images may fall from the card's."
+)
+_BANDWIDTH_TOLERANCE = flags.DEFINE_float(
+    "bandwidth_tolerance", 10.0, "How far (percent) a verifier's PNG bandwidth saving may fall from the card's."
+)
+_ACCURACY_TOLERANCE = flags.DEFINE_float(
+    "accuracy_tolerance", 2.0, "How many points a verifier's accuracy drop may exceed the card's."
+)
+_SEED = flags.DEFINE_integer("seed", 0, "Seeds which held-out images are measured (with --max_test).")
+
+flags.adopt_module_key_flags(flags_lib)
+
+
+def main():
+    from dapter_tf import DapterError, classifier, data, train
+    from dapter_tf.attacks import AttackResults
+    from export import release_lib
+
+    tolerances = release_lib.ClaimTolerances(
+        entropy_bits=_ENTROPY_TOLERANCE.value,
+        bandwidth_percent=_BANDWIDTH_TOLERANCE.value,
+        accuracy_drop_points=_ACCURACY_TOLERANCE.value,
+    )
+    tolerances.validate()
+    data_config = _build_data()
+    config_path = os.path.join(_WORKDIR.value, "config.json")
+    if not os.path.isfile(config_path):
+        raise DapterError(f"{_WORKDIR.value} is not a train_dapter workdir (no config.json)")
+    if os.path.isdir(_OUTPUT_DIR.value) and os.listdir(_OUTPUT_DIR.value):
+        raise DapterError(f"--output_dir {_OUTPUT_DIR.value} is not empty: a bundle goes into a new folder")
+    attacks = AttackResults.load(_ATTACK_RESULTS.value).summary() if _ATTACK_RESULTS.value else ""
+    with open(config_path) as f:
+        config = json.load(f)
+    target_path = config.get("target_path")
+    target = classifier.load_target(target_path)
+    converter_path = os.path.join(_WORKDIR.value, train.CONVERTER_FILE)
+    task, test_set = data.load_test_data(data_config, seed=_SEED.value)
+    info = release_lib.ReleaseInfo(
+        name=_NAME.value or os.path.basename(os.path.normpath(_OUTPUT_DIR.value)),
+        task=task.name,
+        target_label=task.target_label,
+        target_name=f"{target.name} ({target.count_params():,} parameters)",
+        lambda_=config.get("lambda_"),
+        data=_describe_data(data_config),
+        image_size=tuple(test_set.images.shape[1:3]),
+        attacks=attacks,
+    )
+    manifest = release_lib.build_bundle(
+        converter_path,
+        _EXPORT_DIR.value or os.path.join(_WORKDIR.value, "export"),
+        _OUTPUT_DIR.value,
+        info,
+        test_set.images,
+        test_set.labels[task.target_label],
+        target,
+        target_path,
+        tolerances,
+    )
+    for name, entry in manifest["files"].items():
+        print(f"{entry['sha256']}  {entry['bytes']:>10,}  {name}")
+    print(f"bundle: {_OUTPUT_DIR.value} (check it with dapter-verify --bundle={_OUTPUT_DIR.value} and the data flags)")
+
+
+def _describe_data(config) -> str:
+    where = {"npz": config.test_npz, "folder": config.data_dir, "tfds": config.tfds_data_dir}.get(config.source)
+    return f"{config.dataset} ({config.source}{': ' + os.path.basename(os.path.normpath(where)) if where else ''})"
+
+
+def run():
+    flags_lib.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,177 @@
+"""The host benchmark: benchmark_model's statistics, MAC counts by hand, the binary and the bench script."""
+
+import csv
+import io
+import json
+
+import keras
+import numpy as np
+import pytest
+from conftest import REPO, assert_one_error_line, run_binary
+
+from dapter_tf import DapterError
+from dapter_tf.model import build_converter
+from export import benchmark_lib, export_tflite_lib
+from export.benchmark_lib import BenchmarkConfig
+
+
+def _one_layer(layer, input_shape) -> bytes:
+    inputs = keras.Input(batch_shape=(1, *input_shape))
+    return export_tflite_lib.convert_keras_model(keras.Model(inputs, layer(inputs)), "float32")
+
+
+def test_tflite_macs_by_hand():
+    # 3x3 conv, 3 -> 4 channels on 8x8, "same": 8 * 8 outputs * 9 taps * 3 in * 4 out.
+    same = _one_layer(keras.layers.Conv2D(4, 3, padding="same"), (8, 8, 3))
+    assert list(benchmark_lib.tflite_macs(same).values()) == [8 * 8 * 9 * 3 * 4]
+    # Stride 2 computes a quarter of the outputs.
+    strided = _one_layer(keras.layers.Conv2D(4, 3, strides=2, padding="same"), (8, 8, 3))
+    assert list(benchmark_lib.tflite_macs(strided).values()) == [4 * 4 * 9 * 3 * 4]
+    # A transposed conv scatters each of the 4 x 4 inputs through its 3 x 3 x 2 x 5 kernel.
+    transposed = _one_layer(keras.layers.Conv2DTranspose(5, 3, strides=2, padding="same"), (4, 4, 2))
+    assert list(benchmark_lib.tflite_macs(transposed).values()) == [4 * 4 * 9 * 2 * 5]
+    dense = _one_layer(keras.layers.Dense(7), (6,))
+    assert list(benchmark_lib.tflite_macs(dense).values()) == [6 * 7]
+
+
+def test_converter_macs_are_the_fig3_sum_and_survive_the_subpixel_rewrite():
+    keras.utils.set_random_seed(0)
+    converter = build_converter()
+    h = w = 32
+    by_hand = (
+        h * w * 9 * 3 * 24  # conv1
+        + 2 * h * w * 9 * 24 * 24  # conv2, conv3
+        + (h // 2) * (w // 2) * 9 * 24 * 48  # conv4, stride 2
+        + (h // 4) * (w // 4) * 9 * 48 * 96  # conv5, stride 2
+        + (h // 4) * (w // 4) * 9 * 96 * 48  # conv6, transposed from H/4
+        + (h // 2) * (w // 2) * 9 * 48 * 24  # conv7, transposed from H/2
+        + h * w * 9 * 48 * 3  # conv8 on the copy connection's 48 channels
+    )
+    direct = export_tflite_lib.convert_to_tflite(converter, "float32", (h, w), subpixel=False)
+    rewritten = export_tflite_lib.convert_to_tflite(converter, "float32", (h, w))
+    assert sum(benchmark_lib.tflite_macs(direct).values()) == by_hand
+    # The four phase convolutions hold the transposed kernel's 9 taps: the same MACs.
+    assert sum(benchmark_lib.tflite_macs(rewritten).values()) == by_hand
+    assert len(benchmark_lib.tflite_macs(rewritten)) == 6 + 2 * 4
+
+
+@pytest.fixture(scope="module")
+def int8_file(embedded):
+    keras.utils.set_random_seed(0)
+    return export_tflite_lib.convert_to_tflite(build_converter(), "int8", (32, 32), embedded[0].images, 4)
+
+
+@pytest.mark.parametrize("use_xnnpack", [True, False])
+def test_benchmark_tflite_reports_benchmark_model_statistics(int8_file, embedded, use_xnnpack):
+    config = BenchmarkConfig(num_threads=1, warmup_runs=2, num_runs=7, use_xnnpack=use_xnnpack)
+    stats = benchmark_lib.benchmark_tflite(int8_file, config, benchmark_lib.image_input(embedded[1].images[0]))
+    assert stats["count"] == 7 and stats["use_xnnpack"] is use_xnnpack and stats["num_threads"] == 1
+    assert all(stats[field] > 0 for field in benchmark_lib.STAT_FIELDS if field != "std_us")
+    assert stats["min_us"] <= stats["p50_us"] <= stats["p90_us"] <= stats["max_us"]
+    assert stats["min_us"] <= stats["avg_us"] <= stats["max_us"]
+    assert stats["warmup_avg_us"] >= stats["first_inference_us"] / 2  # The first run is one of two warm-ups.
+
+
+def test_benchmark_keras_has_the_same_statistics(embedded):
+    keras.utils.set_random_seed(0)
+    stats = benchmark_lib.benchmark_keras(
+        build_converter(filters=(4, 8, 8)),
+        BenchmarkConfig(num_runs=3),
+        benchmark_lib.image_input(embedded[1].images[0]),
+    )
+    assert stats["count"] == 3 and set(benchmark_lib.STAT_FIELDS) <= set(stats)
+    assert stats["min_us"] <= stats["avg_us"] <= stats["max_us"]
+
+
+def test_bad_benchmark_config_and_input():
+    with pytest.raises(DapterError, match="num_runs must be an integer >= 1, got 0"):
+        BenchmarkConfig(num_runs=0).validate()
+    with pytest.raises(DapterError, match="num_threads must be an integer >= 1, got -1"):
+        BenchmarkConfig(num_threads=-1).validate()
+    with pytest.raises(
+        DapterError, match=r"a converter input must be a uint8 H x W x 3 image, got float32 \(4, 4, 3\)"
+    ):
+        benchmark_lib.image_input(np.zeros((4, 4, 3), np.float32))
+
+
+def test_input_for_quantizes_with_the_tensor_parameters():
+    details = {"shape": np.array([1, 1, 2, 3]), "dtype": np.uint8, "quantization": (1 / 255, 0)}
+    value = np.array([[[0.0, 128 / 255, 1.0], [1 / 255, 2 / 255, 254 / 255]]], np.float32)
+    np.testing.assert_array_equal(benchmark_lib.input_for(details, value)[0], [[[0, 128, 255], [1, 2, 254]]])
+    with pytest.raises(DapterError, match=r"the model takes inputs of shape \(1, 2, 3\), got \(2, 2, 3\)"):
+        benchmark_lib.input_for(details, np.zeros((2, 2, 3), np.float32))
+
+
+def test_csv_holds_one_row_per_model():
+    rows = [
+        {"model": "a.tflite", "bytes": 10, "avg_us": 1234.56, "ratio_to_keras": 0.25, "use_xnnpack": True},
+        {"model": "keras:x", "bytes": None, "avg_us": 4938.2, "ratio_to_keras": 1.0, "use_xnnpack": None},
+    ]
+    read = list(csv.DictReader(io.StringIO(benchmark_lib.to_csv(rows))))
+    assert [r["model"] for r in read] == ["a.tflite", "keras:x"]
+    assert read[0]["avg_us"] == "1234.6" and read[0]["ratio_to_keras"] == "0.2500" and read[1]["bytes"] == ""
+
+
+def test_benchmark_binary_times_files_beside_keras(tmp_path, int8_file):
+    keras.utils.set_random_seed(0)
+    converter = build_converter(filters=(4, 8, 8))
+    converter.save(tmp_path / "converter.keras")
+    graph = tmp_path / "converter_float32.tflite"
+    graph.write_bytes(export_tflite_lib.convert_to_tflite(converter, "float32", (32, 32)))
+    proc = run_binary(
+        "export.benchmark_tflite",
+        f"--graph={graph}",
+        f"--keras={tmp_path / 'converter.keras'}",
+        "--num_runs=3",
+        "--use_xnnpack=false",
+        f"--output_json={tmp_path / 'b.json'}",
+        f"--output_csv={tmp_path / 'b.csv'}",
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "b.json").read_text())
+    keras_row, lite_row = result["models"]
+    assert keras_row["model"].startswith("keras:") and lite_row["model"] == str(graph)
+    assert lite_row["use_xnnpack"] is False and lite_row["count"] == 3 and result["image_size"] == [32, 32]
+    assert lite_row["ratio_to_keras"] == pytest.approx(lite_row["avg_us"] / keras_row["avg_us"])
+    assert "Inference (avg):" in proc.stdout and "x Keras" in proc.stdout
+    assert len((tmp_path / "b.csv").read_text().splitlines()) == 3
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--graph=/nonexistent/converter.tflite"], "--graph /nonexistent/converter.tflite does not exist"),
+        (["--graph={setup}", "--num_runs=0"], "num_runs must be an integer >= 1, got 0"),
+        (["--graph={notes}"], "a --graph file is not a .tflite model"),
+        (["--graph={setup}", "--image=/nonexistent.png"], "--image /nonexistent.png does not exist"),
+    ],
+)
+def test_benchmark_binary_bad_input_gets_one_line(tmp_path, int8_file, args, message):
+    model = tmp_path / "converter_int8.tflite"
+    model.write_bytes(int8_file)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a model")
+    args = [a.format(setup=model, notes=notes) for a in args]
+    assert_one_error_line(run_binary("export.benchmark_tflite", *args), message)
+
+
+def test_bench_script_prints_the_targets(tmp_path):
+    # The bench script at a small size and few runs: that it runs and reports every figure (the
+    # 224x224 figures themselves come from running it by hand; see the README).
+    proc = run_binary(
+        "bench.bench_export",
+        "--image_size=32",
+        "--small_size=0",
+        "--num_runs=2",
+        "--warmup_runs=1",
+        "--layer_runs=1",
+        "--calibration_steps=4",
+        f"--output_json={tmp_path / 'bench.json'}",
+    )
+    assert proc.returncode == 0, proc.stderr
+    for text in ("int8 / float32 latency", "float32 TFLite / Keras batch-1", "int8 file", "% of peak", "conv7_up"):
+        assert text in proc.stdout, text
+    result = json.loads((tmp_path / "bench.json").read_text())
+    assert result["macs"] == 1137991680 // (7 * 7)  # 224^2 / 32^2 = 49 times fewer at 32x32.
+    assert [row["layer"] for row in result["layers"]][-2:] == ["copy_connection", "conv8_out"]
+    assert (REPO / "bench" / "bench_export.py").is_file()

@@ -1,0 +1,262 @@
+"""The release bundle: files and hashes, the model card's claims, and verify failing on any change."""
+
+import json
+import shutil
+
+import keras
+import pytest
+from conftest import run_binary
+
+from dapter_tf import DapterError, classifier
+from dapter_tf.model import build_converter
+from export import export_tflite_lib, release_lib
+from export.release_lib import Claim
+
+BUNDLE_FILES = {
+    "converter.keras",
+    "converter_float32.tflite",
+    "converter_int8.tflite",
+    "model_card.md",
+    "manifest.json",
+}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, tiny_target_path, embedded):
+    """A train_dapter-like workdir (converter.keras, config.json) with an export/ of two gated files."""
+    root = tmp_path_factory.mktemp("workdir")
+    keras.utils.set_random_seed(1)
+    converter = build_converter()
+    out = converter.get_layer("conv8_out")
+    kernel, bias = out.get_weights()
+    out.set_weights([kernel * 10.0, bias])  # Outputs spread over the grid, like a trained converter's.
+    converter.save(root / "converter.keras")
+    (root / "config.json").write_text(json.dumps({"lambda_": 0.9, "target_path": tiny_target_path}))
+    train_set, test_set = embedded
+    export_tflite_lib.export_converter(
+        converter,
+        classifier.load_target(tiny_target_path),
+        str(root / "export"),
+        train_set.images,
+        test_set.images[:200],
+        test_set.labels["label"][:200],
+        calibration_steps=8,
+        modes=("float32", "int8"),
+    )
+    return root
+
+
+def _info():
+    return release_lib.ReleaseInfo(
+        name="test-release",
+        task="cifar10",
+        target_label="label",
+        target_name="resnet18 w4",
+        lambda_=0.9,
+        data="cifar10 (embedded)",
+        image_size=(32, 32),
+        attacks="attacks on x: ratio 13.4x",
+    )
+
+
+@pytest.fixture(scope="module")
+def bundle(workdir, tmp_path_factory, tiny_target_path, embedded):
+    path = tmp_path_factory.mktemp("release") / "bundle"
+    test_set = embedded[1]
+    release_lib.build_bundle(
+        str(workdir / "converter.keras"),
+        str(workdir / "export"),
+        str(path),
+        _info(),
+        test_set.images[:200],
+        test_set.labels["label"][:200],
+        classifier.load_target(tiny_target_path),
+        tiny_target_path,
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def verifier_images(embedded):
+    """The verifier's own held-out images: others than the release measured on."""
+    return embedded[1].images[200:400], embedded[1].labels["label"][200:400]
+
+
+def _failed(findings):
+    return sorted(f.subject for f in findings if not f.ok)
+
+
+def test_fresh_bundle_verifies(bundle, verifier_images, tiny_target_path):
+    images, labels = verifier_images
+    findings = release_lib.verify_bundle(str(bundle), images, labels, classifier.load_target(tiny_target_path))
+    assert _failed(findings) == [], [f for f in findings if not f.ok]
+    checked = {f.subject for f in findings}
+    assert BUNDLE_FILES - {"manifest.json"} <= checked
+    assert {
+        "entropy_converted",
+        "bandwidth_saving",
+        "accuracy_drop_points",
+        "converter_int8.tflite:mean_pixel_diff",
+    } <= checked
+    # Without a target the accuracy claims are skipped, said so, and the rest still hold.
+    without = release_lib.verify_bundle(str(bundle), images)
+    skipped = [f for f in without if "skipped" in f.detail]
+    assert {f.subject for f in skipped} == {
+        "accuracy_drop_points",
+        "converter_float32.tflite:accuracy_drop_vs_keras",
+        "converter_int8.tflite:accuracy_drop_vs_keras",
+    }
+    assert _failed(without) == []
+
+
+def test_bundle_holds_exactly_its_files_and_never_the_target(bundle, tiny_target_path):
+    assert {p.name for p in bundle.iterdir()} == BUNDLE_FILES
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert set(manifest["files"]) == BUNDLE_FILES - {"manifest.json"}
+    assert release_lib.sha256(tiny_target_path) not in {e["sha256"] for e in manifest["files"].values()}
+    # The bundled .keras is the converter alone: no weight of it is a weight of the target.
+    converter = keras.models.load_model(bundle / "converter.keras", compile=False)
+    target = classifier.load_target(tiny_target_path)
+    target_weights = [w.tobytes() for w in target.get_weights()]
+    assert converter.count_params() == build_converter().count_params()
+    assert not any(w.tobytes() in target_weights for w in converter.get_weights() if w.size > 8)
+    card = (bundle / "model_card.md").read_text()
+    assert "kept by the provider, not released" in card and "ratio 13.4x" in card
+
+
+@pytest.mark.parametrize("name", sorted(BUNDLE_FILES - {"manifest.json"}))
+def test_one_flipped_byte_in_any_file_fails_naming_it(bundle, verifier_images, tmp_path, name):
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    data = bytearray((copy / name).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (copy / name).write_bytes(bytes(data))
+    findings = release_lib.verify_bundle(str(copy), *verifier_images)
+    assert name in _failed(findings)
+    assert "is not the manifest's" in next(f.detail for f in findings if f.subject == name)
+
+
+def test_a_changed_manifest_or_an_extra_file_fails(bundle, verifier_images, tmp_path):
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    digest = manifest["files"]["converter_int8.tflite"]["sha256"]
+    manifest["files"]["converter_int8.tflite"]["sha256"] = ("0" if digest[0] != "0" else "1") + digest[1:]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    (copy / "extra.tflite").write_bytes(b"x")
+    assert _failed(release_lib.verify_bundle(str(copy), *verifier_images)) == ["converter_int8.tflite", "extra.tflite"]
+
+
+@pytest.mark.parametrize(
+    "claim, false_value",
+    [
+        ("entropy_converted", "1.5"),
+        ("bandwidth_saving", "9.0"),
+        ("converter_int8.tflite:mean_pixel_diff", "0.01"),
+        ("converter_parameters", "116284"),
+        ("output_step", "8"),
+    ],
+)
+def test_a_false_claim_fails_naming_it_even_with_the_manifest_rehashed(
+    bundle, verifier_images, tmp_path, claim, false_value
+):
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    card = (copy / "model_card.md").read_text()
+    row = next(line for line in card.splitlines() if line.startswith(f"| `{claim}` |"))
+    cells = row.split(" | ")
+    cells[2] = false_value
+    (copy / "model_card.md").write_text(card.replace(row, " | ".join(cells)))
+    # The card no longer matches its hash ...
+    assert _failed(release_lib.verify_bundle(str(copy), *verifier_images)) == sorted(["model_card.md", claim])
+    # ... and a forger who rewrites the manifest is still caught by the re-measurement.
+    release_lib.write_manifest(str(copy))
+    findings = release_lib.verify_bundle(str(copy), *verifier_images)
+    assert _failed(findings) == [claim]
+    assert "does not hold" in next(f.detail for f in findings if f.subject == claim)
+
+
+def test_claims_round_trip_through_the_card(bundle):
+    claims = release_lib.parse_claims((bundle / "model_card.md").read_text())
+    names = [c.name for c in claims]
+    assert names[:6] == [
+        "converter_parameters",
+        "output_step",
+        "pixels_off_grid",
+        "entropy_converted",
+        "entropy_ratio",
+        "bandwidth_saving",
+    ]
+    by_name = {c.name: c for c in claims}
+    assert by_name["converter_int8.tflite:max_pixel_diff"] == Claim(
+        "converter_int8.tflite:max_pixel_diff", "largest abs(TFLite - Keras) pixel difference, levels", 32, "at_most"
+    )
+    assert by_name["bandwidth_saving"].relation == "within%" and by_name["bandwidth_saving"].tolerance == 10
+
+
+def test_claim_relations_by_hand():
+    within = Claim("e", "", 6.4, "within", 0.25)
+    assert within.holds(6.6) and within.holds(6.15) and not within.holds(6.7) and within.holds_if() == "within ±0.25"
+    relative = Claim("b", "", 2.0, "within%", 10)
+    assert relative.holds(2.19) and not relative.holds(2.21) and relative.holds_if() == "within ±10%"
+    at_most = Claim("a", "", 6.1, "at_most", 2)
+    assert at_most.holds(8.1) and not at_most.holds(8.2) and at_most.holds(-3) and at_most.holds_if() == "at most +2"
+    exactly = Claim("p", "", 16, "exactly")
+    assert exactly.holds(16) and not exactly.holds(16.5)
+    line = "| `e` | mean entropy | 6.4 | within ±0.25 |"
+    assert release_lib.parse_claims(
+        f"## Claims\n\n| claim | what | value | holds if |\n|---|---|---|---|\n{line}\n"
+    ) == [Claim("e", "mean entropy", 6.4, "within", 0.25)]
+    with pytest.raises(DapterError, match="claim e has an unknown relation 'roughly'"):
+        release_lib.parse_claims("## Claims\n| `e` | x | 6.4 | roughly |\n")
+    with pytest.raises(DapterError, match="claim e has no number as its value: 'high'"):
+        release_lib.parse_claims("## Claims\n| `e` | x | high | exactly |\n")
+    with pytest.raises(DapterError, match="has no '## Claims' section"):
+        release_lib.parse_claims("# card\n")
+
+
+def test_release_refuses_broken_files_a_used_folder_and_the_target(workdir, tmp_path, tiny_target_path, embedded):
+    images, labels = embedded[1].images[:50], embedded[1].labels["label"][:50]
+    target = classifier.load_target(tiny_target_path)
+    args = (_info(), images, labels, target, tiny_target_path)
+    broken = tmp_path / "broken_export"
+    shutil.copytree(workdir / "export", broken)
+    recorded = json.loads((broken / "export.json").read_text())
+    recorded["files"]["int8"]["failures"] = ["mean pixel diff 3.000 > 1"]
+    (broken / "export.json").write_text(json.dumps(recorded))
+    with pytest.raises(DapterError, match="refusing to release files that broke their parity gate: int8"):
+        release_lib.build_bundle(str(workdir / "converter.keras"), str(broken), str(tmp_path / "a"), *args)
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "old.txt").write_text("x")
+    with pytest.raises(DapterError, match="is not empty"):
+        release_lib.build_bundle(
+            str(workdir / "converter.keras"), str(workdir / "export"), str(tmp_path / "used"), *args
+        )
+    # A "converter" that is the target itself never gets out.
+    with pytest.raises(DapterError, match="the bundle would hold the target model"):
+        release_lib.build_bundle(tiny_target_path, str(workdir / "export"), str(tmp_path / "b"), *args)
+    assert not (tmp_path / "b").exists()
+
+
+def test_release_and_verify_binaries(workdir, tmp_path, tiny_target_path):
+    out = tmp_path / "bundle"
+    proc = run_binary(
+        "export.release", f"--workdir={workdir}", f"--output_dir={out}", "--max_test=100", "--name=demo-release"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "converter_int8.tflite" in proc.stdout and (out / "manifest.json").is_file()
+    assert "# Model card: demo-release" in (out / "model_card.md").read_text()
+    verify = run_binary(
+        "export.verify", f"--bundle={out}", "--max_test=100", "--seed=1", f"--target={tiny_target_path}"
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert "verified:" in verify.stdout and "FAIL" not in verify.stdout
+    data = bytearray((out / "converter_float32.tflite").read_bytes())
+    data[100] ^= 0xFF
+    (out / "converter_float32.tflite").write_bytes(bytes(data))
+    failed = run_binary("export.verify", f"--bundle={out}", "--max_test=100")
+    assert failed.returncode == 1
+    assert "FAIL converter_float32.tflite: SHA-256" in failed.stdout
+    assert (
+        failed.stderr.strip().splitlines()[-1].startswith("error: the bundle does not hold: converter_float32.tflite")
+    )
