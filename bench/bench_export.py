@@ -123,7 +123,8 @@ def main():
         ("float32 TFLite / Keras batch-1", ratios["float32 TFLite / Keras"], TARGET_FLOAT32_TO_KERAS, "<= 0.5"),
         ("int8 file, bytes", out["bytes"]["int8"], TARGET_INT8_BYTES, "<= 150 KB"),
     ):
-        print(f"  {text:32s} {value:>10,.3f}  ({shown}: {_verdict(value, limit)})")
+        value_text = f"{value:,}" if isinstance(value, int) else f"{value:.3f}"
+        print(f"  {text:32s} {value_text:>10s}  ({shown}: {_verdict(value, limit)})")
     print(
         f"With TFLite's own TRANSPOSE_CONV: int8 / float32 {ratios['int8 / float32, TRANSPOSE_CONV']:.3f}, "
         f"float32 / Keras {ratios['float32 TFLite / Keras, TRANSPOSE_CONV']:.3f}, int8 file "

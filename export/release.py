@@ -63,7 +63,11 @@ def main():
         raise DapterError(f"{_WORKDIR.value} is not a train_dapter workdir (no config.json)")
     if os.path.isdir(_OUTPUT_DIR.value) and os.listdir(_OUTPUT_DIR.value):
         raise DapterError(f"--output_dir {_OUTPUT_DIR.value} is not empty: a bundle goes into a new folder")
-    attacks = AttackResults.load(_ATTACK_RESULTS.value).summary() if _ATTACK_RESULTS.value else ""
+    attacks = ""
+    if _ATTACK_RESULTS.value:
+        # The results' own lines; their head names the paths of the attacker's machine, not the bundle's.
+        attack_results = AttackResults.load(_ATTACK_RESULTS.value)
+        attacks = "\n".join(f"{result.summary()}" for result in attack_results.results)
     with open(config_path) as f:
         config = json.load(f)
     target_path = config.get("target_path")
