@@ -304,6 +304,7 @@ def run_tflite(model_bytes: bytes, images: np.ndarray, batch_size: int = 100, ou
     # The first interpreter of a process prints "INFO: Created TensorFlow Lite XNNPACK delegate".
     with _native_output_captured():
         interpreter = Interpreter(model_content=model_bytes)
+        interpreter.allocate_tensors()  # The delegate is created here.
     inp = interpreter.get_input_details()[0]
     out = []
     for start in range(0, len(images), batch_size):
