@@ -13,7 +13,7 @@ mode               weights / activations       input/output  output grid (``Outp
 =================  ==========================  ============  =================================
 ``float32``        float32 / float32           float [0, 1]  in the file
 ``float16``        float16 / float32           float [0, 1]  in the file
-``dynamic_range``  int8 / float32 (int8 math)  float [0, 1]  in the file
+``dynamic_range``  int8 / float32 (hybrid)      float [0, 1]  in the file
 ``int8``           int8 / int8                 uint8 pixels  applied to the bytes afterwards
 ``int8_int8_io``   int8 / int8                 int8          applied afterwards
 ``int8_float_io``  int8 / int8                 float [0, 1]  applied afterwards
@@ -123,7 +123,8 @@ def phase_kernels(kernel: np.ndarray) -> dict:
 
 def _subpixel_block(layer) -> keras.Model:
     """The exact stride-1 equivalent of one transposed convolution: four phase convolutions + depth-to-space."""
-    kernel, bias = layer.get_weights()
+    kernel = layer.get_weights()[0]
+    bias = layer.get_weights()[1] if layer.use_bias else np.zeros(kernel.shape[2], kernel.dtype)
     images = keras.Input(shape=(None, None, kernel.shape[3]))
     phases = []
     for (a, b), phase_kernel in phase_kernels(kernel).items():

@@ -95,3 +95,21 @@ def tiny_dapter_config(target_path=None, **overrides):
     )
     values.update(overrides)
     return train.DapterConfig(**values)
+
+
+def spread_converter(scale: float, seed: int = 0, **build_kwargs):
+    """An untrained converter whose last convolution is scaled by ``scale``.
+
+    An untrained converter sends near-flat grey; scaling its output layer spreads the pixels over
+    the grid, so tests of the grid and of export parity have something to compare.
+    """
+    import keras
+
+    from dapter_tf.model import build_converter
+
+    keras.utils.set_random_seed(seed)
+    converter = build_converter(**build_kwargs)
+    out = converter.get_layer("conv8_out")
+    kernel, bias = out.get_weights()
+    out.set_weights([kernel * scale, bias])
+    return converter

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import spread_converter
 
 from dapter_tf import DapterError
 from dapter_tf.model import OutputLevels, build_converter, check_image_size, output_step_of
@@ -75,10 +76,7 @@ def test_output_levels_pass_the_gradient_straight_through():
 
 
 def test_stepped_converter_round_trips_in_safe_mode_and_sends_grid_pixels(tmp_path):
-    keras.utils.set_random_seed(0)
-    stepped = build_converter((4, 8, 8), output_step=16)
-    kernel, bias = stepped.get_layer("conv8_out").get_weights()
-    stepped.get_layer("conv8_out").set_weights([kernel * 60.0, bias])
+    stepped = spread_converter(60.0, filters=(4, 8, 8), output_step=16)
     path = str(tmp_path / "stepped.keras")
     stepped.save(path)
     loaded = keras.models.load_model(path, safe_mode=True)

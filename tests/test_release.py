@@ -6,7 +6,7 @@ import shutil
 import keras
 import numpy as np
 import pytest
-from conftest import REPO, run_binary
+from conftest import REPO, run_binary, spread_converter
 
 from dapter_tf import DapterError, classifier
 from dapter_tf.model import build_converter
@@ -26,11 +26,7 @@ BUNDLE_FILES = {
 def workdir(tmp_path_factory, tiny_target_path, embedded):
     """A train_dapter-like workdir (converter.keras, config.json) with an export/ of two gated files."""
     root = tmp_path_factory.mktemp("workdir")
-    keras.utils.set_random_seed(1)
-    converter = build_converter()
-    out = converter.get_layer("conv8_out")
-    kernel, bias = out.get_weights()
-    out.set_weights([kernel * 10.0, bias])  # Outputs spread over the grid, like a trained converter's.
+    converter = spread_converter(10.0, seed=1)  # Outputs spread over the grid, like a trained converter's.
     converter.save(root / "converter.keras")
     (root / "config.json").write_text(json.dumps({"lambda_": 0.9, "target_path": tiny_target_path}))
     train_set, test_set = embedded
