@@ -1,10 +1,11 @@
 # The two commands of the README. Both create .venv and install dapter-tf into it on first use.
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 WORKDIR ?= demo_out
 
-.PHONY: demo test install browser clean
+.PHONY: demo test install browser jvm-test clean
 
 install: $(VENV)/.installed
 
@@ -31,9 +32,26 @@ browser:
 	  fi; \
 	fi
 
-# The test suite (what CI runs). Tests that need ../shared/data skip with a reason without it.
-test: install browser
+# The Android harness's JVM side with Maven (android_app/pom.xml): the Kotlin core's JUnit tests,
+# then the app's Android-facing sources compiled against the Android and TFLite API jars. Maven
+# (and a JDK) are installed when missing and apt-get can (as root); otherwise this step is skipped.
+jvm-test:
+	@if ! command -v mvn >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's maven (and a JDK) for the Android harness's Kotlin tests"; \
+	    apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q maven >/dev/null; \
+	  fi; \
+	fi
+	@if command -v mvn >/dev/null; then \
+	  set -o pipefail; cd android_app && mvn -B -ntp test | grep -E '^\[ERROR\]|^\[INFO\] (Tests run:|BUILD|Reactor Summary|dapter-bench|TFLite)' ; \
+	else \
+	  echo "note: no mvn and no root apt-get: the Android harness's Kotlin tests are skipped"; \
+	fi
+
+# The test suite (what CI runs): the Kotlin side first, then pytest, whose closing line ends the run.
+# Tests that need ../shared/data skip with a reason without it.
+test: install browser jvm-test
 	$(PY) -m pytest -q tests
 
 clean:
-	rm -rf $(WORKDIR) .pytest_cache
+	rm -rf $(WORKDIR) .pytest_cache android_app/*/target

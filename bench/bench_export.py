@@ -38,6 +38,12 @@ _NUM_RUNS = flags.DEFINE_integer("num_runs", 30, "Timed runs of each model.")
 _LAYER_RUNS = flags.DEFINE_integer("layer_runs", 10, "Timed runs of each single-layer file (0: no per-layer table).")
 _CALIBRATION_STEPS = flags.DEFINE_integer("calibration_steps", 32, "Real images calibrating the int8 files.")
 _OUTPUT_JSON = flags.DEFINE_string("output_json", "", "Also write every figure to this JSON file.")
+_SAVE_TFLITE_DIR = flags.DEFINE_string(
+    "save_tflite_dir",
+    "",
+    "Also write the timed .tflite files here (converter_<size>_<mode>.tflite), e.g. to time them on "
+    "phones with dapter-adb-benchmark.",
+)
 
 KB = 1000
 TARGET_INT8_TO_FLOAT32 = 0.5
@@ -92,6 +98,12 @@ def main():
         files[label] = export_tflite_lib.convert_to_tflite(
             converter, mode, (size, size), calibration, len(calibration), subpixel=subpixel
         )
+    if _SAVE_TFLITE_DIR.value:
+        os.makedirs(_SAVE_TFLITE_DIR.value, exist_ok=True)
+        for label, model_bytes in files.items():
+            name = f"converter_{size}_{label.replace(', ', '_').lower()}.tflite"
+            with open(os.path.join(_SAVE_TFLITE_DIR.value, name), "wb") as f:
+                f.write(model_bytes)
     macs = sum(benchmark_lib.tflite_macs(files["float32"]).values())
     latency = {"keras (tf.function, batch 1)": benchmark_lib.benchmark_keras(converter, config, value)}
     for label, model_bytes in files.items():

@@ -277,8 +277,14 @@ def _describe_console_script(module_name: str) -> None:
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
 
 
-def run(main):
-    """Runs ``main`` under absl; a DapterError becomes one ``error: ...`` line and exit status 1."""
+def run(main, tensorflow: bool = True):
+    """Runs ``main`` under absl; a DapterError becomes one ``error: ...`` line and exit status 1.
+
+    Args:
+        main: The binary's main, called without arguments once flags are parsed.
+        tensorflow: Import TensorFlow first, quietly, and tame its logging. False for binaries
+            that never use it (the adb driver), which then start in a fraction of a second.
+    """
     _describe_console_script(main.__module__)
 
     def guarded(argv):
@@ -288,11 +294,12 @@ def run(main):
             # TensorFlow logs INFO lines at every checkpoint and export; a user needs warnings and
             # errors (--verbosity=0 brings the INFO lines back).
             logging.set_verbosity(logging.WARNING)
-        tf = _import_tensorflow_quietly()
-        tf.get_logger().setLevel(logging.get_absl_logger().level)
-        # Runs that measure many models (one per attack label, one per lambda) make Keras trace a
-        # predict function for each; TensorFlow calls that "retracing" and warns, needlessly here.
-        tf.get_logger().addFilter(lambda record: "triggered tf.function retracing" not in record.getMessage())
+        if tensorflow:
+            tf = _import_tensorflow_quietly()
+            tf.get_logger().setLevel(logging.get_absl_logger().level)
+            # Runs that measure many models (one per attack label, one per lambda) make Keras trace a
+            # predict function for each; TensorFlow calls that "retracing" and warns, needlessly here.
+            tf.get_logger().addFilter(lambda record: "triggered tf.function retracing" not in record.getMessage())
         try:
             main()
         except DapterError as e:

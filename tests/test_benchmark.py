@@ -7,7 +7,7 @@ import json
 import keras
 import numpy as np
 import pytest
-from conftest import REPO, assert_one_error_line, run_binary
+from conftest import assert_one_error_line, run_binary
 
 from dapter_tf import DapterError
 from dapter_tf.model import build_converter
@@ -167,6 +167,7 @@ def test_bench_script_prints_the_targets(tmp_path):
         "--layer_runs=1",
         "--calibration_steps=4",
         f"--output_json={tmp_path / 'bench.json'}",
+        f"--save_tflite_dir={tmp_path / 'phone'}",
     )
     assert proc.returncode == 0, proc.stderr
     for text in ("int8 / float32 latency", "float32 TFLite / Keras batch-1", "int8 file", "% of peak", "conv7_up"):
@@ -174,4 +175,11 @@ def test_bench_script_prints_the_targets(tmp_path):
     result = json.loads((tmp_path / "bench.json").read_text())
     assert result["macs"] == 1137991680 // (7 * 7)  # 224^2 / 32^2 = 49 times fewer at 32x32.
     assert [row["layer"] for row in result["layers"]][-2:] == ["copy_connection", "conv8_out"]
-    assert (REPO / "bench" / "bench_export.py").is_file()
+    # The timed files are kept for phones (dapter-adb-benchmark), byte for byte the sizes reported.
+    saved = {p.name: p.stat().st_size for p in (tmp_path / "phone").iterdir()}
+    assert saved == {
+        "converter_32_float32.tflite": result["bytes"]["float32"],
+        "converter_32_int8.tflite": result["bytes"]["int8"],
+        "converter_32_float32_transpose_conv.tflite": result["bytes"]["float32, TRANSPOSE_CONV"],
+        "converter_32_int8_transpose_conv.tflite": result["bytes"]["int8, TRANSPOSE_CONV"],
+    }
