@@ -9,7 +9,9 @@ setup(
     long_description=open("README.md").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11,<3.12",
-    packages=find_packages(include=["dapter_tf", "dapter_tf.*", "experiments", "export", "android_app", "android_app.tools"]),
+    packages=find_packages(
+        include=["dapter_tf", "dapter_tf.*", "experiments", "export", "android_app", "android_app.tools"]
+    ),
     package_data={"dapter_tf": ["assets/*.npz", "assets/*.md", "synsets/*.tsv"]},
     install_requires=[
         "tensorflow-cpu==2.21.0; platform_machine == 'x86_64'",

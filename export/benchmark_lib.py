@@ -22,17 +22,6 @@ from dapter_tf.model import OutputLevels
 from export import export_tflite_lib
 
 _CUSTOM_OBJECTS = {"OutputLevels": OutputLevels, "DepthToSpace": export_tflite_lib.DepthToSpace}
-STAT_FIELDS = (
-    "init_us",
-    "first_inference_us",
-    "warmup_avg_us",
-    "avg_us",
-    "min_us",
-    "max_us",
-    "std_us",
-    "p50_us",
-    "p90_us",
-)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,7 +11,7 @@ from conftest import assert_one_error_line, run_binary
 
 from dapter_tf import DapterError
 from dapter_tf.model import build_converter
-from export import benchmark_lib, export_tflite_lib
+from export import benchmark_lib, export_tflite_lib, timing
 from export.benchmark_lib import BenchmarkConfig
 
 
@@ -66,7 +66,7 @@ def test_benchmark_tflite_reports_benchmark_model_statistics(int8_file, embedded
     config = BenchmarkConfig(num_threads=1, warmup_runs=2, num_runs=7, use_xnnpack=use_xnnpack)
     stats = benchmark_lib.benchmark_tflite(int8_file, config, benchmark_lib.image_input(embedded[1].images[0]))
     assert stats["count"] == 7 and stats["use_xnnpack"] is use_xnnpack and stats["num_threads"] == 1
-    assert all(stats[field] > 0 for field in benchmark_lib.STAT_FIELDS if field != "std_us")
+    assert all(stats[field] > 0 for field in timing.STAT_FIELDS if field != "std_us")
     assert stats["min_us"] <= stats["p50_us"] <= stats["p90_us"] <= stats["max_us"]
     assert stats["min_us"] <= stats["avg_us"] <= stats["max_us"]
     assert stats["warmup_avg_us"] >= stats["first_inference_us"] / 2  # The first run is one of two warm-ups.
@@ -79,7 +79,7 @@ def test_benchmark_keras_has_the_same_statistics(embedded):
         BenchmarkConfig(num_runs=3),
         benchmark_lib.image_input(embedded[1].images[0]),
     )
-    assert stats["count"] == 3 and set(benchmark_lib.STAT_FIELDS) <= set(stats)
+    assert stats["count"] == 3 and set(timing.STAT_FIELDS) <= set(stats)
     assert stats["min_us"] <= stats["avg_us"] <= stats["max_us"]
 
 
@@ -183,3 +183,35 @@ def test_bench_script_prints_the_targets(tmp_path):
         "converter_32_float32_transpose_conv.tflite": result["bytes"]["float32, TRANSPOSE_CONV"],
         "converter_32_int8_transpose_conv.tflite": result["bytes"]["int8, TRANSPOSE_CONV"],
     }
+
+
+def test_train_step_bench_runs_both_loops_on_the_same_function(tmp_path):
+    # Tiny: one warm-up and two timed steps of 8 images against a width-4 ResNet18. The figures
+    # themselves come from running it by hand (results/train_step/).
+    out = tmp_path / "train_step.json"
+    proc = run_binary(
+        "bench.bench_train_step", "--batch_size=8", "--steps=2", "--warmup_steps=1", "--width=4",
+        f"--output_json={out}",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    loops = result["loops"]
+    assert list(loops) == [
+        "DAPter custom loop (GradientTape)", "keras.Model.fit (jit_compile auto)", "keras.Model.fit (jit_compile False)"
+    ]  # fmt: skip
+    # Same initial weights, same first batch, same L_dap: the fit model is the custom loop's function.
+    first = [row["first_batch_L_dap"] for row in loops.values()]
+    assert max(first) - min(first) < 1e-5 and 0 < first[0] < 3
+    custom, fit_auto, fit_plain = (row["images_per_s"] for row in loops.values())
+    assert result["ratio_custom_over_fit"] == pytest.approx(custom / fit_auto)
+    assert result["ratio_custom_over_fit_without_xla"] == pytest.approx(custom / fit_plain)
+    assert "custom loop / fit, images per second:" in proc.stdout
+
+
+def test_train_step_bench_refuses_bad_flags():
+    assert_one_error_line(run_binary("bench.bench_train_step", "--steps=0"), "--steps must be >= 1, got 0")
+    assert_one_error_line(run_binary("bench.bench_train_step", "--lambda_=1.5"), "lambda must lie in [0, 1]")
+    assert_one_error_line(
+        run_binary("bench.bench_train_step", "--batch_size=1000"),
+        "33000 images are needed for the steps asked, the data has 3500",
+    )

@@ -20,6 +20,7 @@ import subprocess
 import time
 
 from dapter_tf.errors import DapterError
+from export.timing import STAT_FIELDS
 
 PACKAGE = "org.dapter.bench"
 ACTIVITY = f"{PACKAGE}/.BenchmarkActivity"
@@ -47,17 +48,6 @@ _BENCHMARK_MODEL_FIELDS = {
     "Warmup (avg)": "warmup_avg_us",
     "Inference (avg)": "avg_us",
 }
-STAT_FIELDS = (
-    "init_us",
-    "first_inference_us",
-    "warmup_avg_us",
-    "avg_us",
-    "min_us",
-    "max_us",
-    "std_us",
-    "p50_us",
-    "p90_us",
-)
 CSV_FIELDS = (
     "date",
     "serial",
