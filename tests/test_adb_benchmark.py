@@ -21,6 +21,8 @@ from dapter_tf import DapterError
 # A real converter export, committed with the issue-6 release bundle.
 MODEL = REPO / "results/release/cifar10_resnet18_lambda0.9/converter_int8.tflite"
 SAMPLE = json.loads((REPO / "android_app/core/src/test/resources/sample_result.json").read_text())
+# The command line the app's own test (SampleResultTest) parses back into its arguments.
+AM_START = (REPO / "android_app/core/src/test/resources/am_start.txt").read_text().split()
 MI9T = {
     "ro.product.manufacturer": "Xiaomi",
     "ro.product.model": "Mi 9T Pro",
@@ -329,6 +331,14 @@ def test_result_json_is_checked():
         adb_lib.parse_result(json.dumps(broken), "x")
     with pytest.raises(DapterError, match="is not a dapter-bench/1 result \\(format: 'list'\\)"):
         adb_lib.parse_result("[]", "x")
+
+
+def test_am_start_is_the_command_line_the_app_parses():
+    config = adb_lib.AdbBenchmarkConfig(num_threads=4, warmup_runs=2, num_runs=5, delegate="gpu")
+    command = adb_lib.am_start_command(
+        "/data/local/tmp/dapter/converter_int8.tflite", config, "sample", "/data/local/tmp/dapter/face_1.png"
+    )
+    assert command == AM_START
 
 
 def test_names_on_the_phone_are_shell_safe():

@@ -4,13 +4,33 @@ import org.junit.jupiter.api.Assertions.assertEquals
 import org.junit.jupiter.api.Test
 
 /**
- * Pins the result file's exact text to `src/test/resources/sample_result.json`.
+ * Pins the app's two contracts with the adb driver to files the driver's tests read too:
+ * `src/test/resources/am_start.txt`, the `adb shell` command line that starts the Activity, and
+ * `src/test/resources/sample_result.json`, the result file's exact text.
  *
- * The adb driver's tests (`tests/test_adb_benchmark.py`) have their fake device write that same
- * file, so a change of the app's JSON breaks this test until the sample, and with it what the
- * driver is tested on, is updated too.
+ * The adb driver's tests (`tests/test_adb_benchmark.py`) build the same command line and have their
+ * fake device write that same result, so a change on either side breaks a test until both agree.
  */
 class SampleResultTest {
+    @Test
+    fun theDriversCommandLineParsesToTheArgumentsItMeans() {
+        val words = javaClass.getResource("/am_start.txt")!!.readText().trim().split(" ")
+        assertEquals(listOf("am", "start", "-W", "-S", "-n", "org.dapter.bench/.BenchmarkActivity"), words.take(6))
+        val extras = words.drop(6)
+        val args = BenchmarkArgs(
+            model = "/data/local/tmp/dapter/converter_int8.tflite",
+            numThreads = 4,
+            warmupRuns = 2,
+            numRuns = 5,
+            delegate = Delegate.GPU,
+            image = "/data/local/tmp/dapter/face_1.png",
+            runId = "sample",
+        )
+        assertEquals(args.toAmStartExtras(), extras)
+        // As the Activity reads them: every --es key value, parsed back.
+        assertEquals(args, BenchmarkArgs.parse(extras.chunked(3).associate { (_, key, value) -> key to value }))
+    }
+
     @Test
     fun resultFileMatchesTheSampleTheDriverIsTestedOn() {
         val args = BenchmarkArgs(
