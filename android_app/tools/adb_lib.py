@@ -28,6 +28,7 @@ ACTIVITY = f"{PACKAGE}/.BenchmarkActivity"
 RESULT_DIR = f"/sdcard/Android/data/{PACKAGE}/files"
 RESULT_FORMAT = "dapter-bench/1"
 DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi")
+PROGRESS_EVERY_S = 10.0
 # getprop keys that describe a phone and its SoC (ro.soc.* exists from Android 12).
 DEVICE_PROPS = {
     "manufacturer": "ro.product.manufacturer",
@@ -326,13 +327,21 @@ def run_app_benchmark(
     if re.search(r"^Error", proc.stdout + "\n" + proc.stderr, flags=re.M):
         raise DapterError(f"'am start' failed on {device.serial}: {_last_line(proc)}")
 
-    deadline = time.monotonic() + config.timeout_s
+    started = time.monotonic()
+    next_note = started + PROGRESS_EVERY_S
     while not device.exists(remote_result):
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if now - started > config.timeout_s:
             raise DapterError(
                 f"no result from {device.serial} after {config.timeout_s:g} s ({remote_result}): "
                 f"see 'adb -s {device.serial} logcat -s DapterBench'"
             )
+        if now >= next_note:
+            # A 224x224 float32 file at many runs takes minutes on a slow phone: say it is alive.
+            print(
+                f"{device.serial}: waiting for the result, {now - started:.0f} s of {config.timeout_s:g} s", flush=True
+            )
+            next_note += PROGRESS_EVERY_S
         time.sleep(config.poll_s)
 
     local = os.path.join(output_dir, f"{run_id}.json")
