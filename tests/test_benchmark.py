@@ -7,7 +7,7 @@ import json
 import keras
 import numpy as np
 import pytest
-from conftest import assert_one_error_line, run_binary
+from conftest import REPO, assert_one_error_line, run_binary
 
 from dapter_tf import DapterError
 from dapter_tf.model import build_converter
@@ -92,6 +92,17 @@ def test_bad_benchmark_config_and_input():
         DapterError, match=r"a converter input must be a uint8 H x W x 3 image, got float32 \(4, 4, 3\)"
     ):
         benchmark_lib.image_input(np.zeros((4, 4, 3), np.float32))
+
+
+def test_input_for_matches_the_vectors_shared_with_the_android_app():
+    # android_app/core's InputEncodingTest runs the same cases through the phone's encoder.
+    vectors = json.loads((REPO / "android_app/core/src/test/resources/input_encoding.json").read_text())
+    image = np.array(vectors["pixels"], np.uint8).reshape(vectors["shape"][1:])
+    for case in vectors["cases"]:
+        details = {"shape": vectors["shape"], "dtype": np.dtype(case["dtype"]).type}
+        details["quantization"] = (case["scale"], case["zero_point"])
+        got = benchmark_lib.input_for(details, benchmark_lib.image_input(image)).ravel()
+        np.testing.assert_array_equal(got, np.array(case["expected"], got.dtype), err_msg=case["name"])
 
 
 def test_input_for_quantizes_with_the_tensor_parameters():

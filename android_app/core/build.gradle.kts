@@ -9,6 +9,7 @@ kotlin {
 
 dependencies {
     testImplementation("org.junit.jupiter:junit-jupiter:5.11.4")
+    testImplementation("org.json:json:20250517")
     testRuntimeOnly("org.junit.platform:junit-platform-launcher")
 }
 

@@ -2,7 +2,6 @@ package org.dapter.bench.core
 
 import java.nio.ByteBuffer
 import java.nio.ByteOrder
-import kotlin.math.roundToInt
 
 /**
  * Turns pixels into a converter's input tensor, quantized with the tensor's own parameters.
@@ -40,11 +39,17 @@ object InputEncoding {
         return buffer
     }
 
-    /** A value in 0..255, as a real number in [0, 1], quantized to q = round(x / scale + zero point). */
+    /**
+     * A value in 0..255, as a real number x = value / 255 in [0, 1], quantized to
+     * q = round(x / scale + zero point) and clamped to [min, max].
+     *
+     * In float32 and rounding half to even, as numpy computes it in `input_for`: the two agree on
+     * every value, ties included (src/test/resources/input_encoding.json holds the shared cases).
+     */
     fun quantize(value: Int, tensor: TensorInfo, min: Int, max: Int): Int {
         if (tensor.scale <= 0.0) throw ArgumentException("a ${tensor.dtype} input needs a positive scale, got ${tensor.scale}")
-        val q = (value / 255.0 / tensor.scale + tensor.zeroPoint).roundToInt()
-        return q.coerceIn(min, max)
+        val real: Float = value / 255f / tensor.scale.toFloat() + tensor.zeroPoint
+        return Math.rint(real.toDouble()).toInt().coerceIn(min, max)
     }
 
     /** Android's packed ARGB colours (`Bitmap.getPixels`) as R, G, B values, alpha dropped. */

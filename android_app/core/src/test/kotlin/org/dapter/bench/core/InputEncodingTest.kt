@@ -1,5 +1,6 @@
 package org.dapter.bench.core
 
+import org.json.JSONObject
 import org.junit.jupiter.api.Assertions.assertArrayEquals
 import org.junit.jupiter.api.Assertions.assertEquals
 import org.junit.jupiter.api.Test
@@ -35,6 +36,31 @@ class InputEncodingTest {
         assertArrayEquals(byteArrayOf(-1, 63, 126, 126, 31, -1), bytes)
         // A zero point that pushes past the type's range is clamped: 255 / 255 / (1/255) + 100 -> 127.
         assertEquals(127, InputEncoding.quantize(255, TensorInfo(shape, "int8", 1 / 255.0, 100), -128, 127))
+    }
+
+    @Test
+    fun sharedVectorsEncodeAsTheHostBenchmarkDoes() {
+        // The same cases tests/test_benchmark.py runs through export/benchmark_lib.input_for,
+        // ties of round-half-to-even included ("int8, half steps").
+        val vectors = JSONObject(javaClass.getResource("/input_encoding.json")!!.readText())
+        val shape = vectors.getJSONArray("shape").let { a -> List(a.length()) { a.getInt(it) } }
+        val pixels = vectors.getJSONArray("pixels").let { a -> IntArray(a.length()) { a.getInt(it) } }
+        val cases = vectors.getJSONArray("cases")
+        assertEquals(5, cases.length())
+        for (i in 0 until cases.length()) {
+            val case = cases.getJSONObject(i)
+            val tensor = TensorInfo(shape, case.getString("dtype"), case.getDouble("scale"), case.getInt("zero_point"))
+            val expected = case.getJSONArray("expected")
+            val buffer = InputEncoding.encode(pixels, tensor)
+            for (j in pixels.indices) {
+                val name = "${case.getString("name")}, pixel ${pixels[j]}"
+                when (tensor.dtype) {
+                    "float32" -> assertEquals(expected.getDouble(j).toFloat(), buffer.getFloat(), name)
+                    "uint8" -> assertEquals(expected.getInt(j), buffer.get().toInt() and 0xff, name)
+                    else -> assertEquals(expected.getInt(j), buffer.get().toInt(), name)
+                }
+            }
+        }
     }
 
     @Test
