@@ -46,9 +46,8 @@ _OUTPUT_JSON = flags.DEFINE_string("output_json", "", "Also write every figure t
 def main():
     import keras
     import numpy as np
-    import tensorflow as tf
 
-    from dapter_tf import DapterError, classifier, data, losses, train
+    from dapter_tf import DapterError, classifier, data, losses
     from dapter_tf.model import build_converter
 
     for name, holder in (("batch_size", _BATCH_SIZE), ("steps", _STEPS), ("warmup_steps", _WARMUP_STEPS)):
@@ -78,17 +77,11 @@ def main():
         )
 
     loops = {
-        "DAPter custom loop (GradientTape)": _time_custom_loop(
-            train, keras, tf, target, initial_weights, build_converter, batches, lambda_
-        ),
+        "DAPter custom loop (GradientTape)": _time_custom_loop(target, initial_weights, batches, lambda_),
         # Keras 3 compiles fit's step with XLA where it can (jit_compile="auto"); the custom loop's
         # tf.function does not, so fit is timed both ways to tell the loop from the compiler.
-        "keras.Model.fit (jit_compile auto)": _time_fit(
-            keras, tf, losses, target, initial_weights, build_converter, batches, lambda_, "auto"
-        ),
-        "keras.Model.fit (jit_compile False)": _time_fit(
-            keras, tf, losses, target, initial_weights, build_converter, batches, lambda_, False
-        ),
+        "keras.Model.fit (jit_compile auto)": _time_fit(target, initial_weights, batches, lambda_, "auto"),
+        "keras.Model.fit (jit_compile False)": _time_fit(target, initial_weights, batches, lambda_, False),
     }
     warmup = _WARMUP_STEPS.value
     rows = {}
@@ -127,19 +120,20 @@ def main():
         print(f"wrote {_OUTPUT_JSON.value}")
 
 
-def _time_custom_loop(train, keras, tf, target, initial_weights, build_converter, batches, lambda_):
+def _time_custom_loop(target, initial_weights, batches, lambda_):
     """Step times of the step train_dapter runs, under the same strategy machinery; and the first L_dap."""
+    import keras
+
+    from dapter_tf import train
+    from dapter_tf.model import build_converter
+
     converter = build_converter()
     converter.set_weights(initial_weights)
     strategy = train.build_strategy("default")
     optimizer = keras.optimizers.Adam(1e-3)
     optimizer.build(converter.trainable_variables)
     step_fn = train.build_dapter_step(converter, target, optimizer, lambda_, _BATCH_SIZE.value)
-
-    @tf.function
-    def distributed_step(x, y):
-        per_replica = strategy.run(step_fn, args=(x, y))
-        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per_replica.items()}
+    distributed_step = train.distribute_step(strategy, step_fn)
 
     times, first_loss = [], None
     for x, y in strategy.experimental_distribute_dataset(batches()):
@@ -150,8 +144,14 @@ def _time_custom_loop(train, keras, tf, target, initial_weights, build_converter
     return times, first_loss
 
 
-def _time_fit(keras, tf, losses, target, initial_weights, build_converter, batches, lambda_, jit_compile):
+def _time_fit(target, initial_weights, batches, lambda_, jit_compile):
     """Step times of keras.Model.fit on images -> converter -> frozen target; and the first batch's loss."""
+    import keras
+    import tensorflow as tf
+
+    from dapter_tf import losses
+    from dapter_tf.model import build_converter
+
     converter = build_converter()
     converter.set_weights(initial_weights)
     inputs = keras.Input(batches().element_spec[0].shape[1:])

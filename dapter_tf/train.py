@@ -230,6 +230,21 @@ def prepare_workdir(workdir: str, config) -> None:
     write_json(path, new)
 
 
+def distribute_step(strategy, step_fn):
+    """``step_fn`` run on every replica of ``strategy`` in one ``tf.function``, its outputs summed.
+
+    ``step_fn(images, labels)`` returns per-replica scalars already divided by the global batch
+    size, so the sum over replicas is the batch mean.
+    """
+
+    @tf.function
+    def distributed_step(images, labels):
+        per_replica = strategy.run(step_fn, args=(images, labels))
+        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per_replica.items()}
+
+    return distributed_step
+
+
 def run_training_loop(
     *,
     workdir: str,
@@ -269,10 +284,7 @@ def run_training_loop(
         print(f"Resumed from checkpoint at step {resumed_from}.", flush=True)
     writer = tf.summary.create_file_writer(os.path.join(workdir, "tb"))
 
-    @tf.function
-    def distributed_step(images, labels):
-        per_replica = strategy.run(step_fn, args=(images, labels))
-        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per_replica.items()}
+    distributed_step = distribute_step(strategy, step_fn)
 
     step = resumed_from
     summary = {}

@@ -208,6 +208,11 @@ def remote_name(local_path: str) -> str:
     return _SAFE_NAME.sub("_", os.path.basename(local_path))
 
 
+def remote_path(config: AdbBenchmarkConfig, local_path: str) -> str:
+    """Where a pushed file lies on the phone: ``config.remote_dir`` and its ``remote_name``."""
+    return f"{config.remote_dir}/{remote_name(local_path)}"
+
+
 class Device:
     """adb commands on one phone, always addressed by its serial (``adb -s SERIAL ...``)."""
 
@@ -312,11 +317,10 @@ def run_app_benchmark(
     Pushes the model (and image) to ``config.remote_dir``, deletes any stale result, starts the
     Activity, waits up to ``config.timeout_s`` for ``<run_id>.json`` and pulls it into ``output_dir``.
     """
-    remote_model = f"{config.remote_dir}/{remote_name(model_path)}"
+    remote_model = remote_path(config, model_path)
     device.push(model_path, remote_model)
-    remote_image = ""
+    remote_image = remote_path(config, image_path) if image_path else ""
     if image_path:
-        remote_image = f"{config.remote_dir}/{remote_name(image_path)}"
         device.push(image_path, remote_image)
     run_id = make_run_id(device.serial, model_path)
     remote_result = f"{RESULT_DIR}/{run_id}.json"
@@ -374,9 +378,8 @@ def benchmark_model_command(binary: str, remote_model: str, config: AdbBenchmark
 
 def parse_benchmark_model(output: str) -> dict:
     """The timings of benchmark_model's "Inference timings in us: Init: ..., Inference (avg): ..." line."""
-    match = None
-    for match in _BENCHMARK_MODEL_LINE.finditer(output):
-        pass  # The last such line: with --enable_op_profiling it prints more than one.
+    # The last such line: with --enable_op_profiling it prints more than one.
+    match = ([None] + list(_BENCHMARK_MODEL_LINE.finditer(output)))[-1]
     if match is None:
         lines = output.strip().splitlines()
         raise DapterError(
@@ -399,7 +402,7 @@ def parse_benchmark_model(output: str) -> dict:
 
 def push_benchmark_model(device: Device, binary: str, config: AdbBenchmarkConfig) -> str:
     """Pushes the user's benchmark_model binary and makes it executable; returns its path on the phone."""
-    remote = f"{config.remote_dir}/benchmark_model"
+    remote = remote_path(config, "benchmark_model")
     device.push(binary, remote)
     device.shell(["chmod", "755", remote])
     return remote
@@ -407,8 +410,8 @@ def push_benchmark_model(device: Device, binary: str, config: AdbBenchmarkConfig
 
 def run_benchmark_model(device: Device, remote_binary: str, model_path: str, config: AdbBenchmarkConfig) -> dict:
     """Runs benchmark_model on a model already pushed by ``run_app_benchmark``; its parsed timings."""
-    remote_model = f"{config.remote_dir}/{remote_name(model_path)}"
-    proc = device.shell(benchmark_model_command(remote_binary, remote_model, config), timeout=config.timeout_s)
+    command = benchmark_model_command(remote_binary, remote_path(config, model_path), config)
+    proc = device.shell(command, timeout=config.timeout_s)
     return parse_benchmark_model(proc.stdout + "\n" + proc.stderr)
 
 

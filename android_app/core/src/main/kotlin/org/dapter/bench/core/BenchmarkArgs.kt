@@ -98,7 +98,8 @@ data class BenchmarkArgs(
         const val DEFAULT_RUN_ID = "dapter_bench"
         const val MAX_THREADS = 64
         const val MAX_RUNS = 100_000
-        private val RUN_ID_PATTERN = Regex("[A-Za-z0-9._-]{1,100}")
+        /** A run id names a file: letters, digits, '.', '_' and '-'. */
+        val RUN_ID_PATTERN = Regex("[A-Za-z0-9._-]{1,100}")
 
         /**
          * Parses intent extras, each given as its string form (an `--ei` integer extra arrives as
@@ -143,7 +144,7 @@ data class BenchmarkArgs(
  * driver, at the path it waits on, with the parser's message.
  */
 fun argumentsForFailure(extras: Map<String, String?>): BenchmarkArgs {
-    val runId = extras[BenchmarkArgs.RUN_ID]?.takeIf { Regex("[A-Za-z0-9._-]{1,100}").matches(it) }
+    val runId = extras[BenchmarkArgs.RUN_ID]?.takeIf { BenchmarkArgs.RUN_ID_PATTERN.matches(it) }
         ?: BenchmarkArgs.DEFAULT_RUN_ID
     val model = extras[BenchmarkArgs.MODEL]?.takeIf { it.isNotBlank() } ?: "(none)"
     return BenchmarkArgs(model = model, runId = runId)
