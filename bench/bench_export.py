@@ -189,6 +189,7 @@ def main():
         )
 
     if _OUTPUT_JSON.value:
+        os.makedirs(os.path.dirname(os.path.abspath(_OUTPUT_JSON.value)), exist_ok=True)
         with open(_OUTPUT_JSON.value, "w") as f:
             json.dump(out, f, indent=2, sort_keys=True)
         print(f"\nwrote {_OUTPUT_JSON.value}")

@@ -115,6 +115,7 @@ def main():
     print(f"custom loop / fit, images per second: {out['ratio_custom_over_fit']:.3f}")
     print(f"custom loop / fit without XLA:        {out['ratio_custom_over_fit_without_xla']:.3f}")
     if _OUTPUT_JSON.value:
+        os.makedirs(os.path.dirname(os.path.abspath(_OUTPUT_JSON.value)), exist_ok=True)
         with open(_OUTPUT_JSON.value, "w") as f:
             json.dump(out, f, indent=2)
         print(f"wrote {_OUTPUT_JSON.value}")

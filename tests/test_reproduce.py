@@ -1,0 +1,239 @@
+"""reproduce: the plan of steps, resuming after a kill, and the claims report with hand-made results."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO, SHARED_DATA, assert_one_error_line, run_binary
+from dapter_tf import DapterError, reproduce, reproduction_report
+
+
+def _write(path, obj):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(obj, f)
+
+
+@pytest.mark.parametrize("scale", sorted(reproduce.SCALES))
+def test_every_plan_runs_each_step_after_what_it_needs_and_writes_only_into_its_workdir(scale, tmp_path):
+    plan = reproduce.build_plan(reproduce.SCALES[scale], "/data", str(tmp_path / "w"))
+    names = [step.name for step in plan]
+    assert len(names) == len(set(names))
+    for i, step in enumerate(plan):
+        assert set(step.after) <= set(names[:i]), step.name
+        for arg in step.args:
+            if arg.startswith(("--workdir=", "--output_dir=", "--output_json=")):
+                assert arg.split("=", 1)[1].startswith(str(tmp_path / "w")), arg
+
+
+def test_the_cpu_plan_covers_every_experiment_of_the_paper():
+    names = {s.name for s in reproduce.build_plan(reproduce.SCALES["cpu"], "/data", "/w")}
+    experiments = {
+        "cifar10/target", "cifar10/dapter", "cifar10/sweep", "cifar10/tune", "cifar10/attack", "cifar10/ssim_sweep",
+        "cifar10/gradcam", "cifar10/bandwidth", "cifar10/export", "bench/export", "bench/train_step",
+        "cifar2_10/attack", "celeba/dapter", "celeba/attack", "celeba/bandwidth", "celeba/table4", "lfw/attack",
+        "lfw/bandwidth",
+    }
+    assert experiments <= names
+
+
+def test_select_steps_adds_what_the_named_steps_need_and_names_an_unknown_one():
+    plan = reproduce.build_plan(reproduce.SCALES["cpu"], "/data", "/w")
+    assert [s.name for s in reproduce.select_steps(plan, ["cifar2_10/attack"])] == [
+        "cifar10/target", "cifar2_10/target", "cifar2_10/dapter", "cifar2_10/attack"
+    ]
+    assert {s.name for s in reproduce.select_steps(plan, ["lfw"])} == {"lfw/target", "lfw/dapter", "lfw/attack",
+                                                                        "lfw/bandwidth"}
+    with pytest.raises(DapterError, match="no step or group 'cifar100'"):
+        reproduce.select_steps(plan, ["cifar100"])
+
+
+def test_a_step_without_its_dataset_or_its_input_is_skipped_with_the_reason_and_a_failure_is_recorded(tmp_path):
+    ok = reproduce.Step("a/ok", "json.tool", ("--help",), "prints help", (reproduce.EMBEDDED,))
+    no_data = reproduce.Step("b/faces", "json.tool", ("--help",), "needs faces", ("celeba",))
+    fails = reproduce.Step("c/fails", "no_such_module_here", (), "fails", (reproduce.EMBEDDED,))
+    after_failed = reproduce.Step("c/after", "json.tool", ("--help",), "needs c/fails", (), ("c/fails",))
+    lines = []
+    status = reproduce.run_plan([ok, no_data, fails, after_failed], str(tmp_path / "w"), str(tmp_path / "none"),
+                                cwd=str(REPO), log=lines.append)
+    assert status["a/ok"]["status"] == "ran"
+    assert status["b/faces"] == {"status": "skipped",
+                                 "reason": f"no celeba data: {tmp_path / 'none' / 'celeba/attributes.csv'} does not exist"}
+    assert status["c/fails"]["status"] == "failed" and "No module named no_such_module_here" in status["c/fails"]["reason"]
+    assert status["c/after"] == {"status": "skipped", "reason": "needs c/fails, which did not finish"}
+    # A second run runs nothing that finished: only the failed step again.
+    status = reproduce.run_plan([ok, fails], str(tmp_path / "w"), str(tmp_path / "none"), cwd=str(REPO),
+                                log=lines.append)
+    assert status["a/ok"]["status"] == "done" and status["c/fails"]["status"] == "failed"
+    starts = [e["step"] for e in reproduce.read_events(str(tmp_path / "w")) if e["event"] == "start"]
+    assert starts == ["a/ok", "c/fails", "c/fails"]
+
+
+def test_a_workdir_keeps_its_scale_and_seed(tmp_path):
+    record = {"scale": "smoke", "data_dir": "d", "seed": 0}
+    reproduce.check_plan_matches(str(tmp_path), record)
+    reproduce.check_plan_matches(str(tmp_path), dict(record))
+    with pytest.raises(DapterError, match="holds a run with seed=0, not 1"):
+        reproduce.check_plan_matches(str(tmp_path), dict(record, seed=1))
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    pids = []
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if text.encode() in f.read():
+                    pids.append(int(pid))
+        except (FileNotFoundError, PermissionError, ProcessLookupError, NotADirectoryError):
+            continue
+    return pids
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find orphaned steps")
+def test_killing_reproduce_mid_way_and_rerunning_repeats_no_finished_step(tmp_path):
+    workdir = tmp_path / "run"
+    command = [sys.executable, "-m", "experiments.reproduce", "--scale=smoke", "--steps=cifar10/export",
+               f"--workdir={workdir}", f"--data_dir={tmp_path / 'no_data'}"]
+    first = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 240
+    # Kill it (SIGKILL: no chance to clean up) once the target has finished and the converter is training.
+    while time.time() < deadline:
+        started = [e["step"] for e in reproduce.read_events(str(workdir)) if e["event"] == "start"]
+        if "cifar10/dapter" in started:
+            break
+        assert first.poll() is None, first.stdout.read()
+        time.sleep(0.2)
+    else:
+        pytest.fail("the converter step never started")
+    time.sleep(3)  # Into the step: TensorFlow imported, training under way.
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    time.sleep(2)
+    assert _processes_mentioning(str(workdir)) == [], "the killed run's step outlived it"
+    assert reproduce.read_marker(str(workdir), "cifar10/dapter") is None
+
+    second = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "[1/3] cifar10/target: finished earlier" in second.stdout
+    events = reproduce.read_events(str(workdir))
+    starts = [e["step"] for e in events if e["event"] == "start"]
+    done = [e["step"] for e in events if e["event"] == "done"]
+    assert starts == ["cifar10/target", "cifar10/dapter", "cifar10/dapter", "cifar10/export"]
+    assert done == ["cifar10/target", "cifar10/dapter", "cifar10/export"]
+    report = (workdir / "report" / "report.md").read_text()
+    assert "| cifar10/export | ran |" in report and "| cifar2_10/attack |" not in report
+
+
+def test_the_binary_names_an_unknown_step_and_a_workdir_of_another_scale_in_one_line(tmp_path):
+    assert_one_error_line(
+        run_binary("experiments.reproduce", "--scale=smoke", "--steps=cifar100", f"--workdir={tmp_path}"),
+        "--steps: no step or group 'cifar100' in this plan",
+    )
+    _write(str(tmp_path / reproduce.PLAN_FILE), {"scale": "cpu", "data_dir": "../shared/data", "seed": 0})
+    assert_one_error_line(
+        run_binary("experiments.reproduce", "--scale=smoke", "--report_only", f"--workdir={tmp_path}"),
+        "holds a run with scale='cpu', not 'smoke'",
+    )
+    listed = run_binary("experiments.reproduce", "--scale=cpu", "--list", f"--workdir={tmp_path}")
+    assert listed.returncode == 0 and "celeba/table4: §7.2 Table 4" in listed.stdout
+
+
+def _fake_run(workdir, *, drop=2.0, ssim=0.15, loss_ratio=12.0, png=2.5, gap=0.03, gender=(0.97, 0.98)):
+    """A workdir holding the JSON files the steps write, with chosen numbers."""
+    w = str(workdir)
+    _write(f"{w}/cifar10/dapter/results.json", {
+        "accuracy_original": 0.80, "accuracy_converted": 0.80 - drop / 100, "accuracy_drop_points": drop,
+        "entropy_original": 20.0, "entropy_converted": 5.0, "entropy_ratio": 0.25, "train_seconds": 120.0,
+        "steps": 500, "images": 2000,
+    })
+    _write(f"{w}/celeba/dapter/results.json", {
+        "accuracy_original": gender[0], "accuracy_converted": gender[1],
+        "accuracy_drop_points": 100 * (gender[0] - gender[1]), "entropy_original": 20.0, "entropy_converted": 2.0,
+        "entropy_ratio": 0.10, "images": 2000,
+    })
+    _write(f"{w}/cifar10/attack/attacks.json", {"results": [{
+        "attack_type": "reconstruction", "ssim": ssim, "psnr": 14.0, "ssim_converted": 0.1, "images_test": 2000,
+    }]})
+    _write(f"{w}/cifar2_10/attack/attacks.json", {"results": [{
+        "attack_type": "auto_recognition", "attack_label": "label", "loss_ratio": loss_ratio,
+        "attack_accuracy_original": 0.8, "attack_accuracy_converted": 0.5, "attack_loss_points": 30.0,
+        "target_loss_points": 30.0 / loss_ratio,
+    }]})
+    _write(f"{w}/celeba/attack/attacks.json", {"results": [{
+        "attack_type": "auto_recognition", "attack_label": "Smiling", "acc_ideal_hat": 0.70,
+        "attack_accuracy_converted": 0.70 + gap,
+    }]})
+    _write(f"{w}/bandwidth/bandwidth_CIFAR-10.json", {"sizes": [{"png": {"saving": png}, "jpeg": {"saving": 1.1}}]})
+
+
+def test_each_claim_is_met_or_missed_by_the_hand_checked_amount(tmp_path):
+    _fake_run(tmp_path / "met")
+    met = {c.claim: c for c in reproduction_report.build_claims(str(tmp_path / "met"), {}, "cpu")}
+    assert len(met) == 10
+    for claim in ("target accuracy drop at λ = 0.9", "mean entropy of converted images at λ = 0.9",
+                  "reconstruction attack SSIM at λ = 0.9", "auto-recognition, uncorrelated attack task", "bandwidth"):
+        assert met[claim].verdict.startswith("met"), (claim, met[claim].verdict)
+    assert met["correlated attributes (CelebA, gender target)"].verdict.startswith("met")
+    assert met["gender target accuracy (CelebA, ResNet18)"].verdict.startswith("met")
+    assert met["human labelling of converted images"].verdict.startswith("not run: it needs people")
+
+    _fake_run(tmp_path / "missed", drop=4.5, ssim=0.25, loss_ratio=7.5, png=1.8, gap=0.08, gender=(0.90, 0.89))
+    missed = {c.claim: c for c in reproduction_report.build_claims(str(tmp_path / "missed"), {}, "cpu")}
+    assert missed["target accuracy drop at λ = 0.9"].verdict == "missed on CIFAR-10 by 1.50 points"
+    assert missed["reconstruction attack SSIM at λ = 0.9"].verdict == "missed by 0.050 SSIM"
+    assert missed["auto-recognition, uncorrelated attack task"].verdict == (
+        "missed on Cifar2:10 → 10 classes by 2.5× (7.5× against ≥ 10×)"
+    )
+    assert missed["bandwidth"].verdict.startswith("missed on CIFAR-10 PNG by 0.30×")
+    assert missed["correlated attributes (CelebA, gender target)"].verdict == (
+        "missed ('slightly' read as at most 5 points above) on Smiling by 3.0 points"
+    )
+    assert missed["gender target accuracy (CelebA, ResNet18)"].verdict == (
+        "missed: originals missed by 6.5 points; converted missed by 8.9 points; "
+        "converted against originals -1.0 points (paper +1.4)"
+    )
+
+
+def test_a_claim_without_its_results_says_which_step_did_not_run_and_why(tmp_path):
+    status = {"cifar10/dapter": {"status": "skipped", "reason": "no cifar10 data: x does not exist"}}
+    claims = reproduction_report.build_claims(str(tmp_path), status, "cpu")
+    assert claims[0].verdict == "not run: step cifar10/dapter skipped: no cifar10 data: x does not exist"
+    assert claims[2].verdict == "not run: step cifar10/attack is not in this plan"
+
+
+def test_the_converter_of_fig3_counts_eight_convolutions(tmp_path):
+    from dapter_tf.model import build_converter
+
+    path = str(tmp_path / "converter.keras")
+    build_converter((32, 32, 3)).save(path)
+    assert reproduction_report.count_conv_layers(path) == 8
+
+
+def test_the_report_copies_plots_and_cifar_pictures_but_never_a_face(tmp_path):
+    workdir, report_dir = tmp_path / "w", tmp_path / "report"
+    _fake_run(workdir)
+    for picture in ("cifar10/dapter/grid.png", "celeba/dapter/grid.png", "lfw/dapter/grid.png",
+                    "celeba/table4/attention_Male.png", "celeba/attack/correlated.png"):
+        os.makedirs(os.path.dirname(workdir / picture), exist_ok=True)
+        (workdir / picture).write_bytes(b"\x89PNG")
+    record = {"scale": "cpu", "scale_description": "d", "data_dir": str(tmp_path), "datasets": {"cifar10": "present"},
+              "seed": 0, "commit": "abc", "command": "dapter-reproduce", "machine": "m", "not_available": {"X": "y"}}
+    plan = reproduce.build_plan(reproduce.SCALES["cpu"], str(tmp_path), str(workdir))
+    claims = reproduction_report.build_claims(str(workdir), {}, "cpu")
+    path = reproduction_report.write_report(str(report_dir), str(workdir), record, plan, {}, claims)
+    assert sorted(os.listdir(report_dir)) == ["converted_cifar10.png", "fig12_celeba.png", "report.json", "report.md"]
+    text = open(path).read()
+    assert "| 3 | reconstruction attack SSIM at λ = 0.9 | < 0.2 |" in text
+    assert str(workdir) not in text and "--workdir=WORKDIR/cifar10/target" in text
+    assert "--train_npz=DATA/cifar10/train_20k.npz" in text
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "cifar10").exists(), reason=f"needs {SHARED_DATA}: not in a fresh clone")
+def test_the_shared_data_has_every_dataset_the_cpu_plan_reads():
+    assert reproduce.available_datasets(str(SHARED_DATA)) == {"cifar10": None, "celeba": None, "lfw": None,
+                                                                "embedded": None}
