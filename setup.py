@@ -45,6 +45,7 @@ setup(
             "dapter-gradcam=experiments.gradcam:run",
             "dapter-bandwidth=experiments.bandwidth:run",
             "dapter-adb-benchmark=android_app.tools.adb_benchmark:run",
+            "dapter-reproduce=experiments.reproduce:run",
         ],
     },
 )

@@ -61,8 +61,12 @@ class Scale:
     tune_val_images: int
     recon_epochs: int
     recon_train_images: int
+    ssim_recon_epochs: int  # Fig. 9(b): the attack on every converter of the sweep
+    ssim_recon_train_images: int
     pretrain_epochs: int
     finetune_epochs: int
+    cifar2_target_epochs: int
+    cifar2_dapter_epochs: int
     face_size: int  # CelebA and LFW image side
     celeba_target_epochs: int
     celeba_dapter_epochs: int
@@ -98,8 +102,12 @@ SCALES = {
         tune_val_images=64,
         recon_epochs=1,
         recon_train_images=128,
+        ssim_recon_epochs=1,
+        ssim_recon_train_images=128,
         pretrain_epochs=1,
         finetune_epochs=1,
+        cifar2_target_epochs=1,
+        cifar2_dapter_epochs=1,
         face_size=32,
         celeba_target_epochs=1,
         celeba_dapter_epochs=1,
@@ -129,15 +137,19 @@ SCALES = {
         sweep_epochs=2,
         sweep_max_train=4000,
         tune_finetune_epochs=1,
-        tune_max_rounds=3,
+        tune_max_rounds=2,
         tune_val_images=1000,
         recon_epochs=3,
         recon_train_images=4000,
-        pretrain_epochs=3,
+        ssim_recon_epochs=2,
+        ssim_recon_train_images=2000,
+        pretrain_epochs=2,
         finetune_epochs=2,
+        cifar2_target_epochs=6,
+        cifar2_dapter_epochs=3,
         face_size=32,
-        celeba_target_epochs=6,
-        celeba_dapter_epochs=4,
+        celeba_target_epochs=5,
+        celeba_dapter_epochs=3,
         celeba_attack_labels="Wearing_Lipstick,Heavy_Makeup,Smiling",
         table4_labels=("Eyeglasses",),
         lfw_target_epochs=12,
@@ -169,8 +181,12 @@ SCALES = {
         tune_val_images=2000,
         recon_epochs=10,
         recon_train_images=0,
+        ssim_recon_epochs=10,
+        ssim_recon_train_images=0,
         pretrain_epochs=8,
         finetune_epochs=5,
+        cifar2_target_epochs=12,
+        cifar2_dapter_epochs=5,
         face_size=32,
         celeba_target_epochs=12,
         celeba_dapter_epochs=8,
@@ -239,7 +255,10 @@ def build_plan(scale: Scale, data_dir: str, workdir: str, seed: int = 0) -> list
         The steps; each writes only under ``workdir``.
     """
     s = scale
-    w = lambda name: os.path.join(workdir, name)  # noqa: E731 - the plan reads better with a short name
+
+    def w(name):  # Short: the plan reads better with it.
+        return os.path.join(workdir, name)
+
     seed_flag = f"--seed={seed}"
     limits = [f"--max_test={s.max_test}"] if s.max_test else []
     if s.cifar_source == EMBEDDED:
@@ -256,7 +275,10 @@ def build_plan(scale: Scale, data_dir: str, workdir: str, seed: int = 0) -> list
     if s.max_train:
         cifar.append(f"--max_train={s.max_train}")
     width = [f"--width={s.target_width}"] if s.target_width else []
-    target = lambda group: w(f"{group}/target/target.keras")  # noqa: E731
+
+    def target(group):
+        return w(f"{group}/target/target.keras")
+
     steps = []
 
     def add(name, module, args, what, datasets=cifar_data, after=(), seeded=True):
@@ -267,16 +289,28 @@ def build_plan(scale: Scale, data_dir: str, workdir: str, seed: int = 0) -> list
         add(
             f"{group}/target",
             "experiments.train_target",
-            [*data, f"--model={s.target_model}", *width, f"--epochs={target_epochs}", *extra,
-             f"--workdir={w(group + '/target')}"],
+            [
+                *data,
+                f"--model={s.target_model}",
+                *width,
+                f"--epochs={target_epochs}",
+                *extra,
+                f"--workdir={w(group + '/target')}",
+            ],
             "§6 Table 2: the target (DLIS) model, trained on original images",
             datasets,
         )
         add(
             f"{group}/dapter",
             "experiments.train_dapter",
-            [*data, f"--target={target(group)}", "--lambda_=0.9", f"--epochs={dapter_epochs}", *extra,
-             f"--workdir={w(group + '/dapter')}"],
+            [
+                *data,
+                f"--target={target(group)}",
+                "--lambda_=0.9",
+                f"--epochs={dapter_epochs}",
+                *extra,
+                f"--workdir={w(group + '/dapter')}",
+            ],
             "§4, §7.1: the converter at lambda 0.9 (accuracy drop, entropy, bandwidth)",
             datasets,
             [f"{group}/target"],
@@ -287,67 +321,107 @@ def build_plan(scale: Scale, data_dir: str, workdir: str, seed: int = 0) -> list
     add(
         "cifar10/sweep",
         "experiments.lambda_sweep",
-        [*cifar, f"--lambdas={s.sweep_lambdas}", f"--epochs={s.sweep_epochs}", f"--max_train={s.sweep_max_train}",
-         f"--target={target('cifar10')}", f"--workdir={w('cifar10/sweep')}"],
+        [
+            *cifar,
+            f"--lambdas={s.sweep_lambdas}",
+            f"--epochs={s.sweep_epochs}",
+            f"--max_train={s.sweep_max_train}",
+            f"--target={target('cifar10')}",
+            f"--workdir={w('cifar10/sweep')}",
+        ],
         "§7.1 Fig. 8: accuracy and entropy against lambda",
         after=["cifar10/target"],
     )
     add(
         "cifar10/tune",
         "experiments.tune_lambda",
-        [*cifar, "--epochs=1", f"--finetune_epochs={s.tune_finetune_epochs}", f"--max_rounds={s.tune_max_rounds}",
-         f"--val_images={s.tune_val_images}", f"--init_converter={w('cifar10/dapter')}",
-         f"--target={target('cifar10')}", f"--workdir={w('cifar10/tune')}"],
+        [
+            *cifar,
+            "--epochs=1",
+            f"--finetune_epochs={s.tune_finetune_epochs}",
+            f"--max_rounds={s.tune_max_rounds}",
+            f"--val_images={s.tune_val_images}",
+            f"--init_converter={w('cifar10/dapter')}",
+            f"--target={target('cifar10')}",
+            f"--workdir={w('cifar10/tune')}",
+        ],
         "§7.1 tuning strategy: lambda in steps of 0.02 until both indices hold",
         after=["cifar10/dapter"],
     )
     recon = [f"--recon_epochs={s.recon_epochs}", f"--recon_train_images={s.recon_train_images}"]
+    ssim_recon = [f"--recon_epochs={s.ssim_recon_epochs}", f"--recon_train_images={s.ssim_recon_train_images}"]
     add(
         "cifar10/attack",
         "experiments.attack",
-        [*cifar, "--attacks=reconstruction", *recon, f"--target={target('cifar10')}",
-         f"--converter={w('cifar10/dapter')}", f"--workdir={w('cifar10/attack')}"],
+        [
+            *cifar,
+            "--attacks=reconstruction",
+            *recon,
+            f"--target={target('cifar10')}",
+            f"--converter={w('cifar10/dapter')}",
+            f"--workdir={w('cifar10/attack')}",
+        ],
         "§5.3, §7.3.3 Fig. 13: the reconstruction attack at lambda 0.9",
         after=["cifar10/dapter"],
     )
     add(
         "cifar10/ssim_sweep",
         "experiments.reconstruction_sweep",
-        [*cifar, *recon, f"--max_train={s.sweep_max_train}", f"--sweep_dir={w('cifar10/sweep')}",
-         "--name=CIFAR-10", f"--workdir={w('cifar10/ssim_sweep')}"],
+        [
+            *cifar,
+            *ssim_recon,
+            f"--max_train={s.sweep_max_train}",
+            f"--sweep_dir={w('cifar10/sweep')}",
+            "--name=CIFAR-10",
+            f"--workdir={w('cifar10/ssim_sweep')}",
+        ],
         "§7.1 Fig. 9(b): reconstruction SSIM against lambda",
         after=["cifar10/sweep"],
     )
     add(
         "cifar10/gradcam",
         "experiments.gradcam",
-        [*cifar, f"--targets=label={target('cifar10')}", f"--converters=label={w('cifar10/dapter')}",
-         f"--workdir={w('cifar10/gradcam')}"],
+        [
+            *cifar,
+            f"--targets=label={target('cifar10')}",
+            f"--converters=label={w('cifar10/dapter')}",
+            f"--workdir={w('cifar10/gradcam')}",
+        ],
         "§7.2 Fig. 10: Grad-CAM attention of the target on original and converted images",
         after=["cifar10/dapter"],
     )
     add(
         "cifar10/bandwidth",
         "experiments.bandwidth",
-        [*cifar, f"--converter={w('cifar10/dapter')}", "--name=CIFAR-10", "--sizes=0",
-         f"--workdir={w('bandwidth')}"],
+        [*cifar, f"--converter={w('cifar10/dapter')}", "--name=CIFAR-10", "--sizes=0", f"--workdir={w('bandwidth')}"],
         "§7.4: PNG and JPEG bytes of converted against original images",
         after=["cifar10/dapter"],
     )
     add(
         "cifar10/export",
         "export.export_tflite",
-        [*cifar, f"--workdir={w('cifar10/dapter')}", "--modes=float32,int8", "--calibration_steps=100",
-         f"--output_dir={w('cifar10/export')}"],
+        [
+            *cifar,
+            f"--workdir={w('cifar10/dapter')}",
+            "--modes=float32,int8",
+            "--calibration_steps=100",
+            f"--output_dir={w('cifar10/export')}",
+        ],
         "§3.2.2: the converter as .tflite files (float32, int8), each checked against Keras",
         after=["cifar10/dapter"],
     )
     add(
         "bench/export",
         "bench.bench_export",
-        [f"--converter={w('cifar10/dapter')}", f"--image_size={s.bench_image_size}", "--small_size=0",
-         "--layer_runs=0", f"--num_runs={s.bench_runs}", "--warmup_runs=2",
-         f"--output_json={w('bench/export.json')}"],
+        [
+            f"--converter={w('cifar10/dapter')}",
+            f"--image_size={s.bench_image_size}",
+            "--small_size=0",
+            "--layer_runs=0",
+            f"--num_runs={s.bench_runs}",
+            "--warmup_runs=2",
+            f"--output_json={w('bench/export.json')}",
+        ],
         "§7.4: host latency of the converter (Keras, float32 and int8 TFLite) at the phone's image size",
         (EMBEDDED,),
         ["cifar10/dapter"],
@@ -363,13 +437,19 @@ def build_plan(scale: Scale, data_dir: str, workdir: str, seed: int = 0) -> list
 
     # Cifar2:10, the offline stand-in for Cifar20:100: the uncorrelated attack of §7.3.1 (Fig. 11).
     cifar2 = ["--dataset=cifar2_10", *cifar]
-    add_target_and_converter("cifar2_10", cifar2, cifar_data, s.target_epochs, s.dapter_epochs)
+    add_target_and_converter("cifar2_10", cifar2, cifar_data, s.cifar2_target_epochs, s.cifar2_dapter_epochs)
     add(
         "cifar2_10/attack",
         "experiments.attack",
-        [*cifar2, "--attacks=auto_recognition", f"--pretrained=label={target('cifar10')}",
-         f"--finetune_epochs={s.finetune_epochs}", f"--target={target('cifar2_10')}",
-         f"--converter={w('cifar2_10/dapter')}", f"--workdir={w('cifar2_10/attack')}"],
+        [
+            *cifar2,
+            "--attacks=auto_recognition",
+            f"--pretrained=label={target('cifar10')}",
+            f"--finetune_epochs={s.finetune_epochs}",
+            f"--target={target('cifar2_10')}",
+            f"--converter={w('cifar2_10/dapter')}",
+            f"--workdir={w('cifar2_10/attack')}",
+        ],
         "§7.3.1 Fig. 11: auto-recognition of the 10 classes, uncorrelated with the vehicle/animal target",
         after=["cifar2_10/dapter", "cifar10/target"],
     )
@@ -378,17 +458,32 @@ def build_plan(scale: Scale, data_dir: str, workdir: str, seed: int = 0) -> list
 
     # CelebA, gender target: correlated attributes (Fig. 12), its accuracy claim and Table 4.
     face = [f"--image_size={s.face_size}", *limits]
-    celeba_at = lambda label: ["--dataset=celeba", "--source=folder",  # noqa: E731
-                               f"--data_dir={os.path.join(data_dir, 'celeba')}", f"--target_label={label}", *face]
+
+    def celeba_at(label):
+        return [
+            "--dataset=celeba",
+            "--source=folder",
+            f"--data_dir={os.path.join(data_dir, 'celeba')}",
+            f"--target_label={label}",
+            *face,
+        ]
+
     celeba = celeba_at("Male")
     add_target_and_converter("celeba", celeba, ("celeba",), s.celeba_target_epochs, s.celeba_dapter_epochs)
     add(
         "celeba/attack",
         "experiments.attack",
-        [*celeba, "--attacks=auto_recognition,visual_recognition", f"--attack_labels={s.celeba_attack_labels}",
-         f"--visual_labels={s.celeba_attack_labels}", f"--pretrain_epochs={s.pretrain_epochs}",
-         f"--finetune_epochs={s.finetune_epochs}", f"--target={target('celeba')}",
-         f"--converter={w('celeba/dapter')}", f"--workdir={w('celeba/attack')}"],
+        [
+            *celeba,
+            "--attacks=auto_recognition,visual_recognition",
+            f"--attack_labels={s.celeba_attack_labels}",
+            f"--visual_labels={s.celeba_attack_labels}",
+            f"--pretrain_epochs={s.pretrain_epochs}",
+            f"--finetune_epochs={s.finetune_epochs}",
+            f"--target={target('celeba')}",
+            f"--converter={w('celeba/dapter')}",
+            f"--workdir={w('celeba/attack')}",
+        ],
         "§7.3.1 Fig. 12, Eq. 5-6: correlated attributes; §5.2: the labelling kit for people",
         ("celeba",),
         ["celeba/dapter"],
@@ -404,16 +499,20 @@ def build_plan(scale: Scale, data_dir: str, workdir: str, seed: int = 0) -> list
     table4 = {"Male": "celeba"}
     for label in s.table4_labels:
         group = f"celeba_{label}"
-        add_target_and_converter(group, celeba_at(label), ("celeba",), s.celeba_target_epochs,
-                                 s.celeba_dapter_epochs)
+        add_target_and_converter(group, celeba_at(label), ("celeba",), s.celeba_target_epochs, s.celeba_dapter_epochs)
         table4[label] = group
     add(
         "celeba/table4",
         "experiments.gradcam",
-        ["--dataset=celeba", "--source=folder", f"--data_dir={os.path.join(data_dir, 'celeba')}", *face,
-         "--targets=" + ",".join(f"{label}={target(group)}" for label, group in table4.items()),
-         "--converters=" + ",".join(f"{label}={w(group + '/dapter')}" for label, group in table4.items()),
-         f"--workdir={w('celeba/table4')}"],
+        [
+            "--dataset=celeba",
+            "--source=folder",
+            f"--data_dir={os.path.join(data_dir, 'celeba')}",
+            *face,
+            "--targets=" + ",".join(f"{label}={target(group)}" for label, group in table4.items()),
+            "--converters=" + ",".join(f"{label}={w(group + '/dapter')}" for label, group in table4.items()),
+            f"--workdir={w('celeba/table4')}",
+        ],
         "§7.2 Table 4: each target's accuracy and importance under every converter",
         ("celeba",),
         [f"{group}/dapter" for group in table4.values()],
@@ -425,9 +524,16 @@ def build_plan(scale: Scale, data_dir: str, workdir: str, seed: int = 0) -> list
     add(
         "lfw/attack",
         "experiments.attack",
-        [*lfw, "--attacks=auto_recognition", f"--pretrain_epochs={s.lfw_pretrain_epochs}",
-         f"--finetune_epochs={s.lfw_finetune_epochs}", "--attack_batch_size=64", f"--target={target('lfw')}",
-         f"--converter={w('lfw/dapter')}", f"--workdir={w('lfw/attack')}"],
+        [
+            *lfw,
+            "--attacks=auto_recognition",
+            f"--pretrain_epochs={s.lfw_pretrain_epochs}",
+            f"--finetune_epochs={s.lfw_finetune_epochs}",
+            "--attack_batch_size=64",
+            f"--target={target('lfw')}",
+            f"--converter={w('lfw/dapter')}",
+            f"--workdir={w('lfw/attack')}",
+        ],
         "§7.3.1 Fig. 11: auto-recognition of identity, uncorrelated with the gender target",
         ("lfw",),
         ["lfw/dapter"],
@@ -507,11 +613,14 @@ def read_events(workdir: str) -> list[dict]:
 def check_plan_matches(workdir: str, plan_record: dict) -> None:
     """Writes ``workdir/plan.json`` on first use; afterwards requires the same scale, data and seed.
 
+    Adds ``commits`` to ``plan_record``: every commit that ran in this workdir, oldest first.
+
     Raises:
         DapterError: ``workdir`` holds a run with another scale, data folder or seed: resuming it would
             mix two experiments in one report.
     """
     path = os.path.join(workdir, PLAN_FILE)
+    commits = []
     if os.path.exists(path):
         with open(path) as f:
             old = json.load(f)
@@ -521,6 +630,11 @@ def check_plan_matches(workdir: str, plan_record: dict) -> None:
                     f"{workdir} holds a run with {key}={old.get(key)!r}, not {plan_record[key]!r}; "
                     "use another --workdir or the same flags to resume it"
                 )
+        commits = old.get("commits", [])
+    # A run resumed with other code says so: the report lists every commit that ran a step.
+    if plan_record.get("commit") and plan_record["commit"] not in commits:
+        commits = commits + [plan_record["commit"]]
+    plan_record["commits"] = commits
     _write_json(path, plan_record)
 
 
@@ -562,9 +676,7 @@ def _last_error_line(log_path: str) -> str:
     return (errors or lines or ["(no output)"])[-1][:300]
 
 
-def run_plan(
-    plan: list[Step], workdir: str, data_dir: str, cwd: str, log=print
-) -> dict[str, dict]:
+def run_plan(plan: list[Step], workdir: str, data_dir: str, cwd: str, log=print) -> dict[str, dict]:
     """Runs every step not yet marked finished, in order, and returns each step's status.
 
     A step whose dataset is absent, or that needs a step that failed or was skipped, is skipped with
@@ -588,6 +700,10 @@ def run_plan(
     for i, step in enumerate(plan, 1):
         prefix = f"[{i}/{len(plan)}] {step.name}"
         marker = read_marker(workdir, step.name)
+        if marker is not None and marker["command"] != step.as_dict()["command"]:
+            # The plan changed (another dapter-tf version): the old output does not answer this step.
+            log(f"{prefix}: finished earlier with another command; running it again")
+            marker = None
         if marker is not None:
             status[step.name] = {"status": "done", "seconds": marker["seconds"]}
             log(f"{prefix}: finished earlier ({marker['seconds']:.0f} s), not run again")

@@ -30,15 +30,24 @@ FIGURES = (
     ("cifar10/tune/frontier.png", "tuner_frontier.png", "§7.1 tuner: the rounds on the frontier"),
     ("cifar10/ssim_sweep/ssim_lambda.png", "fig9b_ssim_lambda.png", "Fig. 9(b): reconstruction SSIM against λ"),
     ("cifar10/dapter/grid.png", "converted_cifar10.png", "CIFAR-10 originals (top) and converted at λ 0.9"),
-    ("cifar10/gradcam/attention_label.png", "fig10_attention_cifar10.png",
-     "Fig. 10: Grad-CAM of the target on originals and converted images (CIFAR-10)"),
-    ("celeba/table4/cross_converter.png", "table4_cross_converter.png",
-     "Table 4: importance of each CelebA target under every converter"),
+    (
+        "cifar10/gradcam/attention_label.png",
+        "fig10_attention_cifar10.png",
+        "Fig. 10: Grad-CAM of the target on originals and converted images (CIFAR-10)",
+    ),
+    (
+        "celeba/table4/cross_converter.png",
+        "table4_cross_converter.png",
+        "Table 4: importance of each CelebA target under every converter",
+    ),
     ("cifar2_10/attack/uncorrelated.png", "fig11_cifar2_10.png", "Fig. 11: uncorrelated attack, Cifar2:10"),
     ("lfw/attack/uncorrelated.png", "fig11_lfw.png", "Fig. 11: uncorrelated attack, LFW gender → identity"),
     ("celeba/attack/correlated.png", "fig12_celeba.png", "Fig. 12: correlated attributes, CelebA gender target"),
-    ("cifar10/attack/reconstruction/grid.png", "fig13_reconstruction_cifar10.png",
-     "Fig. 13: original, converted and reconstructed (CIFAR-10)"),
+    (
+        "cifar10/attack/reconstruction/grid.png",
+        "fig13_reconstruction_cifar10.png",
+        "Fig. 13: original, converted and reconstructed (CIFAR-10)",
+    ),
     ("bandwidth/bandwidth.png", "bandwidth.png", "§7.4: bytes of converted against original images"),
 )
 # Converters whose headline numbers the report lists, with the dataset's name in the report.
@@ -114,7 +123,7 @@ def _accuracy_claims(workdir, status) -> list[Claim]:
             missed_drop.append(f"{name} by {drop - 3.0:.2f} points")
         ratio, bits = r["entropy_ratio"], r["entropy_converted"]
         entropies.append(f"{name} {ratio:.1%} ({r['entropy_original']:.2f} → {bits:.2f} bits)")
-        over = [f"ratio by {ratio - 0.30:.1%}"] if ratio >= 0.30 else []
+        over = [f"ratio by {100 * (ratio - 0.30):.1f} points"] if ratio >= 0.30 else []
         over += [f"index by {bits - 3.0:.2f} bits"] if bits >= 3.0 else []
         if over:
             missed_entropy.append(f"{name} ({', '.join(over)})")
@@ -122,8 +131,13 @@ def _accuracy_claims(workdir, status) -> list[Claim]:
         why = _why_missing(status, "cifar10/dapter")
         return [
             Claim("target accuracy drop at λ = 0.9", "< 3 %", "—", f"{NOT_RUN}: {why}", "cifar10/dapter"),
-            Claim("mean entropy of converted images at λ = 0.9", "< 30 % of the original; security index < 3",
-                  "—", f"{NOT_RUN}: {why}", "cifar10/dapter"),
+            Claim(
+                "mean entropy of converted images at λ = 0.9",
+                "< 30 % of the original; security index < 3",
+                "—",
+                f"{NOT_RUN}: {why}",
+                "cifar10/dapter",
+            ),
         ]
     return [
         Claim(
@@ -150,8 +164,10 @@ def _reconstruction_claim(workdir, status) -> Claim:
     if not recon:
         return Claim(*row, "—", f"{NOT_RUN}: {_why_missing(status, 'cifar10/attack')}", "cifar10/attack")
     r = recon[0]
-    ours = (f"CIFAR-10 SSIM {r['ssim']:.3f}, PSNR {r['psnr']:.2f} dB on {r['images_test']} held-out images "
-            f"(converted images themselves: SSIM {r['ssim_converted']:.3f})")
+    ours = (
+        f"CIFAR-10 SSIM {r['ssim']:.3f}, PSNR {r['psnr']:.2f} dB on {r['images_test']} held-out images "
+        f"(converted images themselves: SSIM {r['ssim_converted']:.3f})"
+    )
     verdict = MET if r["ssim"] < 0.2 else f"{MISSED} by {r['ssim'] - 0.2:.3f} SSIM"
     return Claim(*row, ours, verdict, "cifar10/attack/attacks.json")
 
@@ -163,8 +179,9 @@ def _uncorrelated_claim(workdir, status) -> Claim:
         for r in _auto_recognition(_load(workdir, f"{group}/attack/attacks.json")):
             sources.append(f"{group}/attack/attacks.json")
             ratio = r["loss_ratio"]
+            before, after = r["attack_accuracy_original"], r["attack_accuracy_converted"]
             ours.append(
-                f"{name}: {ratio:.1f}× (attack {r['attack_accuracy_original']:.4f} → {r['attack_accuracy_converted']:.4f}, "
+                f"{name}: {ratio:.1f}× (attack {before:.4f} → {after:.4f}, "
                 f"{r['attack_loss_points']:+.2f} points; target {r['target_loss_points']:+.2f} points)"
             )
             if ratio < 10:
@@ -177,14 +194,18 @@ def _uncorrelated_claim(workdir, status) -> Claim:
 
 
 def _correlated_claim(workdir, status) -> Claim:
-    row = ("correlated attributes (CelebA, gender target)", "attack accuracy only slightly above Acc_ideal × Acc_vanilla")
+    row = (
+        "correlated attributes (CelebA, gender target)",
+        "attack accuracy only slightly above Acc_ideal × Acc_vanilla",
+    )
     results = [r for r in _auto_recognition(_load(workdir, "celeba/attack/attacks.json")) if r.get("acc_ideal_hat")]
     if not results:
         return Claim(*row, "—", f"{NOT_RUN}: {_why_missing(status, 'celeba/attack')}", "celeba/attack")
     ours, over = [], []
     for r in results:
         gap = 100 * (r["attack_accuracy_converted"] - r["acc_ideal_hat"])
-        ours.append(f"{r['attack_label']} {r['attack_accuracy_converted']:.4f} vs {r['acc_ideal_hat']:.4f} ({gap:+.1f} points)")
+        accuracy, bound = r["attack_accuracy_converted"], r["acc_ideal_hat"]
+        ours.append(f"{r['attack_label']} {accuracy:.4f} vs {bound:.4f} ({gap:+.1f} points)")
         if gap > SLIGHTLY_ABOVE_POINTS:
             over.append(f"{r['attack_label']} by {gap - SLIGHTLY_ABOVE_POINTS:.1f} points")
     rule = f"'slightly' read as at most {SLIGHTLY_ABOVE_POINTS:g} points above"
@@ -212,7 +233,8 @@ def _gender_claim(workdir, status) -> Claim:
 
 def _labelling_claim(workdir, status) -> Claim:
     kit = "celeba/attack/visual_recognition/labelling.html"
-    where = f"the labelling kit is at WORKDIR/{kit}" if os.path.exists(os.path.join(workdir, kit)) else "no kit was made"
+    made = os.path.exists(os.path.join(workdir, kit))
+    where = f"the labelling kit is at WORKDIR/{kit}" if made else "no kit was made"
     return Claim(
         "human labelling of converted images",
         "about 0 %",
@@ -239,7 +261,8 @@ def _bandwidth_claim(workdir, status) -> Claim:
         why = _why_missing(status, "cifar10/bandwidth")
         return Claim(*row, "—", f"{NOT_RUN}: {why}", "bandwidth/")
     verdict = f"{MISSED} on {'; '.join(short)}" if short else MET
-    return Claim(*row, "; ".join(ours), verdict + " (PNG, lossless, as the paper; JPEG for reference)", ", ".join(sources))
+    verdict += " (PNG, lossless, as the paper; JPEG for reference)"
+    return Claim(*row, "; ".join(ours), verdict, ", ".join(sources))
 
 
 def _cost_claim(workdir, status) -> Claim:
@@ -339,9 +362,16 @@ def _sections(workdir: str) -> list[str]:
         lines += ["", "## Fig. 8: the λ sweep (CIFAR-10)", ""]
         lines += _table(
             ["λ", "accuracy (original → converted)", "drop, points", "entropy ratio", "PNG saving"],
-            [[f"{p['lambda']:g}", f"{p['accuracy_original']:.4f} → {p['accuracy_converted']:.4f}",
-              f"{p['accuracy_drop_points']:+.2f}", f"{p['entropy_ratio']:.1%}", f"{p['bandwidth_saving']:.2f}×"]
-             for p in sweep["points"]],
+            [
+                [
+                    f"{p['lambda']:g}",
+                    f"{p['accuracy_original']:.4f} → {p['accuracy_converted']:.4f}",
+                    f"{p['accuracy_drop_points']:+.2f}",
+                    f"{p['entropy_ratio']:.1%}",
+                    f"{p['bandwidth_saving']:.2f}×",
+                ]
+                for p in sweep["points"]
+            ],
         )
     tuner = _load(workdir, "cifar10/tune/tuner.json")
     if tuner:
@@ -349,28 +379,50 @@ def _sections(workdir: str) -> list[str]:
         lines += ["", "## §7.1 tuning strategy (CIFAR-10)", ""]
         lines += _table(
             ["round", "λ", "drop, points", "entropy ratio", "decision"],
-            [[r["round"], f"{r['lambda']:.2f}", f"{r['accuracy_drop_points']:+.2f}", f"{r['entropy_ratio']:.1%}",
-              r.get("decision", "")] for r in tuner["rounds"]],
+            [
+                [
+                    r["round"],
+                    f"{r['lambda']:.2f}",
+                    f"{r['accuracy_drop_points']:+.2f}",
+                    f"{r['entropy_ratio']:.1%}",
+                    r.get("decision", ""),
+                ]
+                for r in tuner["rounds"]
+            ],
         )
-        lines += ["", f"Final λ {tuner['final_lambda']:.2f} ({'both criteria met' if tuner['met'] else 'not met'}):"
-                  f" drop {f['accuracy_drop_points']:+.2f} points, entropy ratio {f['entropy_ratio']:.1%} on "
-                  f"{f['images']} other held-out images."]
+        lines += [
+            "",
+            f"Final λ {tuner['final_lambda']:.2f} ({'both criteria met' if tuner['met'] else 'not met'}):"
+            f" drop {f['accuracy_drop_points']:+.2f} points, entropy ratio {f['entropy_ratio']:.1%} on "
+            f"{f['images']} other held-out images.",
+        ]
     ssim = _load(workdir, "cifar10/ssim_sweep/ssim_sweep.json")
     if ssim and ssim.get("points"):
         lines += ["", "## Fig. 9(b): reconstruction SSIM against λ (CIFAR-10)", ""]
-        lines += _table(["λ", "SSIM", "PSNR, dB"],
-                        [[f"{p['lambda']:g}", f"{p['ssim']:.3f}", f"{p['psnr']:.2f}"] for p in ssim["points"]])
+        lines += _table(
+            ["λ", "SSIM", "PSNR, dB"],
+            [[f"{p['lambda']:g}", f"{p['ssim']:.3f}", f"{p['psnr']:.2f}"] for p in ssim["points"]],
+        )
     table4 = _load(workdir, "celeba/table4/gradcam.json")
     if table4:
         cross = table4["cross_converter"]
         names = cross["names"]
-        lines += ["", "## Table 4: importance under every converter (CelebA)", "",
-                  "Mean Grad-CAM importance V_D of each target (row) on each converter's images (column), "
-                  "normalised by the target's own converter; the paper's claim is that each target keeps its "
-                  "importance only under its own converter (the diagonal).", ""]
-        lines += _table(["target \\ converter", *names, "own / best other"],
-                        [[n, *(f"{v:.3g}" for v in row), f"{m:.2f}×"]
-                         for n, row, m in zip(names, cross["normalized"], cross["margins"])])
+        lines += [
+            "",
+            "## Table 4: importance under every converter (CelebA)",
+            "",
+            "Mean Grad-CAM importance V_D of each target (row) on each converter's images (column), "
+            "normalised by the target's own converter; the paper's claim is that each target keeps its "
+            "importance only under its own converter (the diagonal).",
+            "",
+        ]
+        lines += _table(
+            ["target \\ converter", *names, "own / best other"],
+            [
+                [n, *(f"{v:.3g}" for v in row), f"{m:.2f}×"]
+                for n, row, m in zip(names, cross["normalized"], cross["margins"])
+            ],
+        )
         diagonal = all(m > 1 for m in cross["margins"])
         lines += ["", f"Diagonal largest in every row: {'yes' if diagonal else 'no'}."]
     attention = os.path.join(workdir, "cifar10/gradcam/summary.txt")
@@ -409,7 +461,8 @@ def write_report(
         f"- scale: {r['scale']}: {r['scale_description']}",
         f"- data: {r['data_dir']} ({', '.join(f'{k}: {v}' for k, v in r['datasets'].items())})",
         f"- seed: {r['seed']}",
-        f"- commit: {r['commit']}",
+        f"- commit: {r['commit']}"
+        + (f" (resumed; earlier runs: {', '.join(r['commits'][:-1])})" if len(r.get("commits", [])) > 1 else ""),
         f"- machine: {r['machine']}",
         f"- steps: {sum(s['status'] in ('done', 'ran') for s in status.values())} of {len(plan)} finished, "
         f"{seconds / 60:.1f} min of step time in all",
@@ -419,15 +472,23 @@ def write_report(
         "Verdicts compare our figure with the paper's as stated; `not run` says why.",
         "",
     ]
-    lines += _table(["#", "claim", "paper", "ours", "verdict"],
-                    [[i, c.claim, c.paper, c.ours, c.verdict] for i, c in enumerate(claims, 1)])
+    lines += _table(
+        ["#", "claim", "paper", "ours", "verdict"],
+        [[i, c.claim, c.paper, c.ours, c.verdict] for i, c in enumerate(claims, 1)],
+    )
     lines += ["", "Datasets of the paper not run here:", ""]
     lines += [f"- {name}: {why}." for name, why in r["not_available"].items()]
     lines += _sections(workdir)
     if copied:
         lines += ["", "## Figures", ""]
         lines += [f"![{caption}]({name})\n\n{caption}.\n" for name, caption in copied]
-    lines += ["", "## Steps", "", f"Each step is one binary run; WORKDIR is the run's --workdir, DATA is {r['data_dir']}.", ""]
+    lines += [
+        "",
+        "## Steps",
+        "",
+        f"Each step is one binary run; WORKDIR is the run's --workdir, DATA is {r['data_dir']}.",
+    ]
+    lines += [""]
     # Machine-specific folders read as WORKDIR and DATA, so that the committed report names no host path.
     paths = {os.path.abspath(workdir): "WORKDIR", os.path.abspath(r["data_dir"]): "DATA"}
 
@@ -438,10 +499,16 @@ def write_report(
 
     lines += _table(
         ["step", "status", "time", "command"],
-        [[step.name, status.get(step.name, {}).get("status", "not run")
-          + (f": {status[step.name]['reason']}" if status.get(step.name, {}).get("reason") else ""),
-          f"{status.get(step.name, {}).get('seconds', 0.0) / 60:.1f} min",
-          "`" + _portable(step.as_dict()["command"]) + "`"] for step in plan],
+        [
+            [
+                step.name,
+                status.get(step.name, {}).get("status", "not run")
+                + (f": {status[step.name]['reason']}" if status.get(step.name, {}).get("reason") else ""),
+                f"{status.get(step.name, {}).get('seconds', 0.0) / 60:.1f} min",
+                "`" + _portable(step.as_dict()["command"]) + "`",
+            ]
+            for step in plan
+        ],
     )
     path = os.path.join(report_dir, "report.md")
     tmp = path + ".tmp"
@@ -449,6 +516,7 @@ def write_report(
         f.write("\n".join(lines) + "\n")
     os.replace(tmp, path)
     with open(os.path.join(report_dir, "report.json"), "w") as f:
-        json.dump({"run": r, "claims": [dataclasses.asdict(c) for c in claims], "steps": status}, f, indent=2,
-                  sort_keys=True)
+        json.dump(
+            {"run": r, "claims": [dataclasses.asdict(c) for c in claims], "steps": status}, f, indent=2, sort_keys=True
+        )
     return path

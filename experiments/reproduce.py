@@ -35,17 +35,23 @@ _SCALE = flags.DEFINE_enum(
     "scale", "cpu", ["smoke", "cpu", "paper"], "How big every experiment is (see the module docstring)."
 )
 _WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Folder for every step's output, markers and logs (default runs/reproduce_<scale>); "
-    "rerunning with the same folder resumes."
+    "workdir",
+    None,
+    "Folder for every step's output, markers and logs (default runs/reproduce_<scale>); "
+    "rerunning with the same folder resumes.",
 )
 _REPORT_DIR = flags.DEFINE_string("report_dir", None, "Where report.md and its figures go (default WORKDIR/report).")
 _DATA_DIR = flags.DEFINE_string(
-    "data_dir", "../shared/data", "Folder with ../shared/data's layout: cifar10/, celeba/, lfw/; absent "
-    "datasets are skipped, saying so (the smoke scale needs none)."
+    "data_dir",
+    "../shared/data",
+    "Folder with ../shared/data's layout: cifar10/, celeba/, lfw/; absent "
+    "datasets are skipped, saying so (the smoke scale needs none).",
 )
 _STEPS = flags.DEFINE_list(
-    "steps", [], "Run only these steps or groups (e.g. cifar10/sweep or celeba) and the steps they need; "
-    "empty: all. --list prints them."
+    "steps",
+    [],
+    "Run only these steps or groups (e.g. cifar10/sweep or celeba) and the steps they need; "
+    "empty: all. --list prints them.",
 )
 _SEED = flags.DEFINE_integer("seed", 0, "Seed passed to every binary.")
 _LIST = flags.DEFINE_bool("list", False, "Print the plan's steps and their commands, and run nothing.")
@@ -57,7 +63,9 @@ def main():
 
     repo_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     if not os.path.isdir(os.path.join(repo_dir, "bench")):
-        raise DapterError(f"{repo_dir} has no bench/: run dapter-reproduce from a clone of dapter-tf (pip install -e .)")
+        raise DapterError(
+            f"{repo_dir} has no bench/: run dapter-reproduce from a clone of dapter-tf (pip install -e .)"
+        )
     scale = reproduce.SCALES[_SCALE.value]
     workdir = os.path.abspath(_WORKDIR.value or os.path.join("runs", f"reproduce_{scale.name}"))
     data_dir = os.path.abspath(_DATA_DIR.value)
@@ -73,8 +81,7 @@ def main():
         "scale": scale.name,
         "scale_description": scale.description,
         "data_dir": _DATA_DIR.value,
-        "datasets": {k: ("present" if v is None else "absent") for k, v in missing.items()
-                     if k != reproduce.EMBEDDED},
+        "datasets": {k: ("present" if v is None else "absent") for k, v in missing.items() if k != reproduce.EMBEDDED},
         "seed": _SEED.value,
         "commit": reproduce.git_commit(repo_dir),
         "command": shlex.join(["dapter-reproduce", *sys.argv[1:]]),
@@ -85,13 +92,19 @@ def main():
     reproduce.check_plan_matches(workdir, record)
     if _REPORT_ONLY.value:
         status = {
-            s.name: ({"status": "done", "seconds": m["seconds"]} if (m := reproduce.read_marker(workdir, s.name))
-                     else {"status": "not run", "reason": "not run yet"})
+            s.name: (
+                {"status": "done", "seconds": m["seconds"]}
+                if (m := reproduce.read_marker(workdir, s.name))
+                else {"status": "not run", "reason": "not run yet"}
+            )
             for s in plan
         }
     else:
         print(f"{len(plan)} steps at scale {scale.name} into {workdir}", flush=True)
-        status = reproduce.run_plan(plan, workdir, data_dir, cwd=repo_dir, log=lambda line: print(line, flush=True))
+        try:
+            status = reproduce.run_plan(plan, workdir, data_dir, cwd=repo_dir, log=lambda line: print(line, flush=True))
+        except KeyboardInterrupt:
+            raise DapterError("interrupted; rerun the same command to resume (finished steps are kept)") from None
     report_dir = os.path.abspath(_REPORT_DIR.value or os.path.join(workdir, "report"))
     claims = reproduction_report.build_claims(workdir, status, scale.name)
     path = reproduction_report.write_report(report_dir, workdir, record, plan, status, claims)

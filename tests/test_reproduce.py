@@ -8,8 +8,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import REPO, SHARED_DATA, assert_one_error_line, run_binary
+
 from dapter_tf import DapterError, reproduce, reproduction_report
 
 
@@ -34,9 +34,23 @@ def test_every_plan_runs_each_step_after_what_it_needs_and_writes_only_into_its_
 def test_the_cpu_plan_covers_every_experiment_of_the_paper():
     names = {s.name for s in reproduce.build_plan(reproduce.SCALES["cpu"], "/data", "/w")}
     experiments = {
-        "cifar10/target", "cifar10/dapter", "cifar10/sweep", "cifar10/tune", "cifar10/attack", "cifar10/ssim_sweep",
-        "cifar10/gradcam", "cifar10/bandwidth", "cifar10/export", "bench/export", "bench/train_step",
-        "cifar2_10/attack", "celeba/dapter", "celeba/attack", "celeba/bandwidth", "celeba/table4", "lfw/attack",
+        "cifar10/target",
+        "cifar10/dapter",
+        "cifar10/sweep",
+        "cifar10/tune",
+        "cifar10/attack",
+        "cifar10/ssim_sweep",
+        "cifar10/gradcam",
+        "cifar10/bandwidth",
+        "cifar10/export",
+        "bench/export",
+        "bench/train_step",
+        "cifar2_10/attack",
+        "celeba/dapter",
+        "celeba/attack",
+        "celeba/bandwidth",
+        "celeba/table4",
+        "lfw/attack",
         "lfw/bandwidth",
     }
     assert experiments <= names
@@ -45,10 +59,17 @@ def test_the_cpu_plan_covers_every_experiment_of_the_paper():
 def test_select_steps_adds_what_the_named_steps_need_and_names_an_unknown_one():
     plan = reproduce.build_plan(reproduce.SCALES["cpu"], "/data", "/w")
     assert [s.name for s in reproduce.select_steps(plan, ["cifar2_10/attack"])] == [
-        "cifar10/target", "cifar2_10/target", "cifar2_10/dapter", "cifar2_10/attack"
+        "cifar10/target",
+        "cifar2_10/target",
+        "cifar2_10/dapter",
+        "cifar2_10/attack",
     ]
-    assert {s.name for s in reproduce.select_steps(plan, ["lfw"])} == {"lfw/target", "lfw/dapter", "lfw/attack",
-                                                                        "lfw/bandwidth"}
+    assert {s.name for s in reproduce.select_steps(plan, ["lfw"])} == {
+        "lfw/target",
+        "lfw/dapter",
+        "lfw/attack",
+        "lfw/bandwidth",
+    }
     with pytest.raises(DapterError, match="no step or group 'cifar100'"):
         reproduce.select_steps(plan, ["cifar100"])
 
@@ -59,16 +80,22 @@ def test_a_step_without_its_dataset_or_its_input_is_skipped_with_the_reason_and_
     fails = reproduce.Step("c/fails", "no_such_module_here", (), "fails", (reproduce.EMBEDDED,))
     after_failed = reproduce.Step("c/after", "json.tool", ("--help",), "needs c/fails", (), ("c/fails",))
     lines = []
-    status = reproduce.run_plan([ok, no_data, fails, after_failed], str(tmp_path / "w"), str(tmp_path / "none"),
-                                cwd=str(REPO), log=lines.append)
+    status = reproduce.run_plan(
+        [ok, no_data, fails, after_failed], str(tmp_path / "w"), str(tmp_path / "none"), cwd=str(REPO), log=lines.append
+    )
     assert status["a/ok"]["status"] == "ran"
-    assert status["b/faces"] == {"status": "skipped",
-                                 "reason": f"no celeba data: {tmp_path / 'none' / 'celeba/attributes.csv'} does not exist"}
-    assert status["c/fails"]["status"] == "failed" and "No module named no_such_module_here" in status["c/fails"]["reason"]
+    assert status["b/faces"] == {
+        "status": "skipped",
+        "reason": f"no celeba data: {tmp_path / 'none' / 'celeba/attributes.csv'} does not exist",
+    }
+    assert (
+        status["c/fails"]["status"] == "failed" and "No module named no_such_module_here" in status["c/fails"]["reason"]
+    )
     assert status["c/after"] == {"status": "skipped", "reason": "needs c/fails, which did not finish"}
     # A second run runs nothing that finished: only the failed step again.
-    status = reproduce.run_plan([ok, fails], str(tmp_path / "w"), str(tmp_path / "none"), cwd=str(REPO),
-                                log=lines.append)
+    status = reproduce.run_plan(
+        [ok, fails], str(tmp_path / "w"), str(tmp_path / "none"), cwd=str(REPO), log=lines.append
+    )
     assert status["a/ok"]["status"] == "done" and status["c/fails"]["status"] == "failed"
     starts = [e["step"] for e in reproduce.read_events(str(tmp_path / "w")) if e["event"] == "start"]
     assert starts == ["a/ok", "c/fails", "c/fails"]
@@ -97,8 +124,15 @@ def _processes_mentioning(text: str) -> list[int]:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find orphaned steps")
 def test_killing_reproduce_mid_way_and_rerunning_repeats_no_finished_step(tmp_path):
     workdir = tmp_path / "run"
-    command = [sys.executable, "-m", "experiments.reproduce", "--scale=smoke", "--steps=cifar10/export",
-               f"--workdir={workdir}", f"--data_dir={tmp_path / 'no_data'}"]
+    command = [
+        sys.executable,
+        "-m",
+        "experiments.reproduce",
+        "--scale=smoke",
+        "--steps=cifar10/export",
+        f"--workdir={workdir}",
+        f"--data_dir={tmp_path / 'no_data'}",
+    ]
     first = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 240
     # Kill it (SIGKILL: no chance to clean up) once the target has finished and the converter is training.
@@ -143,31 +177,78 @@ def test_the_binary_names_an_unknown_step_and_a_workdir_of_another_scale_in_one_
     assert listed.returncode == 0 and "celeba/table4: §7.2 Table 4" in listed.stdout
 
 
-def _fake_run(workdir, *, drop=2.0, ssim=0.15, loss_ratio=12.0, png=2.5, gap=0.03, gender=(0.97, 0.98)):
+def _fake_run(workdir, *, drop=2.0, bits=2.5, ssim=0.15, loss_ratio=12.0, png=2.5, gap=0.03, gender=(0.97, 0.98)):
     """A workdir holding the JSON files the steps write, with chosen numbers."""
     w = str(workdir)
-    _write(f"{w}/cifar10/dapter/results.json", {
-        "accuracy_original": 0.80, "accuracy_converted": 0.80 - drop / 100, "accuracy_drop_points": drop,
-        "entropy_original": 20.0, "entropy_converted": 5.0, "entropy_ratio": 0.25, "train_seconds": 120.0,
-        "steps": 500, "images": 2000,
-    })
-    _write(f"{w}/celeba/dapter/results.json", {
-        "accuracy_original": gender[0], "accuracy_converted": gender[1],
-        "accuracy_drop_points": 100 * (gender[0] - gender[1]), "entropy_original": 20.0, "entropy_converted": 2.0,
-        "entropy_ratio": 0.10, "images": 2000,
-    })
-    _write(f"{w}/cifar10/attack/attacks.json", {"results": [{
-        "attack_type": "reconstruction", "ssim": ssim, "psnr": 14.0, "ssim_converted": 0.1, "images_test": 2000,
-    }]})
-    _write(f"{w}/cifar2_10/attack/attacks.json", {"results": [{
-        "attack_type": "auto_recognition", "attack_label": "label", "loss_ratio": loss_ratio,
-        "attack_accuracy_original": 0.8, "attack_accuracy_converted": 0.5, "attack_loss_points": 30.0,
-        "target_loss_points": 30.0 / loss_ratio,
-    }]})
-    _write(f"{w}/celeba/attack/attacks.json", {"results": [{
-        "attack_type": "auto_recognition", "attack_label": "Smiling", "acc_ideal_hat": 0.70,
-        "attack_accuracy_converted": 0.70 + gap,
-    }]})
+    _write(
+        f"{w}/cifar10/dapter/results.json",
+        {
+            "accuracy_original": 0.80,
+            "accuracy_converted": 0.80 - drop / 100,
+            "accuracy_drop_points": drop,
+            "entropy_original": 20.0,
+            "entropy_converted": bits,
+            "entropy_ratio": bits / 20.0,
+            "train_seconds": 120.0,
+            "steps": 500,
+            "images": 2000,
+        },
+    )
+    _write(
+        f"{w}/celeba/dapter/results.json",
+        {
+            "accuracy_original": gender[0],
+            "accuracy_converted": gender[1],
+            "accuracy_drop_points": 100 * (gender[0] - gender[1]),
+            "entropy_original": 20.0,
+            "entropy_converted": 2.0,
+            "entropy_ratio": 0.10,
+            "images": 2000,
+        },
+    )
+    _write(
+        f"{w}/cifar10/attack/attacks.json",
+        {
+            "results": [
+                {
+                    "attack_type": "reconstruction",
+                    "ssim": ssim,
+                    "psnr": 14.0,
+                    "ssim_converted": 0.1,
+                    "images_test": 2000,
+                }
+            ]
+        },
+    )
+    _write(
+        f"{w}/cifar2_10/attack/attacks.json",
+        {
+            "results": [
+                {
+                    "attack_type": "auto_recognition",
+                    "attack_label": "label",
+                    "loss_ratio": loss_ratio,
+                    "attack_accuracy_original": 0.8,
+                    "attack_accuracy_converted": 0.5,
+                    "attack_loss_points": 30.0,
+                    "target_loss_points": 30.0 / loss_ratio,
+                }
+            ]
+        },
+    )
+    _write(
+        f"{w}/celeba/attack/attacks.json",
+        {
+            "results": [
+                {
+                    "attack_type": "auto_recognition",
+                    "attack_label": "Smiling",
+                    "acc_ideal_hat": 0.70,
+                    "attack_accuracy_converted": 0.70 + gap,
+                }
+            ]
+        },
+    )
     _write(f"{w}/bandwidth/bandwidth_CIFAR-10.json", {"sizes": [{"png": {"saving": png}, "jpeg": {"saving": 1.1}}]})
 
 
@@ -175,16 +256,25 @@ def test_each_claim_is_met_or_missed_by_the_hand_checked_amount(tmp_path):
     _fake_run(tmp_path / "met")
     met = {c.claim: c for c in reproduction_report.build_claims(str(tmp_path / "met"), {}, "cpu")}
     assert len(met) == 10
-    for claim in ("target accuracy drop at λ = 0.9", "mean entropy of converted images at λ = 0.9",
-                  "reconstruction attack SSIM at λ = 0.9", "auto-recognition, uncorrelated attack task", "bandwidth"):
+    for claim in (
+        "target accuracy drop at λ = 0.9",
+        "mean entropy of converted images at λ = 0.9",
+        "reconstruction attack SSIM at λ = 0.9",
+        "auto-recognition, uncorrelated attack task",
+        "bandwidth",
+    ):
         assert met[claim].verdict.startswith("met"), (claim, met[claim].verdict)
     assert met["correlated attributes (CelebA, gender target)"].verdict.startswith("met")
     assert met["gender target accuracy (CelebA, ResNet18)"].verdict.startswith("met")
     assert met["human labelling of converted images"].verdict.startswith("not run: it needs people")
 
-    _fake_run(tmp_path / "missed", drop=4.5, ssim=0.25, loss_ratio=7.5, png=1.8, gap=0.08, gender=(0.90, 0.89))
+    _fake_run(tmp_path / "missed", drop=4.5, bits=7.0, ssim=0.25, loss_ratio=7.5, png=1.8, gap=0.08, gender=(0.90, 0.89))
     missed = {c.claim: c for c in reproduction_report.build_claims(str(tmp_path / "missed"), {}, "cpu")}
     assert missed["target accuracy drop at λ = 0.9"].verdict == "missed on CIFAR-10 by 1.50 points"
+    # 7 of 20 bits: a ratio of 35 %, 5 points over 30 %, and 4 bits over the index of 3.
+    assert missed["mean entropy of converted images at λ = 0.9"].verdict == (
+        "missed on CIFAR-10 (ratio by 5.0 points, index by 4.00 bits)"
+    )
     assert missed["reconstruction attack SSIM at λ = 0.9"].verdict == "missed by 0.050 SSIM"
     assert missed["auto-recognition, uncorrelated attack task"].verdict == (
         "missed on Cifar2:10 → 10 classes by 2.5× (7.5× against ≥ 10×)"
@@ -217,12 +307,26 @@ def test_the_converter_of_fig3_counts_eight_convolutions(tmp_path):
 def test_the_report_copies_plots_and_cifar_pictures_but_never_a_face(tmp_path):
     workdir, report_dir = tmp_path / "w", tmp_path / "report"
     _fake_run(workdir)
-    for picture in ("cifar10/dapter/grid.png", "celeba/dapter/grid.png", "lfw/dapter/grid.png",
-                    "celeba/table4/attention_Male.png", "celeba/attack/correlated.png"):
+    for picture in (
+        "cifar10/dapter/grid.png",
+        "celeba/dapter/grid.png",
+        "lfw/dapter/grid.png",
+        "celeba/table4/attention_Male.png",
+        "celeba/attack/correlated.png",
+    ):
         os.makedirs(os.path.dirname(workdir / picture), exist_ok=True)
         (workdir / picture).write_bytes(b"\x89PNG")
-    record = {"scale": "cpu", "scale_description": "d", "data_dir": str(tmp_path), "datasets": {"cifar10": "present"},
-              "seed": 0, "commit": "abc", "command": "dapter-reproduce", "machine": "m", "not_available": {"X": "y"}}
+    record = {
+        "scale": "cpu",
+        "scale_description": "d",
+        "data_dir": str(tmp_path),
+        "datasets": {"cifar10": "present"},
+        "seed": 0,
+        "commit": "abc",
+        "command": "dapter-reproduce",
+        "machine": "m",
+        "not_available": {"X": "y"},
+    }
     plan = reproduce.build_plan(reproduce.SCALES["cpu"], str(tmp_path), str(workdir))
     claims = reproduction_report.build_claims(str(workdir), {}, "cpu")
     path = reproduction_report.write_report(str(report_dir), str(workdir), record, plan, {}, claims)
@@ -235,5 +339,9 @@ def test_the_report_copies_plots_and_cifar_pictures_but_never_a_face(tmp_path):
 
 @pytest.mark.skipif(not (SHARED_DATA / "cifar10").exists(), reason=f"needs {SHARED_DATA}: not in a fresh clone")
 def test_the_shared_data_has_every_dataset_the_cpu_plan_reads():
-    assert reproduce.available_datasets(str(SHARED_DATA)) == {"cifar10": None, "celeba": None, "lfw": None,
-                                                                "embedded": None}
+    assert reproduce.available_datasets(str(SHARED_DATA)) == {
+        "cifar10": None,
+        "celeba": None,
+        "lfw": None,
+        "embedded": None,
+    }
