@@ -12,6 +12,7 @@ import datetime
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,6 +39,7 @@ STEPS_DIR = "steps"
 LOGS_DIR = "logs"
 EVENTS_FILE = "events.jsonl"
 PLAN_FILE = "plan.json"
+SUPERSEDED_DIR = "superseded"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,7 +151,7 @@ SCALES = {
         cifar2_dapter_epochs=3,
         face_size=32,
         celeba_target_epochs=5,
-        celeba_dapter_epochs=3,
+        celeba_dapter_epochs=8,
         celeba_attack_labels="Wearing_Lipstick,Heavy_Makeup,Smiling",
         table4_labels=("Eyeglasses",),
         lfw_target_epochs=12,
@@ -216,6 +218,8 @@ class Step:
         what: The paper's experiment it serves, one line.
         datasets: Datasets it reads (keys of ``DATASET_FILES``, or ``EMBEDDED``).
         after: Steps whose outputs it reads.
+        output: The folder that holds all its output and nothing else ("" if it writes into a shared one);
+            moved aside when the step must run again from scratch.
     """
 
     name: str
@@ -224,6 +228,7 @@ class Step:
     what: str
     datasets: tuple[str, ...] = ()
     after: tuple[str, ...] = ()
+    output: str = ""
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", self.module, *self.args]
@@ -283,7 +288,10 @@ def build_plan(scale: Scale, data_dir: str, workdir: str, seed: int = 0) -> list
 
     def add(name, module, args, what, datasets=cifar_data, after=(), seeded=True):
         args = tuple(args) + ((seed_flag,) if seeded else ())
-        steps.append(Step(name, module, args, what, tuple(datasets), tuple(after)))
+        # Each step's --workdir or --output_dir is its own folder, named after it, unless shared (bandwidth/).
+        own = [a.split("=", 1)[1] for a in args if a.startswith(("--workdir=", "--output_dir="))]
+        output = own[0] if own and own[0] == w(name) else ""
+        steps.append(Step(name, module, args, what, tuple(datasets), tuple(after), output))
 
     def add_target_and_converter(group, data, datasets, target_epochs, dapter_epochs, extra=()):
         add(
@@ -597,6 +605,7 @@ def _write_json(path: str, obj) -> None:
 
 def _log_event(workdir: str, **event) -> None:
     event["time"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    event["unix"] = time.time()
     with open(os.path.join(workdir, EVENTS_FILE), "a") as f:
         f.write(json.dumps(event, sort_keys=True) + "\n")
 
@@ -636,6 +645,39 @@ def check_plan_matches(workdir: str, plan_record: dict) -> None:
         commits = commits + [plan_record["commit"]]
     plan_record["commits"] = commits
     _write_json(path, plan_record)
+
+
+def read_plan_record(workdir: str, plan_record: dict) -> dict:
+    """The record of the run in ``workdir`` (``plan.json``), checked against ``plan_record``; adds ``report_commit``.
+
+    Raises:
+        DapterError: ``workdir`` holds no run, or one with another scale, data folder or seed.
+    """
+    path = os.path.join(workdir, PLAN_FILE)
+    if not os.path.exists(path):
+        raise DapterError(
+            f"{workdir} holds no dapter-reproduce run ({PLAN_FILE} is missing): run it without --report_only"
+        )
+    with open(path) as f:
+        old = json.load(f)
+    for key in ("scale", "data_dir", "seed"):
+        if old.get(key) != plan_record[key]:
+            raise DapterError(
+                f"{workdir} holds a run with {key}={old.get(key)!r}, not {plan_record[key]!r}; pass the run's own flags"
+            )
+    return {**old, "report_commit": plan_record.get("commit")}
+
+
+def read_status(plan: list[Step], workdir: str) -> dict[str, dict]:
+    """Each step's status as ``run_plan`` would start from: "done" where its marker holds its command."""
+    status = {}
+    for step in plan:
+        marker = read_marker(workdir, step.name)
+        if marker is not None and marker["command"] == step.as_dict()["command"]:
+            status[step.name] = {"status": "done", "seconds": marker["seconds"]}
+        else:
+            status[step.name] = {"status": "not run", "reason": "not finished in this workdir"}
+    return status
 
 
 def _die_with_parent() -> None:
@@ -705,9 +747,29 @@ def run_plan(plan: list[Step], workdir: str, data_dir: str, cwd: str, log=print)
             log(f"{prefix}: finished earlier with another command; running it again")
             marker = None
         if marker is not None:
+            remade = [
+                a
+                for a in step.after
+                if status.get(a, {}).get("status") == "ran"
+                or (read_marker(workdir, a) or {}).get("finished_unix", 0) > marker.get("finished_unix", 0)
+            ]
+            if remade:
+                # Its inputs changed after it finished: its output is stale, and the binaries would resume
+                # from it rather than redo it, so it moves aside (kept, not deleted) and the step runs anew.
+                log(f"{prefix}: {', '.join(remade)} ran again after it finished; running it again")
+                _move_aside(workdir, step)
+                marker = None
+        if marker is not None:
             status[step.name] = {"status": "done", "seconds": marker["seconds"]}
             log(f"{prefix}: finished earlier ({marker['seconds']:.0f} s), not run again")
             continue
+        if marker is None and step.output and os.path.exists(step.output):
+            # A step interrupted earlier resumes from its partial output, unless an input was remade since.
+            started = _last_start(workdir, step.name)
+            remade = [a for a in step.after if (read_marker(workdir, a) or {}).get("finished_unix", 0) > started]
+            if remade:
+                log(f"{prefix}: {', '.join(remade)} ran again since it was interrupted; starting it afresh")
+                _move_aside(workdir, step)
         reason = next((f"no {d} data: {missing[d]}" for d in step.datasets if missing.get(d)), None)
         if reason is None:
             blocked = [a for a in step.after if status.get(a, {}).get("status") not in ("done", "ran")]
@@ -732,12 +794,32 @@ def run_plan(plan: list[Step], workdir: str, data_dir: str, cwd: str, log=print)
             continue
         _write_json(
             _marker(workdir, step.name),
-            {**step.as_dict(), "seconds": seconds, "finished": datetime.datetime.now().isoformat(timespec="seconds")},
+            {
+                **step.as_dict(),
+                "seconds": seconds,
+                "finished": datetime.datetime.now().isoformat(timespec="seconds"),
+                "finished_unix": time.time(),
+            },
         )
         _log_event(workdir, event="done", step=step.name, seconds=seconds)
         status[step.name] = {"status": "ran", "seconds": seconds}
         log(f"{prefix}: finished in {seconds:.0f} s")
     return status
+
+
+def _last_start(workdir: str, name: str) -> float:
+    starts = [e.get("unix", 0.0) for e in read_events(workdir) if e["event"] == "start" and e["step"] == name]
+    return starts[-1] if starts else 0.0
+
+
+def _move_aside(workdir: str, step: Step) -> None:
+    if os.path.exists(_marker(workdir, step.name)):
+        os.remove(_marker(workdir, step.name))
+    if step.output and os.path.exists(step.output):
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        target = os.path.join(workdir, SUPERSEDED_DIR, f"{step.name.replace('/', '__')}-{stamp}")
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.move(step.output, target)
 
 
 def git_commit(repo_dir: str) -> str:

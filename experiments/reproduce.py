@@ -89,17 +89,12 @@ def main():
         "not_available": reproduce.NOT_AVAILABLE,
     }
     os.makedirs(workdir, exist_ok=True)
-    reproduce.check_plan_matches(workdir, record)
     if _REPORT_ONLY.value:
-        status = {
-            s.name: (
-                {"status": "done", "seconds": m["seconds"]}
-                if (m := reproduce.read_marker(workdir, s.name))
-                else {"status": "not run", "reason": "not run yet"}
-            )
-            for s in plan
-        }
+        # The report describes the run that made the results: its command, commits and machine.
+        record = reproduce.read_plan_record(workdir, record)
+        status = reproduce.read_status(plan, workdir)
     else:
+        reproduce.check_plan_matches(workdir, record)
         print(f"{len(plan)} steps at scale {scale.name} into {workdir}", flush=True)
         try:
             status = reproduce.run_plan(plan, workdir, data_dir, cwd=repo_dir, log=lambda line: print(line, flush=True))

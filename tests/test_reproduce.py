@@ -1,5 +1,6 @@
 """reproduce: the plan of steps, resuming after a kill, and the claims report with hand-made results."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -99,6 +100,10 @@ def test_a_step_without_its_dataset_or_its_input_is_skipped_with_the_reason_and_
     assert status["a/ok"]["status"] == "done" and status["c/fails"]["status"] == "failed"
     starts = [e["step"] for e in reproduce.read_events(str(tmp_path / "w")) if e["event"] == "start"]
     assert starts == ["a/ok", "c/fails", "c/fails"]
+    # A finished step whose command has changed since (a newer plan) runs again.
+    changed = dataclasses.replace(ok, args=("--help", "--sort-keys"))
+    status = reproduce.run_plan([changed], str(tmp_path / "w"), str(tmp_path / "none"), cwd=str(REPO), log=lines.append)
+    assert status["a/ok"]["status"] == "ran" and "finished earlier with another command" in lines[-3]
 
 
 def test_a_workdir_keeps_its_scale_and_seed(tmp_path):
@@ -177,6 +182,34 @@ def test_the_binary_names_an_unknown_step_and_a_workdir_of_another_scale_in_one_
     assert listed.returncode == 0 and "celeba/table4: §7.2 Table 4" in listed.stdout
 
 
+def test_report_only_rewrites_the_report_of_the_run_in_the_workdir_with_that_runs_command(tmp_path):
+    assert_one_error_line(
+        run_binary("experiments.reproduce", "--scale=smoke", "--report_only", f"--workdir={tmp_path / 'empty'}"),
+        "holds no dapter-reproduce run (plan.json is missing)",
+    )
+    _fake_run(tmp_path)
+    record = {
+        "scale": "smoke",
+        "scale_description": "tiny",
+        "data_dir": "../shared/data",
+        "datasets": {},
+        "seed": 0,
+        "commit": "c0ffee",
+        "commits": ["c0ffee"],
+        "command": "dapter-reproduce --scale=smoke --workdir=the_run",
+        "machine": "m",
+        "not_available": {},
+    }
+    _write(str(tmp_path / reproduce.PLAN_FILE), record)
+    proc = run_binary("experiments.reproduce", "--scale=smoke", "--report_only", f"--workdir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    assert " 3. reconstruction attack SSIM at λ = 0.9: met" in proc.stdout
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "- command: `dapter-reproduce --scale=smoke --workdir=the_run`" in report
+    assert "- commit: c0ffee\n" in report and "report rewritten from the workdir by commit" in report
+    assert "| cifar10/target | not run: not finished in this workdir |" in report
+
+
 def _fake_run(workdir, *, drop=2.0, bits=2.5, ssim=0.15, loss_ratio=12.0, png=2.5, gap=0.03, gender=(0.97, 0.98)):
     """A workdir holding the JSON files the steps write, with chosen numbers."""
     w = str(workdir)
@@ -215,6 +248,7 @@ def _fake_run(workdir, *, drop=2.0, bits=2.5, ssim=0.15, loss_ratio=12.0, png=2.
                     "ssim": ssim,
                     "psnr": 14.0,
                     "ssim_converted": 0.1,
+                    "ssim_mean_image": 0.12,
                     "images_test": 2000,
                 }
             ]
@@ -268,7 +302,9 @@ def test_each_claim_is_met_or_missed_by_the_hand_checked_amount(tmp_path):
     assert met["gender target accuracy (CelebA, ResNet18)"].verdict.startswith("met")
     assert met["human labelling of converted images"].verdict.startswith("not run: it needs people")
 
-    _fake_run(tmp_path / "missed", drop=4.5, bits=7.0, ssim=0.25, loss_ratio=7.5, png=1.8, gap=0.08, gender=(0.90, 0.89))
+    _fake_run(
+        tmp_path / "missed", drop=4.5, bits=7.0, ssim=0.25, loss_ratio=7.5, png=1.8, gap=0.08, gender=(0.90, 0.89)
+    )
     missed = {c.claim: c for c in reproduction_report.build_claims(str(tmp_path / "missed"), {}, "cpu")}
     assert missed["target accuracy drop at λ = 0.9"].verdict == "missed on CIFAR-10 by 1.50 points"
     # 7 of 20 bits: a ratio of 35 %, 5 points over 30 %, and 4 bits over the index of 3.
