@@ -106,6 +106,25 @@ def test_a_step_without_its_dataset_or_its_input_is_skipped_with_the_reason_and_
     assert status["a/ok"]["status"] == "ran" and "finished earlier with another command" in lines[-3]
 
 
+def test_a_step_whose_input_was_remade_runs_again_with_its_old_output_moved_aside(tmp_path):
+    workdir = tmp_path / "w"
+    make = reproduce.Step("g/make", "json.tool", ("--help",), "makes", (), (), str(workdir / "g/make"))
+    use = reproduce.Step("g/use", "json.tool", ("--help",), "uses", (), ("g/make",), str(workdir / "g/use"))
+    run = lambda plan: reproduce.run_plan(plan, str(workdir), str(tmp_path), cwd=str(REPO), log=lines.append)  # noqa: E731
+    lines = []
+    run([make, use])
+    (workdir / "g/use").mkdir(parents=True)
+    (workdir / "g/use/result.json").write_text("{}")
+    assert run([make, use])["g/use"]["status"] == "done"
+    # A new command for g/make (say, more epochs) makes g/use's result stale.
+    status = run([dataclasses.replace(make, args=("--help", "--indent=2")), use])
+    assert status["g/make"]["status"] == "ran" and status["g/use"]["status"] == "ran"
+    assert "[2/2] g/use: g/make ran again after it finished; running it again" in lines
+    (moved,) = os.listdir(workdir / reproduce.SUPERSEDED_DIR)
+    assert moved.startswith("g__use-") and os.listdir(workdir / reproduce.SUPERSEDED_DIR / moved) == ["result.json"]
+    assert not (workdir / "g/use").exists()
+
+
 def test_a_workdir_keeps_its_scale_and_seed(tmp_path):
     record = {"scale": "smoke", "data_dir": "d", "seed": 0}
     reproduce.check_plan_matches(str(tmp_path), record)
