@@ -55,7 +55,7 @@ _SCALE_NOTES = {
     "smoke": "The smoke scale checks that every step runs and the report is written; its models are untrained "
     "and its numbers mean nothing.",
     "cpu": "At the cpu scale every model trains for minutes on 8,000 images or fewer (CIFAR-10 target: 8 epochs; "
-    "converters: 3 to 4 epochs; attackers: 2 to 3 epochs, 12 on LFW), far from the paper's training, so its "
+    "converters: 3 to 4 epochs; attackers: 2 to 3 epochs, 10 on LFW), far from the paper's training, so its "
     "verdicts say where an hour on 2 CPU cores stands; results/ holds longer runs of the same binaries (README, "
     "WORKSPACE.md).",
 }
@@ -493,7 +493,8 @@ def write_report(
             else []
         ),
         f"- steps: {sum(s['status'] in ('done', 'ran') for s in status.values())} of {len(plan)} finished, "
-        f"{seconds / 60:.1f} min of step time in all",
+        f"{seconds / 60:.1f} min of step time in all (each step's last run)"
+        + (f"; this invocation took {r['wall_seconds'] / 60:.1f} min" if r.get("wall_seconds") else ""),
         "",
         "## The paper's headline claims",
         "",

@@ -26,6 +26,7 @@ import os
 import platform
 import shlex
 import sys
+import time
 
 from absl import flags
 
@@ -96,10 +97,12 @@ def main():
     else:
         reproduce.check_plan_matches(workdir, record)
         print(f"{len(plan)} steps at scale {scale.name} into {workdir}", flush=True)
+        start = time.time()
         try:
             status = reproduce.run_plan(plan, workdir, data_dir, cwd=repo_dir, log=lambda line: print(line, flush=True))
         except KeyboardInterrupt:
             raise DapterError("interrupted; rerun the same command to resume (finished steps are kept)") from None
+        record = {**record, "wall_seconds": time.time() - start}
     report_dir = os.path.abspath(_REPORT_DIR.value or os.path.join(workdir, "report"))
     claims = reproduction_report.build_claims(workdir, status, scale.name)
     path = reproduction_report.write_report(report_dir, workdir, record, plan, status, claims)
