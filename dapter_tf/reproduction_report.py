@@ -3,9 +3,10 @@
 ``build_claims`` reads the JSON files the plan's steps wrote (``dapter_tf.reproduce``) and returns one
 ``Claim`` per row of the paper's headline table (DESIGN.md), each with the paper's figure, ours and a
 verdict: met, missed by how much, or not run and why. ``write_report`` writes ``report.md`` with those
-rows, the run's scale, data, seed, commit and steps, and copies the figures beside it. Only plots and
-CIFAR-10 pictures are copied: CelebA and LFW faces never leave the workdir (their licences forbid
-redistribution, and the report is committed).
+rows, the run's scale, data, seed, commit and steps, and copies the figures beside it. Only CIFAR-10
+figures and the bandwidth plot (byte ratios, as results/bandwidth/ commits) are copied: CelebA and LFW
+faces, and the other plots drawn from them, stay in the workdir (their licences forbid redistribution,
+and the report is committed).
 """
 
 import dataclasses
@@ -35,14 +36,7 @@ FIGURES = (
         "fig10_attention_cifar10.png",
         "Fig. 10: Grad-CAM of the target on originals and converted images (CIFAR-10)",
     ),
-    (
-        "celeba/table4/cross_converter.png",
-        "table4_cross_converter.png",
-        "Table 4: importance of each CelebA target under every converter",
-    ),
     ("cifar2_10/attack/uncorrelated.png", "fig11_cifar2_10.png", "Fig. 11: uncorrelated attack, Cifar2:10"),
-    ("lfw/attack/uncorrelated.png", "fig11_lfw.png", "Fig. 11: uncorrelated attack, LFW gender → identity"),
-    ("celeba/attack/correlated.png", "fig12_celeba.png", "Fig. 12: correlated attributes, CelebA gender target"),
     (
         "cifar10/attack/reconstruction/grid.png",
         "fig13_reconstruction_cifar10.png",
@@ -59,6 +53,13 @@ _SCALE_NOTES = {
     "verdicts say where an hour on 2 CPU cores stands; results/ holds longer runs of the same binaries (README, "
     "WORKSPACE.md).",
 }
+# Figures drawn from CelebA or LFW: the report names them but does not copy them. Like their pictures,
+# nothing derived from those datasets goes into a committed report; their numbers are in its tables.
+WORKDIR_ONLY_FIGURES = (
+    ("celeba/table4/cross_converter.png", "Table 4: importance of each CelebA target under every converter"),
+    ("lfw/attack/uncorrelated.png", "Fig. 11: uncorrelated attack, LFW gender → identity"),
+    ("celeba/attack/correlated.png", "Fig. 12: correlated attributes, CelebA gender target"),
+)
 # Converters whose headline numbers the report lists, with the dataset's name in the report.
 CONVERTERS = (
     ("cifar10", "CIFAR-10"),
@@ -512,6 +513,12 @@ def write_report(
     if copied:
         lines += ["", "## Figures", ""]
         lines += [f"![{caption}]({name})\n\n{caption}.\n" for name, caption in copied]
+    kept = [
+        (source, caption) for source, caption in WORKDIR_ONLY_FIGURES if os.path.exists(os.path.join(workdir, source))
+    ]
+    if kept:
+        lines += ["", "Drawn from CelebA or LFW, so kept in the run's workdir and not copied here:", ""]
+        lines += [f"- {caption}: WORKDIR/{source}" for source, caption in kept]
     lines += [
         "",
         "## Steps",

@@ -385,8 +385,9 @@ def test_the_report_copies_plots_and_cifar_pictures_but_never_a_face(tmp_path):
     plan = reproduce.build_plan(reproduce.SCALES["cpu"], str(tmp_path), str(workdir))
     claims = reproduction_report.build_claims(str(workdir), {}, "cpu")
     path = reproduction_report.write_report(str(report_dir), str(workdir), record, plan, {}, claims)
-    assert sorted(os.listdir(report_dir)) == ["converted_cifar10.png", "fig12_celeba.png", "report.json", "report.md"]
+    assert sorted(os.listdir(report_dir)) == ["converted_cifar10.png", "report.json", "report.md"]
     text = open(path).read()
+    assert "- Fig. 12: correlated attributes, CelebA gender target: WORKDIR/celeba/attack/correlated.png" in text
     assert "| 3 | reconstruction attack SSIM at λ = 0.9 | < 0.2 |" in text
     assert str(workdir) not in text and "--workdir=WORKDIR/cifar10/target" in text
     assert "--train_npz=DATA/cifar10/train_20k.npz" in text
