@@ -619,6 +619,12 @@ def read_events(workdir: str) -> list[dict]:
         return []
 
 
+def _check_same_run(workdir: str, old: dict, new: dict, advice: str) -> None:
+    for key in ("scale", "data_dir", "seed"):
+        if old.get(key) != new[key]:
+            raise DapterError(f"{workdir} holds a run with {key}={old.get(key)!r}, not {new[key]!r}; {advice}")
+
+
 def check_plan_matches(workdir: str, plan_record: dict) -> None:
     """Writes ``workdir/plan.json`` on first use; afterwards requires the same scale, data and seed.
 
@@ -633,12 +639,7 @@ def check_plan_matches(workdir: str, plan_record: dict) -> None:
     if os.path.exists(path):
         with open(path) as f:
             old = json.load(f)
-        for key in ("scale", "data_dir", "seed"):
-            if old.get(key) != plan_record[key]:
-                raise DapterError(
-                    f"{workdir} holds a run with {key}={old.get(key)!r}, not {plan_record[key]!r}; "
-                    "use another --workdir or the same flags to resume it"
-                )
+        _check_same_run(workdir, old, plan_record, "use another --workdir or the same flags to resume it")
         commits = old.get("commits", [])
     # A run resumed with other code says so: the report lists every commit that ran a step.
     if plan_record.get("commit") and plan_record["commit"] not in commits:
@@ -660,11 +661,7 @@ def read_plan_record(workdir: str, plan_record: dict) -> dict:
         )
     with open(path) as f:
         old = json.load(f)
-    for key in ("scale", "data_dir", "seed"):
-        if old.get(key) != plan_record[key]:
-            raise DapterError(
-                f"{workdir} holds a run with {key}={old.get(key)!r}, not {plan_record[key]!r}; pass the run's own flags"
-            )
+    _check_same_run(workdir, old, plan_record, "pass the run's own flags")
     return {**old, "report_commit": plan_record.get("commit")}
 
 
@@ -747,12 +744,7 @@ def run_plan(plan: list[Step], workdir: str, data_dir: str, cwd: str, log=print)
             log(f"{prefix}: finished earlier with another command; running it again")
             marker = None
         if marker is not None:
-            remade = [
-                a
-                for a in step.after
-                if status.get(a, {}).get("status") == "ran"
-                or (read_marker(workdir, a) or {}).get("finished_unix", 0) > marker.get("finished_unix", 0)
-            ]
+            remade = _remade_since(workdir, step, marker.get("finished_unix", 0.0))
             if remade:
                 # Its inputs changed after it finished: its output is stale, and the binaries would resume
                 # from it rather than redo it, so it moves aside (kept, not deleted) and the step runs anew.
@@ -765,8 +757,7 @@ def run_plan(plan: list[Step], workdir: str, data_dir: str, cwd: str, log=print)
             continue
         if marker is None and step.output and os.path.exists(step.output):
             # A step interrupted earlier resumes from its partial output, unless an input was remade since.
-            started = _last_start(workdir, step.name)
-            remade = [a for a in step.after if (read_marker(workdir, a) or {}).get("finished_unix", 0) > started]
+            remade = _remade_since(workdir, step, _last_start(workdir, step.name))
             if remade:
                 log(f"{prefix}: {', '.join(remade)} ran again since it was interrupted; starting it afresh")
                 _move_aside(workdir, step)
@@ -805,6 +796,11 @@ def run_plan(plan: list[Step], workdir: str, data_dir: str, cwd: str, log=print)
         status[step.name] = {"status": "ran", "seconds": seconds}
         log(f"{prefix}: finished in {seconds:.0f} s")
     return status
+
+
+def _remade_since(workdir: str, step: Step, since: float) -> list[str]:
+    """The steps ``step`` reads from that finished after ``since`` (a Unix time; 0 for markers without one)."""
+    return [a for a in step.after if (read_marker(workdir, a) or {}).get("finished_unix", 0.0) > since]
 
 
 def _last_start(workdir: str, name: str) -> float:
