@@ -8,9 +8,11 @@ throughput bench. Steps whose dataset is absent are skipped with the reason. The
 REPORT_DIR/report.md: each headline claim of the paper beside ours with a verdict, the tables, the
 figures, and the run's scale, data, seed and commit.
 
-Resuming: a finished step is marked in WORKDIR/steps/ and never run again; rerunning the same command
+Resuming: a finished step is marked in WORKDIR/steps/ and not run again; rerunning the same command
 after an interruption (Ctrl-C, a kill, a reboot) runs what is left, and the interrupted step resumes
-from its own checkpoints. Every step's output goes to WORKDIR/logs/<step>.log.
+from its own checkpoints. A step runs again when its command has changed (a newer dapter-tf) or a step
+it reads from ran again after it; its old output is then moved to WORKDIR/superseded/, not deleted.
+Every step's output goes to WORKDIR/logs/<step>.log.
 
 Scales:
   smoke  the embedded CIFAR-10 sample, tiny models, a few minutes: checks the wiring, not the paper
