@@ -126,6 +126,15 @@ class TunerConfig:
         first_epochs: Epochs of the first round (from scratch, or from ``init_converter``).
         finetune_epochs: Epochs of every later round, which fine-tunes the previous round's converter.
         max_rounds: Stop after this many rounds.
+        max_ssim: Security from the attack suite: the strongest reconstruction attacker's SSIM
+            must be at most this; ``None``: unused.
+        max_ssim_over_mean_image: Security from the suite: that SSIM may exceed the mean training
+            image's by at most this; ``None``: unused.
+        max_label_gap_points: Security from the suite: every labelling attacker may beat knowing
+            only the target label by at most this many points; ``None``: unused.
+
+    With any of the last three, every round also runs the attack suite (``attacks.suite``) on its
+    converter, and "secure" needs its criteria too.
     """
 
     start: float = 0.9
@@ -136,6 +145,9 @@ class TunerConfig:
     first_epochs: int = 5
     finetune_epochs: int = 2
     max_rounds: int = 10
+    max_ssim: float | None = None
+    max_ssim_over_mean_image: float | None = None
+    max_label_gap_points: float | None = None
 
     def __post_init__(self):
         losses.check_lambda(self.start)
@@ -150,15 +162,52 @@ class TunerConfig:
         for name in ("first_epochs", "finetune_epochs", "max_rounds"):
             if getattr(self, name) < 1:
                 raise DapterError(f"{name} must be >= 1, got {getattr(self, name)}")
+        self.security_criteria()  # Checks the suite's thresholds.
+
+    @property
+    def uses_suite(self) -> bool:
+        """Whether rounds are judged by the attack suite too."""
+        return any(v is not None for v in (self.max_ssim, self.max_ssim_over_mean_image, self.max_label_gap_points))
+
+    def security_criteria(self):
+        """The attack suite's criteria for this tuner's thresholds."""
+        from dapter_tf.attacks.suite import SecurityCriteria
+
+        return SecurityCriteria(
+            max_drop_points=self.max_drop_points,
+            max_ssim=self.max_ssim,
+            max_ssim_over_mean_image=self.max_ssim_over_mean_image,
+            max_label_gap_points=self.max_label_gap_points,
+        ).validate()
 
 
-def judge(measured: dict, tuner: TunerConfig) -> tuple[bool, bool]:
-    """Returns (security met, usability met) for a round's measurement (§7.1's two indices)."""
+def judge(measured: dict, tuner: TunerConfig, suite=None) -> tuple[bool, bool]:
+    """Returns (security met, usability met) for a round's measurement (§7.1's two indices).
+
+    Args:
+        measured: The round's ``evaluate.summarize`` figures.
+        tuner: The thresholds.
+        suite: The round's ``SuiteResults`` when the tuner uses the attack suite: its reconstruction
+            and labelling verdicts must hold too for the round to be secure.
+    """
     secure = measured["entropy_ratio"] < tuner.max_entropy_ratio and (
         not tuner.max_entropy_bits or measured["entropy_converted"] < tuner.max_entropy_bits
     )
+    if suite is not None:
+        secure = secure and all(v.holds is not False for v in suite.verdicts() if v.name != "usability")
     usable = measured["accuracy_drop_points"] < tuner.max_drop_points
     return secure, usable
+
+
+def _suite_figures(suite) -> dict:
+    """What a tuner round logs of its attack suite."""
+    if suite is None:
+        return {}
+    return {
+        "max_ssim": suite.max_ssim,
+        "ssim_mean_image": suite.ssim_mean_image,
+        "max_label_gap_points": suite.max_label_gap_points,
+    }
 
 
 def next_lambda(lambda_: float, secure: bool, usable: bool, tuner: TunerConfig, tried) -> tuple[float | None, str]:
@@ -202,19 +251,42 @@ def tune_lambda(
     val_set: ImageSet,
     test_set: ImageSet,
     workdir: str,
+    suite=None,
 ) -> dict:
     """Runs the tuning strategy of §7.1 and writes ``workdir/tuner.json`` after every round.
 
     Rounds decide on ``val_set``; the converter the tuner ends with is then measured on
     ``test_set``, which no decision saw. Round ``k`` trains in ``workdir/round_<k>`` (resumable).
+    With the tuner's suite criteria (``TunerConfig.uses_suite``), each round also runs the attack
+    suite on its converter in ``round_<k>/suite`` (attackers trained on ``train_set``, measured on
+    ``val_set``), and the final converter gets a suite on ``test_set`` in ``workdir/final_suite``.
+
+    Args:
+        suite: The attack suite's attackers (a ``SuiteSpec``; its criteria are replaced by the
+            tuner's); ``None``: the suite's defaults.
 
     Returns:
         ``{"rounds": [...], "stopped": why, "met": bool, "final": test measurement, ...}``.
     """
+    # Imported here: the attacks import this module (the reconstruction sweep reads sweep points).
+    from dapter_tf.attacks import AttackInputData, SuiteSpec, run_attack_suite
+
+    if tuner.uses_suite:
+        suite = dataclasses.replace(suite or SuiteSpec(), criteria=tuner.security_criteria())
+
+    def attack(converter_dir: str, measured_on: ImageSet, folder: str):
+        if not tuner.uses_suite:
+            return None
+        converter_path = os.path.join(converter_dir, train.CONVERTER_FILE)
+        data = AttackInputData(task, train_set, measured_on, converter_path, config.target_path, config.data)
+        return run_attack_suite(data, suite, folder)
+
     os.makedirs(workdir, exist_ok=True)
     rounds, tried = [], []
     lambda_, init = tuner.start, config.init_converter
     log = {"task": task.description, "target": config.target_path, "tuner": dataclasses.asdict(tuner)}
+    if suite is not None:
+        log["suite"] = dataclasses.asdict(suite)
     stopped, met = f"stopped after max_rounds={tuner.max_rounds} rounds", False
     for k in range(tuner.max_rounds):
         path = os.path.join(workdir, f"round_{k:02d}")
@@ -222,13 +294,21 @@ def tune_lambda(
         round_config = dataclasses.replace(config, lambda_=lambda_, epochs=epochs, init_converter=init)
         print(f"== round {k}: lambda {lambda_:.3f}, {epochs} epoch(s) -> {path}", flush=True)
         results = _read_results(path) or train.train_dapter(round_config, task, train_set, val_set, path)
-        secure, usable = judge(results, tuner)
+        round_suite = attack(path, val_set, os.path.join(path, "suite"))
+        secure, usable = judge(results, tuner, round_suite)
         tried.append(lambda_)
         new, why = next_lambda(lambda_, secure, usable, tuner, tried)
-        rounds.append(_point(lambda_, results, round=k, secure=secure, usable=usable, decision=why))
+        figures = _suite_figures(round_suite)
+        rounds.append(_point(lambda_, results, round=k, secure=secure, usable=usable, decision=why, **figures))
+        attacked = ""
+        if round_suite is not None:
+            gap = figures["max_label_gap_points"]
+            attacked = f", max SSIM {figures['max_ssim']:.3f}" + (
+                "" if gap is None else f", label gap {gap:+.2f} points"
+            )
         print(
             f"   round {k}: lambda {lambda_:.3f}: drop {results['accuracy_drop_points']:+.2f} points, entropy "
-            f"{results['entropy_converted']:.2f} bits ({100 * results['entropy_ratio']:.1f} %) -> {why}",
+            f"{results['entropy_converted']:.2f} bits ({100 * results['entropy_ratio']:.1f} %){attacked} -> {why}",
             flush=True,
         )
         train.write_json(os.path.join(workdir, TUNER_FILE), {**log, "rounds": rounds})
@@ -241,7 +321,9 @@ def tune_lambda(
     final = evaluate.evaluate_converter(
         train.load_converter(final_path), target, test_set.images, test_set.labels[task.target_label]
     )
-    final_secure, final_usable = judge(final, tuner)
+    final_suite = attack(final_path, test_set, os.path.join(workdir, "final_suite"))
+    final_secure, final_usable = judge(final, tuner, final_suite)
+    final.update(_suite_figures(final_suite))
     log.update(
         rounds=rounds,
         stopped=stopped,

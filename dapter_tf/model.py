@@ -14,6 +14,8 @@ DEFAULT_FILTERS = (24, 48, 96)
 DEFAULT_OUTPUT_STEP = 16
 # Two stride-2 down-samplings, mirrored by two stride-2 up-samplings.
 SIDE_MULTIPLE = 4
+# The largest output block (``output_block``): a 64x64 image is then a single block.
+MAX_OUTPUT_BLOCK = 64
 
 
 @keras.saving.register_keras_serializable(package="dapter_tf")
@@ -48,6 +50,32 @@ class OutputLevels(keras.layers.Layer):
         return {**super().get_config(), "step": self.step}
 
 
+@keras.saving.register_keras_serializable(package="dapter_tf")
+class OutputBlocks(keras.layers.Layer):
+    """The coarse output code: each ``block`` x ``block`` block of the image sent as its mean colour.
+
+    Average-pools the sigmoid's output, then repeats every pooled pixel over its block. The repeat is
+    the channels concatenated ``block ** 2`` times and a depth-to-space: TFLite's
+    RESIZE_NEAREST_NEIGHBOR (Keras' UpSampling2D) fails in XNNPACK once the batch is resized, while
+    CONCATENATION and DEPTH_TO_SPACE run on every delegate, in float and int8 alike. The gradient of
+    a block's colour is the sum of its pixels' gradients, divided by the block's size.
+    """
+
+    def __init__(self, block: int, **kwargs):
+        super().__init__(**kwargs)
+        self.block = check_output_block(block)
+
+    def call(self, images):
+        means = tf.nn.avg_pool2d(images, self.block, self.block, "VALID")
+        return tf.nn.depth_to_space(tf.concat([means] * self.block**2, axis=-1), self.block)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "block": self.block}
+
+
 def check_output_step(step) -> int:
     """Returns ``step`` if it is an integer in 1..128; raises DapterError otherwise."""
     if int(step) != step or not 1 <= step <= 128:
@@ -55,8 +83,19 @@ def check_output_step(step) -> int:
     return int(step)
 
 
+def check_output_block(block) -> int:
+    """Returns ``block`` if it is a power of two in 1..MAX_OUTPUT_BLOCK; raises DapterError otherwise."""
+    if int(block) != block or not 1 <= block <= MAX_OUTPUT_BLOCK or int(block) & (int(block) - 1):
+        raise DapterError(f"output_block must be a power of two in 1..{MAX_OUTPUT_BLOCK} pixels, got {block}")
+    return int(block)
+
+
 def build_converter(
-    filters=DEFAULT_FILTERS, input_shape=(None, None, 3), name="converter", output_step: int = DEFAULT_OUTPUT_STEP
+    filters=DEFAULT_FILTERS,
+    input_shape=(None, None, 3),
+    name="converter",
+    output_step: int = DEFAULT_OUTPUT_STEP,
+    output_block: int = 1,
 ) -> keras.Model:
     """Builds the converter of Fig. 3.
 
@@ -85,6 +124,11 @@ def build_converter(
         name: The model's name.
         output_step: Output pixels are rounded to the grid 128 + k * ``output_step`` levels
             (``OutputLevels``); 1 gives the paper's plain sigmoid output.
+        output_block: A coarse output code, beyond the paper (README, "Defences"): the sigmoid's
+            output is averaged over ``output_block`` x ``output_block`` blocks and each block sent
+            as one colour, so an H x W image carries at most (H / b) (W / b) colours, each on the
+            output grid, whatever the converter learns. 1 (the default) is the paper's converter.
+            Image sides must then be multiples of it too.
 
     Returns:
         A functional ``keras.Model`` mapping float32 images in [0, 1] to images of the same shape.
@@ -101,6 +145,8 @@ def build_converter(
     x = keras.layers.Conv2DTranspose(f_full, strides=2, name="conv7_up", **conv)(x)
     x = keras.layers.Concatenate(name="copy_connection")([copy, x])
     converted = keras.layers.Conv2D(3, 3, padding="same", activation="sigmoid", name="conv8_out")(x)
+    if check_output_block(output_block) != 1:
+        converted = OutputBlocks(output_block, name="output_blocks")(converted)
     if output_step != 1:
         converted = OutputLevels(output_step, name="output_levels")(converted)
     return keras.Model(images, converted, name=name)
@@ -112,11 +158,21 @@ def output_step_of(converter: keras.Model) -> int:
     return steps[0] if steps else 1
 
 
+def output_block_of(converter: keras.Model) -> int:
+    """The side of a converter's output blocks (1 if it sends every pixel on its own, as the paper's)."""
+    blocks = [layer.block for layer in converter.layers if isinstance(layer, OutputBlocks)]
+    return blocks[0] if blocks else 1
+
+
 def strip_output_levels(converter: keras.Model) -> keras.Model:
-    """The converter up to its sigmoid, without ``OutputLevels`` (for int8 export, see ``snap_to_levels``)."""
-    if output_step_of(converter) == 1:
+    """The converter without ``OutputLevels``, ending at the sigmoid (or its output blocks).
+
+    For int8 export, see ``snap_to_levels``.
+    """
+    levels = [layer for layer in converter.layers if isinstance(layer, OutputLevels)]
+    if not levels:
         return converter
-    return keras.Model(converter.inputs, converter.get_layer("conv8_out").output, name=f"{converter.name}_sigmoid")
+    return keras.Model(converter.inputs, levels[0].input, name=f"{converter.name}_sigmoid")
 
 
 def snap_to_levels(pixels: np.ndarray, step: int) -> np.ndarray:
@@ -135,9 +191,14 @@ def snap_to_levels(pixels: np.ndarray, step: int) -> np.ndarray:
     return np.clip(levels, 0, 255).astype(np.uint8)
 
 
-def check_image_size(height: int, width: int) -> None:
-    """Raises DapterError unless both sides are positive multiples of 4 (the converter's down-sampling)."""
+def check_image_size(height: int, width: int, output_block: int = 1) -> None:
+    """Raises DapterError unless both sides are positive multiples of 4 (the converter's down-sampling).
+
+    With output blocks, the sides must be multiples of the block side too.
+    """
     if height <= 0 or width <= 0 or height % SIDE_MULTIPLE or width % SIDE_MULTIPLE:
         raise DapterError(
             f"the converter needs image sides that are multiples of {SIDE_MULTIPLE}, got {height}x{width}"
         )
+    if height % output_block or width % output_block:
+        raise DapterError(f"output blocks of {output_block}x{output_block} pixels do not tile {height}x{width} images")

@@ -19,8 +19,16 @@ from absl import logging
 
 from dapter_tf import classifier, evaluate, losses
 from dapter_tf.data import DataConfig, ImageSet, build_dataset
+from dapter_tf.defences.adversarial import AdversarialDecoders, AdversaryConfig, mean_image_error
 from dapter_tf.errors import DapterError
-from dapter_tf.model import DEFAULT_FILTERS, DEFAULT_OUTPUT_STEP, build_converter, check_output_step
+from dapter_tf.model import (
+    DEFAULT_FILTERS,
+    DEFAULT_OUTPUT_STEP,
+    build_converter,
+    check_image_size,
+    check_output_block,
+    check_output_step,
+)
 from dapter_tf.tasks import Task
 
 STRATEGIES = ("default", "mirrored")
@@ -109,6 +117,10 @@ class DapterConfig:
             fine-tuning rounds of the lambda tuner (§7.1) do; empty: random initialisation.
         cosine_decay: Decay the learning rate to 0 over the run (cosine), as target training does;
             off, it stays constant.
+        output_block: The coarse output code (``model.build_converter``): one colour per
+            ``output_block`` x ``output_block`` block; 1 is the paper's converter.
+        adversary: The adversarial reconstruction defence (``defences.adversarial``); its default
+            (weight 0) is the paper's L_dap alone.
     """
 
     data: DataConfig = DataConfig()
@@ -126,10 +138,13 @@ class DapterConfig:
     output_step: int = DEFAULT_OUTPUT_STEP
     init_converter: str = ""
     cosine_decay: bool = False
+    output_block: int = 1
+    adversary: AdversaryConfig = AdversaryConfig()
 
     def __post_init__(self):
         losses.check_lambda(self.lambda_)
         check_output_step(self.output_step)
+        check_output_block(self.output_block)
         if not self.target_path:
             raise DapterError("a target model is needed: give the .keras file of a trained target")
         if len(self.filters) != 3 or min(self.filters) < 1:
@@ -210,7 +225,8 @@ def prepare_workdir(workdir: str, config) -> None:
     """Creates ``workdir`` and records ``config`` in it, or checks it against the run it holds.
 
     A workdir that already holds a run resumes that run, so its config must match, except for
-    ``epochs`` (a finished run may be extended).
+    ``epochs`` (a finished run may be extended). A field the record lacks was added to the config
+    after that run was made: it matches if the new config leaves it at its default.
 
     Raises:
         DapterError: if the workdir holds a run with another config.
@@ -221,6 +237,7 @@ def prepare_workdir(workdir: str, config) -> None:
     if os.path.exists(path):
         with open(path) as f:
             old = json.load(f)
+        old = _fill_defaults(old, config)
         changed = sorted(k for k in set(old) | set(new) if k != "epochs" and old.get(k) != new.get(k))
         if changed:
             raise DapterError(
@@ -228,6 +245,29 @@ def prepare_workdir(workdir: str, config) -> None:
                 f"use a new --workdir or the same flags to resume it"
             )
     write_json(path, new)
+
+
+def _fill_defaults(record: dict, config) -> dict:
+    """``record`` (a ``config.json``) with the fields it lacks set to the defaults of ``config``'s type.
+
+    Nested configs (a spec inside a loop config) are filled the same way, from their own types.
+    """
+    filled = dict(record)
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if field.name in filled:
+            if dataclasses.is_dataclass(value) and isinstance(filled[field.name], dict):
+                filled[field.name] = _fill_defaults(filled[field.name], value)
+            continue
+        if field.default is not dataclasses.MISSING:
+            default = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            default = field.default_factory()
+        else:
+            continue
+        plain = dataclasses.asdict(default) if dataclasses.is_dataclass(default) else default
+        filled[field.name] = json.loads(json.dumps(plain, default=_json_default))
+    return filled
 
 
 def distribute_step(strategy, step_fn):
@@ -256,6 +296,8 @@ def run_training_loop(
     labels: np.ndarray,
     config,
     eval_fn,
+    after_step=None,
+    deadline: float | None = None,
 ) -> dict:
     """Runs ``config.epochs`` epochs of ``step_fn``, resuming from the workdir's last checkpoint.
 
@@ -270,6 +312,11 @@ def run_training_loop(
         labels: Their labels for this task.
         config: A TargetConfig or DapterConfig.
         eval_fn: ``() -> dict of floats``, run after every epoch.
+        after_step: ``(finished steps) -> None``, run eagerly after every step and before a
+            checkpoint is saved there (the adversarial defence restarts decoders in it); it must
+            depend on the step count alone, so that a resumed run does what an uninterrupted one did.
+        deadline: A ``time.time()`` after which training stops at the end of the step running
+            then (a checkpoint is saved there); ``None``: train every epoch.
 
     Returns:
         ``{"resumed_from_step", "steps", "train/...", "eval/..."}`` of the last epoch.
@@ -307,11 +354,15 @@ def run_training_loop(
         for images, batch_labels in strategy.experimental_distribute_dataset(dataset):
             out = {k: float(v) for k, v in distributed_step(images, batch_labels).items()}
             step += 1
+            if after_step is not None:
+                after_step(step)
             for k, v in out.items():
                 totals[k] = totals.get(k, 0.0) + v
             bar.update(step - epoch * steps_per_epoch, values=list(out.items()))
             if step % config.checkpoint_every_steps == 0:
                 manager.save(checkpoint_number=step)
+            if deadline is not None and time.time() > deadline:
+                break
         evaluation = eval_fn()
         summary = {f"train/{k}": v / max(1, step - epoch * steps_per_epoch - done) for k, v in totals.items()}
         summary.update({f"eval/{k}": v for k, v in evaluation.items()})
@@ -321,6 +372,9 @@ def run_training_loop(
         writer.flush()
         manager.save(checkpoint_number=step)
         print("  " + "  ".join(f"{k}={v:.4f}" for k, v in summary.items()), flush=True)
+        if deadline is not None and time.time() > deadline:
+            print(f"Stopped at step {step}: out of time.", flush=True)
+            break
     return {"resumed_from_step": resumed_from, "steps": step, **summary}
 
 
@@ -418,11 +472,22 @@ def _load_initial_model(path: str, input_shape, task: Task) -> keras.Model:
     return model
 
 
-def build_dapter_step(converter: keras.Model, target: keras.Model, optimizer, lambda_: float, global_batch_size: int):
+def build_dapter_step(
+    converter: keras.Model,
+    target: keras.Model,
+    optimizer,
+    lambda_: float,
+    global_batch_size: int,
+    adversary: AdversarialDecoders | None = None,
+    trivial_error: float = 1.0,
+):
     """Builds one replica's L_dap training step (the GAN-generator pattern of keras-io's guides).
 
     Both models run inside the tape, but only the converter's weights get gradients; the target is
-    called with ``training=False`` so its batch-norm statistics do not move either.
+    called with ``training=False`` so its batch-norm statistics do not move either. With an
+    adversary, its decoders first train on this batch's converted images (the converter fixed),
+    then the converter trains on L_dap + weight * L_adv against the updated decoders
+    (``defences.adversarial``): the two players alternate, as a GAN's discriminator and generator.
 
     Args:
         converter: The converter being trained.
@@ -430,22 +495,36 @@ def build_dapter_step(converter: keras.Model, target: keras.Model, optimizer, la
         optimizer: Updates the converter.
         lambda_: lambda of Eq. 1.
         global_batch_size: Examples per step over all replicas; losses are averaged over it.
+        adversary: The online decoders of the adversarial defence, or ``None`` (L_dap alone).
+        trivial_error: E0 of L_adv (the mean training image's mean squared error).
 
     Returns:
-        ``step_fn(images, labels) -> {"L_dap", "L_eta", "L_acc"}``, each a replica's share of the
-        global batch mean.
+        ``step_fn(images, labels) -> {"L_dap", "L_eta", "L_acc"}`` (with an adversary also
+        ``"L_adv"``, ``"L_total"`` and each decoder's ``"adversary_<k>_mse"``), each a replica's
+        share of the global batch mean.
     """
     lambda_ = losses.check_lambda(lambda_)
 
     def step_fn(images, labels):
         with tf.GradientTape() as tape:
             converted = converter(images, training=True)
+            decoder_losses = {}
+            if adversary is not None:
+                with tape.stop_recording():
+                    decoder_losses = adversary.train_step(converted, images)
             logits = target(converted, training=False)
             terms = losses.dap_loss(converted, labels, logits, lambda_)
+            terms["total"] = terms["dap"]
+            if adversary is not None:
+                terms["adv"] = adversary.penalty(converted, images, trivial_error)
+                terms["total"] = terms["dap"] + adversary.config.weight * terms["adv"]
             mean = {k: tf.nn.compute_average_loss(v, global_batch_size=global_batch_size) for k, v in terms.items()}
-        grads = tape.gradient(mean["dap"], converter.trainable_variables)
+        grads = tape.gradient(mean["total"], converter.trainable_variables)
         optimizer.apply(grads, converter.trainable_variables)
-        return {"L_dap": mean["dap"], "L_eta": mean["eta"], "L_acc": mean["acc"]}
+        out = {"L_dap": mean["dap"], "L_eta": mean["eta"], "L_acc": mean["acc"]}
+        if adversary is not None:
+            out.update({"L_adv": mean["adv"], "L_total": mean["total"], **decoder_losses})
+        return out
 
     return step_fn
 
@@ -468,13 +547,15 @@ def train_dapter(config: DapterConfig, task: Task, train_set: ImageSet, test_set
             f"{config.target_path} has {target.output_shape[-1]} outputs but task {task.name!r} "
             f"has {task.num_classes} classes"
         )
+    check_image_size(*train_set.images.shape[1:3], config.output_block)
     if config.init_converter:
         initial = load_converter(config.init_converter)  # Fails fast too.
     prepare_workdir(workdir, config)
     keras.utils.set_random_seed(config.seed)
     labels = train_set.labels[task.target_label]
+    adversary, trivial_error = None, 1.0
     with strategy.scope():
-        converter = build_converter(config.filters, output_step=config.output_step)
+        converter = build_converter(config.filters, output_step=config.output_step, output_block=config.output_block)
         if config.init_converter:
             _copy_weights(initial, converter, config.init_converter)
         rate = config.learning_rate
@@ -482,8 +563,15 @@ def train_dapter(config: DapterConfig, task: Task, train_set: ImageSet, test_set
             rate = keras.optimizers.schedules.CosineDecay(rate, config.epochs * (len(train_set) // config.batch_size))
         optimizer = keras.optimizers.Adam(rate)
         optimizer.build(converter.trainable_variables)
+        if config.adversary.enabled:
+            # The decoders' prior: what the adversary knows without any converted image.
+            mean_image = train_set.images.mean(axis=0, dtype=np.float64).astype(np.float32) / 255.0
+            trivial_error = mean_image_error(train_set.images, mean_image)
+            adversary = AdversarialDecoders(config.adversary, mean_image, config.batch_size, config.seed)
 
-    step_fn = build_dapter_step(converter, target, optimizer, config.lambda_, config.batch_size)
+    step_fn = build_dapter_step(
+        converter, target, optimizer, config.lambda_, config.batch_size, adversary, trivial_error
+    )
     test_labels = test_set.labels[task.target_label]
     eval_set = test_set.take(config.eval_images)
 
@@ -493,7 +581,14 @@ def train_dapter(config: DapterConfig, task: Task, train_set: ImageSet, test_set
         )
         return {k: m[k] for k in ("accuracy_converted", "entropy_converted", "entropy_ratio")}
 
-    checkpoint = tf.train.Checkpoint(converter=converter, optimizer=optimizer)
+    checkpoint = tf.train.Checkpoint(
+        converter=converter, optimizer=optimizer, **(adversary.trackables() if adversary else {})
+    )
+
+    def restart_decoders(step: int) -> None:
+        for k in adversary.restart_due(step):
+            adversary.restart(k, step)
+
     start = time.time()
     loop = run_training_loop(
         workdir=workdir,
@@ -505,11 +600,14 @@ def train_dapter(config: DapterConfig, task: Task, train_set: ImageSet, test_set
         labels=labels,
         config=config,
         eval_fn=eval_fn,
+        after_step=restart_decoders if adversary else None,
     )
     train_seconds = time.time() - start
     save_model(converter, os.path.join(workdir, CONVERTER_FILE))
     results = {
         "lambda": config.lambda_,
+        "output_block": config.output_block,
+        "adversary_weight": config.adversary.weight,
         "replicas": int(strategy.num_replicas_in_sync),
         "converter_parameters": int(converter.count_params()),
         "train_seconds": train_seconds,

@@ -151,6 +151,14 @@ def define_converter_flags():
     init_converter = flags.DEFINE_string(
         "init_converter", "", "Start from this trained converter (.keras file or workdir) instead of random weights."
     )
+    build_adversary = define_defence_flags()
+    output_block = flags.DEFINE_integer(
+        "output_block",
+        1,
+        "Defence beyond the paper, the coarse output code: the converter sends one colour per "
+        "block of this many x this many pixels (a power of two; image sides must be multiples of it), "
+        "so its output cannot hold more of the photo than (H/b) x (W/b) colours. 1: the paper's converter.",
+    )
 
     def build(data, training: dict, **overrides):
         from dapter_tf import train  # Imports TensorFlow: only once flags are parsed.
@@ -164,12 +172,170 @@ def define_converter_flags():
             output_step=output_step.value,
             cosine_decay=cosine_decay.value,
             init_converter=init_converter.value,
+            output_block=output_block.value,
+            adversary=build_adversary(),
             **training,
         )
         values.update(overrides)
         return train.DapterConfig(**values)
 
     return build
+
+
+def define_defence_flags():
+    """Defines the adversarial defence's flags (README, "Defences"); returns a function building its config."""
+    weight = flags.DEFINE_float(
+        "adversary_weight",
+        0.0,
+        "Defence beyond the paper, adversarial reconstruction: the weight mu of L_adv in "
+        "L_dap + mu * L_adv, where L_adv is the strongest online decoder's gain over the mean training "
+        "image (0 to 1). 0: off, the paper's L_dap alone.",
+    )
+    decoders = flags.DEFINE_integer(
+        "adversary_decoders", 2, "Adversarial defence: online decoders trained in alternation with the converter."
+    )
+    filters = flags.DEFINE_list(
+        "adversary_filters", "32,64", "Adversarial defence: each decoder's channels at full and half resolution."
+    )
+    restart_every = flags.DEFINE_integer(
+        "adversary_restart_every",
+        500,
+        "Adversarial defence: re-initialise each decoder every this many steps, staggered across "
+        "decoders, so the converter cannot overfit one decoder (0: never).",
+    )
+    learning_rate = flags.DEFINE_float(
+        "adversary_learning_rate", 1e-3, "Adversarial defence: the decoders' Adam learning rate."
+    )
+    steps = flags.DEFINE_integer("adversary_steps", 1, "Adversarial defence: decoder updates per converter step.")
+
+    def build():
+        from dapter_tf.defences.adversarial import AdversaryConfig
+
+        return AdversaryConfig(
+            weight=weight.value,
+            decoders=decoders.value,
+            filters=parse_ints(filters.value, "--adversary_filters"),
+            restart_every=restart_every.value,
+            learning_rate=learning_rate.value,
+            decoder_steps=steps.value,
+        )
+
+    return build
+
+
+def define_suite_flags():
+    """Defines the attack suite's attackers (``dapter_tf.attacks.suite``); returns a function building them.
+
+    The returned function takes the seed and the ``SecurityCriteria`` and gives a ``SuiteSpec``.
+    """
+    reconstruction = flags.DEFINE_list(
+        "suite_reconstruction",
+        "symmetric,unet",
+        "Attack suite: reconstruction attackers, any of symmetric (the paper's generator, mirroring the "
+        "converter) and unet (a four-level U-Net with skip connections, about 16x its parameters).",
+    )
+    symmetric_epochs = flags.DEFINE_integer(
+        "suite_symmetric_epochs", 10, "Attack suite: epochs of the symmetric generator."
+    )
+    unet_epochs = flags.DEFINE_integer("suite_unet_epochs", 20, "Attack suite: epochs of the U-Net decoder.")
+    unet_filters = flags.DEFINE_list(
+        "suite_unet_filters", "32,64,128,256", "Attack suite: the U-Net's channels per level (full resolution first)."
+    )
+    recon_images = flags.DEFINE_integer(
+        "suite_recon_train_images",
+        0,
+        "Attack suite: (converted, original) training pairs of the reconstruction attackers, from the "
+        "converter's own training images (0: all of them, the paper's strongest setting).",
+    )
+    labelling = flags.DEFINE_list(
+        "suite_labelling",
+        "finetuned,scratch",
+        "Attack suite: labelling attackers, any of finetuned (§5.1: trained on originals, fine-tuned on "
+        "converted images) and scratch (trained on converted images only); empty: none. They run where "
+        "the task has attack labels.",
+    )
+    attack_labels = flags.DEFINE_list(
+        "suite_attack_labels", [], "Attack suite: labels the labelling attackers read (empty: all the task's)."
+    )
+    pretrained = flags.DEFINE_list(
+        "suite_pretrained",
+        [],
+        "Attack suite: label=path items: a classifier of that label trained on original images, which "
+        "the finetuned attacker starts from (the others are trained here).",
+    )
+    pretrain_epochs = flags.DEFINE_integer(
+        "suite_pretrain_epochs", 10, "Attack suite: epochs of the labelling classifiers on originals and from scratch."
+    )
+    finetune_epochs = flags.DEFINE_integer(
+        "suite_finetune_epochs", 5, "Attack suite: epochs of fine-tuning on converted images."
+    )
+    attack_width = flags.DEFINE_integer("suite_attack_width", 16, "Attack suite: width of the ResNet18 labellers.")
+    attack_batch = flags.DEFINE_integer("suite_attack_batch_size", 128, "Attack suite: labellers' batch size.")
+
+    def build(seed: int, criteria):
+        from dapter_tf import attacks
+
+        unknown = [a for a in reconstruction.value if a not in ("symmetric", "unet")]
+        if unknown:
+            raise DapterError(f"--suite_reconstruction takes symmetric and unet, got {','.join(reconstruction.value)}")
+        epochs = {"symmetric": symmetric_epochs.value, "unet": unet_epochs.value}
+        recon = tuple(
+            attacks.ReconstructionSpec(
+                architecture=name,
+                filters=parse_ints(unet_filters.value, "--suite_unet_filters") if name == "unet" else (),
+                epochs=epochs[name],
+                train_images=recon_images.value,
+                seed=seed,
+            )
+            for name in reconstruction.value
+        )
+        spec = None
+        if labelling.value:
+            spec = attacks.AutoRecognitionSpec(
+                attack_labels=tuple(attack_labels.value),
+                width=attack_width.value,
+                pretrained=parse_pairs(pretrained.value, "--suite_pretrained"),
+                pretrain_epochs=pretrain_epochs.value,
+                finetune_epochs=finetune_epochs.value,
+                batch_size=attack_batch.value,
+                seed=seed,
+                attackers=tuple(labelling.value),
+            )
+        return attacks.SuiteSpec(reconstruction=recon, labelling=spec, criteria=criteria)
+
+    return build
+
+
+def define_security_flags(max_ssim: float | None, max_label_gap_points: float | None):
+    """Defines the attack suite's criteria; returns a function giving them as keyword arguments.
+
+    Args:
+        max_ssim: Default of --max_ssim (``None``: unused unless given).
+        max_label_gap_points: Default of --max_label_gap_points (``None``: unused unless given).
+    """
+    ssim = flags.DEFINE_float(
+        "max_ssim",
+        max_ssim,
+        "Security, from the attack suite: the strongest reconstruction attacker's SSIM on held-out images "
+        "must be at most this (the paper's bar: 0.2).",
+    )
+    over_mean = flags.DEFINE_float(
+        "max_ssim_over_mean_image",
+        None,
+        "Security, from the attack suite: the strongest reconstruction attacker's SSIM may exceed the mean "
+        "training image's by at most this (for aligned faces, where the mean image alone scores about 0.3).",
+    )
+    gap = flags.DEFINE_float(
+        "max_label_gap_points",
+        max_label_gap_points,
+        "Security, from the attack suite: every labelling attacker may beat an attacker who knows only the "
+        "target label by at most this many points.",
+    )
+    return lambda: {
+        "max_ssim": ssim.value,
+        "max_ssim_over_mean_image": over_mean.value,
+        "max_label_gap_points": gap.value,
+    }
 
 
 def define_reconstruction_flags():

@@ -7,6 +7,12 @@ images and fine-tunes the last converter at a new lambda: +0.02 while the entrop
 both be met (both missed at once, or lambda would go back to a value already tried), or after
 --max_rounds. The converter it ends with is then measured on test images no decision saw.
 
+Security from learned attackers: with --max_ssim, --max_ssim_over_mean_image or
+--max_label_gap_points, every round also runs the attack suite (dapter-attack-suite; its attackers
+are set by the --suite_* flags) on its converter, logs the strongest reconstruction SSIM and the
+labelling gap, and counts the round secure only if those criteria hold too; the final converter's
+suite runs on the held-out test images (WORKDIR/final_suite).
+
 Writes WORKDIR/tuner.json (every round and the final test measurement), WORKDIR/tuner.log (the
 same rounds as lines) and WORKDIR/frontier.png; round k trains in WORKDIR/round_<k>/ (resumable).
 
@@ -26,6 +32,8 @@ from experiments import flags_lib
 _build_data = flags_lib.define_data_flags()
 _training = flags_lib.define_training_flags(epochs=5, batch_size=64, learning_rate=1e-3)
 _build_config = flags_lib.define_converter_flags()
+_build_suite = flags_lib.define_suite_flags()
+_suite_criteria = flags_lib.define_security_flags(max_ssim=None, max_label_gap_points=None)
 _START = flags.DEFINE_float("start", 0.9, "The first lambda (§7.1 starts at the paper's 0.9).")
 _STEP = flags.DEFINE_float("step", 0.02, "How far lambda moves after a round that misses a criterion (§7.1: 0.02).")
 _MAX_DROP = flags.DEFINE_float(
@@ -75,8 +83,10 @@ def main():
         first_epochs=training["epochs"],
         finetune_epochs=_FINETUNE_EPOCHS.value,
         max_rounds=_MAX_ROUNDS.value,
+        **_suite_criteria(),
     )
     config = _build_config(_build_data(), training, lambda_=tuner.start)
+    suite = _build_suite(config.seed, tuner.security_criteria()) if tuner.uses_suite else None
     task, train_set, test_set = data.load_data(config.data, seed=config.seed)
     n_val = _VAL_IMAGES.value
     if not 0 < n_val < len(test_set):
@@ -85,11 +95,11 @@ def main():
         )
     val_set, held_out = test_set.take(n_val), test_set.skip(n_val)
     workdir = _WORKDIR.value
-    log = lambda_study.tune_lambda(config, tuner, task, train_set, val_set, held_out, workdir)
+    log = lambda_study.tune_lambda(config, tuner, task, train_set, val_set, held_out, workdir, suite)
     lines = [
         f"round {r['round']}: lambda {r['lambda']:.3f}: accuracy {r['accuracy_converted']:.4f} "
         f"(drop {r['accuracy_drop_points']:+.2f} points), entropy {r['entropy_converted']:.2f} bits "
-        f"({100 * r['entropy_ratio']:.1f} %) -> {r['decision']}"
+        f"({100 * r['entropy_ratio']:.1f} %){_attack_figures(r)} -> {r['decision']}"
         for r in log["rounds"]
     ]
     f = log["final"]
@@ -98,7 +108,8 @@ def main():
         f"final (lambda {log['final_lambda']:.3f}, {f['images']} held-out test images): accuracy "
         f"{f['accuracy_original']:.4f} -> {f['accuracy_converted']:.4f} (drop {f['accuracy_drop_points']:+.2f} "
         f"points), entropy {f['entropy_original']:.2f} -> {f['entropy_converted']:.2f} bits "
-        f"({100 * f['entropy_ratio']:.1f} %); criteria met: usability {f['usable']}, security {f['secure']}"
+        f"({100 * f['entropy_ratio']:.1f} %){_attack_figures(f)}; criteria met: usability {f['usable']}, "
+        f"security {f['secure']}"
     )
     with open(os.path.join(workdir, "tuner.log"), "w") as out:
         out.write("\n".join(lines) + "\n")
@@ -113,6 +124,16 @@ def main():
     print("\n".join(lines))
     if not (f["usable"] and f["secure"]):
         print("the criteria are not both met on the held-out test images; see tuner.log")
+
+
+def _attack_figures(measured: dict) -> str:
+    """The attack suite's figures of a round (or of the final measurement), where it ran."""
+    if measured.get("max_ssim") is None:
+        return ""
+    gap = measured.get("max_label_gap_points")
+    return f", max reconstruction SSIM {measured['max_ssim']:.3f}" + (
+        "" if gap is None else f", labelling gap {gap:+.2f} points"
+    )
 
 
 def run():

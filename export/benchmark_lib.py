@@ -18,10 +18,14 @@ import numpy as np
 import tensorflow as tf
 
 from dapter_tf import DapterError
-from dapter_tf.model import OutputLevels
+from dapter_tf.model import OutputBlocks, OutputLevels
 from export import export_tflite_lib
 
-_CUSTOM_OBJECTS = {"OutputLevels": OutputLevels, "DepthToSpace": export_tflite_lib.DepthToSpace}
+_CUSTOM_OBJECTS = {
+    "OutputLevels": OutputLevels,
+    "OutputBlocks": OutputBlocks,
+    "DepthToSpace": export_tflite_lib.DepthToSpace,
+}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,8 +4,11 @@ Puts into --output_dir (a new folder): converter.keras, the .tflite files of --e
 passed their parity gate, model_card.md and manifest.json. The card's figures and its "Claims"
 table are measured here on the held-out images of the data flags (entropy, bandwidth, the output
 grid, parity of every file, and with the target the accuracy lost); --attack_results adds the
-summary of a dapter-attack run. The target named in the workdir's config.json measures accuracy
-and is never bundled. Anyone can check the bundle with dapter-verify.
+summary of a dapter-attack run, and --suite_results the attack suite's figures (dapter-attack-suite),
+which the card states as claims (attack_max_ssim, attack_label_gap_points.<label>). The target
+named in the workdir's config.json measures accuracy and is never bundled; --publish_target copies
+it beside the bundle, outside it, as OUTPUT_DIR.target.keras, so that anyone can re-measure the
+accuracy claims. Anyone can check the bundle with dapter-verify.
 
 Example:
   dapter-release --workdir=runs/cifar10_resnet18_dapter --source=npz \
@@ -15,6 +18,7 @@ Example:
 
 import json
 import os
+import shutil
 
 from absl import flags
 
@@ -41,6 +45,21 @@ _BANDWIDTH_TOLERANCE = flags.DEFINE_float(
 _ACCURACY_TOLERANCE = flags.DEFINE_float(
     "accuracy_tolerance", 2.0, "How many points a verifier's accuracy drop may exceed the card's."
 )
+_SUITE_RESULTS = flags.DEFINE_string(
+    "suite_results", "", "A dapter-attack-suite suite.json whose figures the card states as claims (optional)."
+)
+_SSIM_TOLERANCE = flags.DEFINE_float(
+    "ssim_tolerance", 0.05, "How far a verifier's reconstruction SSIM may exceed the card's attack_max_ssim."
+)
+_GAP_TOLERANCE = flags.DEFINE_float(
+    "label_gap_tolerance", 3.0, "How many points a re-measured labelling gap may exceed the card's."
+)
+_PUBLISH_TARGET = flags.DEFINE_bool(
+    "publish_target",
+    False,
+    "Copy the target beside the bundle, outside it, as OUTPUT_DIR.target.keras (the provider's side, "
+    "published so that anyone can re-measure the accuracy claims).",
+)
 _SEED = flags.DEFINE_integer("seed", 0, "Seeds which held-out images are measured (with --max_test).")
 
 flags.adopt_module_key_flags(flags_lib)
@@ -48,13 +67,15 @@ flags.adopt_module_key_flags(flags_lib)
 
 def main():
     from dapter_tf import DapterError, classifier, data, train
-    from dapter_tf.attacks import AttackResults
+    from dapter_tf.attacks import AttackResults, SuiteResults
     from export import release_lib
 
     tolerances = release_lib.ClaimTolerances(
         entropy_bits=_ENTROPY_TOLERANCE.value,
         bandwidth_percent=_BANDWIDTH_TOLERANCE.value,
         accuracy_drop_points=_ACCURACY_TOLERANCE.value,
+        ssim=_SSIM_TOLERANCE.value,
+        label_gap_points=_GAP_TOLERANCE.value,
     )
     tolerances.validate()
     data_config = _build_data()
@@ -68,6 +89,10 @@ def main():
         # The results' own lines; their head names the paths of the attacker's machine, not the bundle's.
         attack_results = AttackResults.load(_ATTACK_RESULTS.value)
         attacks = "\n".join(f"{result.summary()}" for result in attack_results.results)
+    suite = SuiteResults.load(_SUITE_RESULTS.value) if _SUITE_RESULTS.value else None
+    published = f"{os.path.normpath(_OUTPUT_DIR.value)}.target.keras" if _PUBLISH_TARGET.value else ""
+    if published and os.path.exists(published):
+        raise DapterError(f"{published} exists: the published target goes beside a new bundle")
     with open(config_path) as f:
         config = json.load(f)
     target_path = config.get("target_path")
@@ -83,6 +108,7 @@ def main():
         data=_describe_data(data_config),
         image_size=tuple(test_set.images.shape[1:3]),
         attacks=attacks,
+        published_target=os.path.basename(published),
     )
     manifest = release_lib.build_bundle(
         converter_path,
@@ -94,9 +120,13 @@ def main():
         target,
         target_path,
         tolerances,
+        suite,
     )
     for name, entry in manifest["files"].items():
         print(f"{entry['sha256']}  {entry['bytes']:>10,}  {name}")
+    if published:
+        shutil.copyfile(target_path, published)
+        print(f"{release_lib.sha256(published)}  {os.path.getsize(published):>10,}  {published} (beside the bundle)")
     print(f"bundle: {_OUTPUT_DIR.value} (check it with dapter-verify --bundle={_OUTPUT_DIR.value} and the data flags)")
 
 

@@ -190,6 +190,8 @@ class ClaimTolerances:
     entropy_ratio: float = 0.02
     bandwidth_percent: float = 10.0
     accuracy_drop_points: float = 2.0
+    ssim: float = 0.05
+    label_gap_points: float = 3.0
 
     def validate(self) -> "ClaimTolerances":
         for field in dataclasses.fields(self):
@@ -272,6 +274,44 @@ def make_claims(measured: dict, export: dict, tolerances: ClaimTolerances = Clai
     return claims
 
 
+ATTACK_SSIM_CLAIM = "attack_max_ssim"
+LABEL_GAP_CLAIM = "attack_label_gap_points"
+
+
+def suite_claims(suite, tolerances: ClaimTolerances = ClaimTolerances()) -> list[Claim]:
+    """The card's claims from an attack suite's results (``dapter_tf.attacks.SuiteResults``).
+
+    ``attack_max_ssim``: the strongest reconstruction attacker's SSIM, which ``dapter-verify
+    --attacks`` re-measures with an attacker of its own; ``attack_label_gap_points.<label>``: each
+    attack label's best labelling attacker over the bound of knowing only the target label, which
+    only a full suite run re-measures (it needs the attack labels and hours).
+    """
+    claims = []
+    if suite.max_ssim is not None:
+        best = suite.strongest_reconstruction
+        claims.append(
+            Claim(
+                ATTACK_SSIM_CLAIM,
+                f"mean SSIM on held-out images of the strongest reconstruction ({best.attacker}), the "
+                f"attackers trained on the converter's own training images",
+                round(best.ssim, 4),
+                "at_most",
+                tolerances.ssim,
+            )
+        )
+    for label, (result, gap) in sorted(suite.label_gaps().items()):
+        claims.append(
+            Claim(
+                f"{LABEL_GAP_CLAIM}.{label}",
+                f"best labelling attacker ({result.attacker}) of {label} minus knowing only the target label, points",
+                round(gap, 2),
+                "at_most",
+                tolerances.label_gap_points,
+            )
+        )
+    return claims
+
+
 def measured_files(measured: dict) -> set:
     """The ``.tflite`` file names that ``measure_claims`` measured."""
     return {key.split(":")[0] for key in measured if ":" in key}
@@ -310,9 +350,39 @@ class ReleaseInfo:
     data: str
     image_size: tuple
     attacks: str = ""
+    published_target: str = ""
 
 
-def render_card(info: ReleaseInfo, measured: dict, claims: list[Claim], export: dict, images: int) -> str:
+def _suite_section(suite) -> list[str]:
+    """The card's table of every attacker of the attack suite, with the baselines and the verdicts."""
+    lines = [
+        "## Attack suite (the security index)",
+        "",
+        f"Every attacker was trained after the converter froze, on converted images of its own {suite.images_train:,} "
+        f"training images, and measured on {suite.images_test:,} held-out images (`dapter-attack-suite`).",
+        "",
+        "| attacker | figure | value | baseline |",
+        "|---|---|---|---|",
+    ]
+    for r in suite.reconstruction:
+        lines.append(
+            f"| reconstruction, {r.attacker} ({r.parameters or 0:,} parameters, {r.epochs} epochs) | SSIM / PSNR | "
+            f"{r.ssim:.4f} / {r.psnr:.2f} dB | "
+            f"mean training image {r.ssim_mean_image:.4f} / {r.psnr_mean_image:.2f} dB |"
+        )
+    for r in suite.labelling:
+        lines.append(
+            f"| labelling {r.attack_label}, {r.attacker} | accuracy on converted images | "
+            f"{r.attack_accuracy_converted:.4f} (originals {r.attack_accuracy_original:.4f}) | "
+            f"knowing only the target label {r.acc_best_given_target:.4f} |"
+        )
+    lines += ["", "| criterion | verdict | detail |", "|---|---|---|"]
+    for v in suite.verdicts():
+        lines.append(f"| {v.name} | {({True: 'holds', False: 'missed', None: 'not measured'})[v.holds]} | {v.detail} |")
+    return lines + [""]
+
+
+def render_card(info: ReleaseInfo, measured: dict, claims: list[Claim], export: dict, images: int, suite=None) -> str:
     """The model card's Markdown: description, measured figures, parity table, attacks, and the claims table."""
     height, width = info.image_size
     lines = [
@@ -325,7 +395,8 @@ def render_card(info: ReleaseInfo, measured: dict, claims: list[Claim], export: 
         "## Task",
         "",
         f"- Task: {info.task}; the target serves `{info.target_label}`",
-        f"- Target: {info.target_name} (kept by the provider, not released)",
+        f"- Target: {info.target_name} (kept by the provider, not released)"
+        + (f"; published beside this bundle as `{info.published_target}`" if info.published_target else ""),
         f"- λ (L_dap = λ L_eta + (1 - λ) L_acc): {info.lambda_ if info.lambda_ is not None else 'not recorded'}",
         f"- Images: {height}x{width} RGB, uint8; converted pixels on the grid 128 + k * {int(measured['output_step'])}",
         f"- Measured on: {images} held-out images of {info.data}",
@@ -365,6 +436,8 @@ def render_card(info: ReleaseInfo, measured: dict, claims: list[Claim], export: 
         "uint8 output (`dapter_tf.model.snap_to_levels`). `converter_int8.tflite` takes and gives uint8 pixels.",
         "",
     ]
+    if suite is not None:
+        lines += _suite_section(suite)
     if info.attacks:
         lines += ["## Attacks (reported; `verify` does not re-run them)", "", "```", info.attacks, "```", ""]
     lines += [
@@ -373,6 +446,9 @@ def render_card(info: ReleaseInfo, measured: dict, claims: list[Claim], export: 
         "`dapter-verify` re-measures each claim on the verifier's own held-out images of the task",
         "(the accuracy claims only when given a target) and fails on any that does not hold. Bring a",
         "random sample of a few hundred or more: the means of one class alone differ from the task's.",
+        "With `--attacks` it also trains a reconstruction attacker of its own for a bounded time on the",
+        f"verifier's training images and checks `{ATTACK_SSIM_CLAIM}`; the labelling gaps are re-measured",
+        "only by a full `dapter-attack-suite` run.",
         "",
         "| claim | what | value | holds if |",
         "|---|---|---|---|",
@@ -393,6 +469,7 @@ def build_bundle(
     target: keras.Model,
     target_path: str,
     tolerances: ClaimTolerances = ClaimTolerances(),
+    suite=None,
 ) -> dict:
     """Writes a release bundle to ``output_dir`` and returns its manifest.
 
@@ -406,6 +483,8 @@ def build_bundle(
         target: The target, to measure the accuracy claims (it is not bundled).
         target_path: Its file, to make sure no copy of it lands in the bundle.
         tolerances: The slack each claim allows a verifier.
+        suite: The converter's attack suite results (``dapter_tf.attacks.SuiteResults``), whose
+            figures the card states as claims; ``None``: no security claims beyond entropy.
 
     Raises:
         DapterError: on a missing export, a file that broke its parity gate, a non-empty
@@ -438,13 +517,15 @@ def build_bundle(
             tflite_files[name] = f.read()
     measured = measure_claims(converter, tflite_files, images, labels, target)
     claims = make_claims(measured, export, tolerances)
+    if suite is not None:
+        claims += suite_claims(suite, tolerances)
     os.makedirs(output_dir, exist_ok=True)
     shutil.copyfile(converter_path, os.path.join(output_dir, CONVERTER))
     for name, model_bytes in tflite_files.items():
         with open(os.path.join(output_dir, name), "wb") as f:
             f.write(model_bytes)
     with open(os.path.join(output_dir, MODEL_CARD), "w") as f:
-        f.write(render_card(info, measured, claims, export, len(images)))
+        f.write(render_card(info, measured, claims, export, len(images), suite))
     manifest = write_manifest(output_dir)
     target_hash = sha256(target_path)
     if any(entry["sha256"] == target_hash for entry in manifest["files"].values()):
@@ -455,11 +536,16 @@ def build_bundle(
 
 @dataclasses.dataclass(frozen=True)
 class Finding:
-    """One check of ``verify_bundle``: a file's hash or a claim, and whether it held."""
+    """One check of ``verify_bundle``: a file's hash or a claim, and whether it held.
+
+    A claim the verifier could not re-measure (no target, no ``--attacks``) is ``skipped``: it
+    does not fail the bundle, and it is not reported as checked either.
+    """
 
     subject: str
     ok: bool
     detail: str
+    skipped: bool = False
 
 
 def check_manifest(bundle_dir: str) -> list[Finding]:
@@ -495,10 +581,20 @@ def verify_bundle(
     images: np.ndarray,
     labels: np.ndarray | None = None,
     target: keras.Model | None = None,
+    measured_elsewhere: dict | None = None,
 ) -> list[Finding]:
     """Checks a bundle's hashes and re-measures its card's claims on the verifier's images.
 
-    Claims that need a target are reported as skipped (``ok`` True, detail says so) without one.
+    Claims that need a target are reported as skipped (``ok`` True, ``skipped``) without one; so
+    are the attack suite's claims unless ``measured_elsewhere`` has them.
+
+    Args:
+        bundle_dir: The bundle.
+        images: The verifier's uint8 held-out images of the task.
+        labels: Their target labels (with ``target``).
+        target: A target of the task, to re-measure the accuracy claims.
+        measured_elsewhere: ``{claim name: value}`` re-measured by the caller, as ``dapter-verify
+            --attacks`` measures ``attack_max_ssim`` with an attacker of its own.
 
     Returns:
         One ``Finding`` per file and per claim; the bundle holds when every ``ok`` is True.
@@ -530,11 +626,18 @@ def verify_bundle(
         measured = measure_claims(converter, tflite_files, images, labels, target)
     except Exception as e:  # A corrupted .tflite fails inside the interpreter.
         return findings + [Finding("claims", False, f"could not be measured ({type(e).__name__}: {e})")]
+    measured.update(measured_elsewhere or {})
     for claim in claims:
         if claim.name not in measured:
             needs_target = claim.name.endswith("accuracy_drop_points") or claim.name.endswith("accuracy_drop_vs_keras")
             if needs_target and target is None:
-                findings.append(Finding(claim.name, True, "skipped: needs the target (--target)"))
+                findings.append(Finding(claim.name, True, "skipped: needs the target (--target)", skipped=True))
+            elif claim.name == ATTACK_SSIM_CLAIM:
+                findings.append(Finding(claim.name, True, "skipped: needs a reconstruction attack (--attacks)", True))
+            elif claim.name.startswith(f"{LABEL_GAP_CLAIM}."):
+                findings.append(
+                    Finding(claim.name, True, "skipped: only a full dapter-attack-suite run re-measures it", True)
+                )
             else:
                 findings.append(Finding(claim.name, False, "no way to measure it"))
             continue

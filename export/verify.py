@@ -5,7 +5,16 @@ re-measures every claim in model_card.md's "Claims" table on held-out images the
 (the data flags): the converter's entropy, bandwidth saving and output grid, and each .tflite file's
 parity with the Keras converter, run by ai_edge_litert. With --target (a target of the same task,
 e.g. the provider's own, or one trained with dapter-train-target) the accuracy claims are
-re-measured too; without it they are reported as skipped. Prints one line per check and exits
+re-measured too; without it they are reported as skipped.
+
+With --attacks the security claim of the attack suite (attack_max_ssim) is re-measured too: a
+reconstruction attacker of the verifier's own (--attack_architecture) trains for at most
+--attack_seconds on the data flags' training images, converted by the bundle's converter, and its
+SSIM on the held-out images must not exceed the card's claim by more than its tolerance. A
+time-bounded attacker is weaker than the release's, so a pass says the claim is not grossly false
+(a converter close to the identity fails at once); only dapter-attack-suite re-measures it in full.
+
+Prints one line per check (ok, FAIL, or skip for a claim it could not re-measure) and exits
 non-zero, after naming each file or claim that does not hold, if any does not.
 
 Example:
@@ -25,29 +34,89 @@ _TARGET = flags.DEFINE_string(
     "target", "", "A target model (.keras) to re-measure the accuracy claims with; empty: those claims are skipped."
 )
 _SEED = flags.DEFINE_integer("seed", 0, "Seeds which held-out images are measured (with --max_test).")
+_ATTACKS = flags.DEFINE_bool(
+    "attacks",
+    False,
+    "Also re-measure the card's attack_max_ssim claim with a reconstruction attacker trained here on the "
+    "data flags' training images (bounded by --attack_seconds).",
+)
+_ATTACK_SECONDS = flags.DEFINE_float(
+    "attack_seconds", 300.0, "With --attacks: at most this many seconds of attacker training (> 0)."
+)
+_ATTACK_ARCHITECTURE = flags.DEFINE_enum(
+    "attack_architecture",
+    "unet",
+    ["symmetric", "unet"],
+    "With --attacks: the reconstruction attacker (unet, the suite's strongest, or symmetric, the paper's).",
+)
+_ATTACK_EPOCHS = flags.DEFINE_integer(
+    "attack_epochs", 20, "With --attacks: epochs the attacker's learning-rate schedule plans (time may stop it sooner)."
+)
 
 flags.adopt_module_key_flags(flags_lib)
 
 
 def main():
     import os
+    import tempfile
 
     from dapter_tf import DapterError, classifier, data
     from export import release_lib
 
     if not os.path.isdir(_BUNDLE.value):
         raise DapterError(f"--bundle {_BUNDLE.value} is not a folder")
+    if not _ATTACK_SECONDS.value > 0:
+        raise DapterError(f"--attack_seconds must be > 0, got {_ATTACK_SECONDS.value}")
+    if _ATTACK_EPOCHS.value < 1:
+        raise DapterError(f"--attack_epochs must be >= 1, got {_ATTACK_EPOCHS.value}")
     data_config = _build_data()
     target = classifier.load_target(_TARGET.value) if _TARGET.value else None
-    task, test_set = data.load_test_data(data_config, seed=_SEED.value)
-    findings = release_lib.verify_bundle(_BUNDLE.value, test_set.images, test_set.labels[task.target_label], target)
+    if _ATTACKS.value:
+        task, train_set, test_set = data.load_data(data_config, seed=_SEED.value)
+    else:
+        task, test_set = data.load_test_data(data_config, seed=_SEED.value)
+    elsewhere = {}
+    if _ATTACKS.value:
+        with tempfile.TemporaryDirectory(prefix="dapter-verify-attack-") as workdir:
+            elsewhere = _attack(train_set.images, test_set.images, workdir)
+    findings = release_lib.verify_bundle(
+        _BUNDLE.value, test_set.images, test_set.labels[task.target_label], target, elsewhere
+    )
     for finding in findings:
-        print(f"{'ok  ' if finding.ok else 'FAIL'} {finding.subject}: {finding.detail}")
+        state = "skip" if finding.skipped else "ok  " if finding.ok else "FAIL"
+        print(f"{state} {finding.subject}: {finding.detail}")
     failed = [f.subject for f in findings if not f.ok]
     if failed:
         sys.stderr.write(f"error: the bundle does not hold: {', '.join(failed)}\n")
         sys.exit(1)
-    print(f"verified: {len(findings)} checks on {len(test_set)} held-out images")
+    skipped = sum(f.skipped for f in findings)
+    print(f"verified: {len(findings) - skipped} checks ({skipped} skipped) on {len(test_set)} held-out images")
+
+
+def _attack(train_images, test_images, workdir: str) -> dict:
+    """Re-measures ``attack_max_ssim``: a time-bounded reconstruction attacker against the bundle's converter."""
+    import os
+
+    from dapter_tf import DapterError, classifier
+    from dapter_tf.attacks import ReconstructionSpec, reconstruction
+    from export import release_lib
+
+    with open(os.path.join(_BUNDLE.value, release_lib.MODEL_CARD)) as f:
+        names = {claim.name for claim in release_lib.parse_claims(f.read())}
+    if release_lib.ATTACK_SSIM_CLAIM not in names:
+        raise DapterError(f"--attacks: the card makes no {release_lib.ATTACK_SSIM_CLAIM} claim to re-measure")
+    converter_path = os.path.join(_BUNDLE.value, release_lib.CONVERTER)
+    converter = classifier.load_model_file(converter_path, "converter")
+    spec = ReconstructionSpec(architecture=_ATTACK_ARCHITECTURE.value, epochs=_ATTACK_EPOCHS.value, seed=_SEED.value)
+    print(
+        f"--attacks: training a {spec.architecture} reconstruction attacker for at most {_ATTACK_SECONDS.value:g} s "
+        f"on {len(train_images)} converted training images ...",
+        flush=True,
+    )
+    result = reconstruction.reconstruct_images(
+        converter, converter_path, train_images, test_images, spec, workdir, _ATTACK_SECONDS.value
+    )
+    return {release_lib.ATTACK_SSIM_CLAIM: result.ssim}
 
 
 def run():

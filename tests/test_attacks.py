@@ -11,7 +11,7 @@ import tensorflow as tf
 from conftest import SHARED_DATA, assert_one_error_line, require_shared, run_binary
 
 from dapter_tf import DapterError, attacks, classifier, data, lambda_study, model, tasks, train
-from dapter_tf.attacks import auto_recognition, labelling, reconstruction
+from dapter_tf.attacks import auto_recognition, labelling, models, reconstruction
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_ssim_and_psnr_by_hand():
 def test_reconstructor_mirrors_the_converter():
     converter = model.build_converter((5, 6, 7))
     assert reconstruction.converter_filters(converter) == (5, 6, 7)
-    reconstructor = reconstruction.build_reconstructor((5, 6, 7))
+    reconstructor = models.build_symmetric_generator((5, 6, 7))
     assert [w.shape for w in reconstructor.weights] == [
         w.shape for w in model.build_converter((5, 6, 7), output_step=1).weights
     ]

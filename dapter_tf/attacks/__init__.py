@@ -7,6 +7,9 @@ Shaped like tensorflow/privacy's membership-inference module: ``AttackType`` nam
 * ``auto_recognition``: §5.1, a classifier fine-tuned on converted images (Fig. 11, Fig. 12).
 * ``reconstruction``: §5.3, a generator trained to restore the originals (Fig. 9(b), Fig. 13).
 * ``labelling``: §5.2, a labelling-study page for people, and the scorer of their answers.
+* ``models``: the reconstruction attackers (the paper's symmetric generator, a stronger U-Net).
+* ``suite``: the attack suite, the security index of a converter: every attacker, the baselines
+  and the verdicts, from one call (``run_attack_suite``).
 * ``plotting``: the figures.
 """
 
@@ -23,6 +26,7 @@ from dapter_tf.attacks.data_structures import (
     VisualResult,
     VisualSpec,
 )
+from dapter_tf.attacks.suite import SecurityCriteria, SuiteResults, SuiteSpec, run_attack_suite
 
 __all__ = [
     "PAPER_VISUAL_ATTRIBUTES",
@@ -36,5 +40,9 @@ __all__ = [
     "ReconstructionSpec",
     "VisualResult",
     "VisualSpec",
+    "SecurityCriteria",
+    "SuiteResults",
+    "SuiteSpec",
+    "run_attack_suite",
     "run_attacks",
 ]

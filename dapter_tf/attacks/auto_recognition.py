@@ -3,8 +3,11 @@
 The adversary holds the public converter, a classifier of the attack label trained on normal
 images, and a set of his own images labelled with the attack label. He converts his images and
 fine-tunes the classifier on them (cross-entropy plus L2, transfer learning), then labels the
-converted images users send. Both trainings are ``train.train_target`` runs with the attack label
-as their target, so they checkpoint, resume and log to TensorBoard like any target.
+converted images users send. A second attacker (``attackers=("scratch",)``) trains the same
+architecture from random weights on the converted images alone: transfer learning from photos can
+hurt on images that no longer look like photos. Every training is a ``train.train_target`` run
+with the attack label as its target, so it checkpoints, resumes and logs to TensorBoard like any
+target.
 """
 
 import dataclasses
@@ -80,46 +83,56 @@ def run_auto_recognition(input_data: AttackInputData, spec: AutoRecognitionSpec,
         label_dir = os.path.join(workdir, label)
         print(f"== auto-recognition of {label!r} -> {label_dir}", flush=True)
         pretrained = spec.pretrained.get(label) or _pretrain(input_data, spec, attack_task, own, label_dir)
-        finetune_dir = os.path.join(label_dir, "finetune")
-        config = _attacker_config(
-            input_data,
-            spec,
-            epochs=spec.finetune_epochs,
-            learning_rate=spec.finetune_learning_rate,
-            init_model=pretrained,
-            l2=spec.l2,
-        )
-        finetuned = train.train_target(config, attack_task, own_converted, test_converted, finetune_dir)
         vanilla = classifier.load_model_file(pretrained, "pretrained attack classifier")
         attack_labels = test.labels[label]
         attack_original = evaluate.target_accuracy(vanilla, test.images, attack_labels)
-        attack_converted = finetuned["test_accuracy"]
-        attack_loss = metrics.accuracy_drop_points(attack_original, attack_converted)
+        attack_no_finetune = evaluate.target_accuracy(vanilla, test_converted.images, attack_labels)
         bounds = correlation_bounds(target_labels, attack_labels)
         extra = {"acc_best_given_target": bounds["acc_best_given_target"]}
         if task.num_classes == 2 and task.label_classes[label] == 2:
             # Eq. 5-6 are defined for two binary labels.
             extra.update(p_co=bounds["p_co"], acc_ideal=bounds["acc_ideal"])
             extra["acc_ideal_hat"] = bounds["acc_ideal"] * attack_original
-        result = AutoRecognitionResult(
-            attack_label=label,
-            target_accuracy_original=target_original,
-            target_accuracy_converted=target_converted,
-            target_loss_points=target_loss,
-            attack_accuracy_original=attack_original,
-            attack_accuracy_converted_no_finetune=evaluate.target_accuracy(
-                vanilla, test_converted.images, attack_labels
-            ),
-            attack_accuracy_converted=attack_converted,
-            attack_loss_points=attack_loss,
-            loss_ratio=attack_loss / target_loss if target_loss > 0 else None,
-            majority_accuracy=float(np.bincount(attack_labels).max() / len(attack_labels)),
-            images_train=len(own),
-            images_test=len(test),
-            **extra,
-        )
-        print(f"   {result.summary()}", flush=True)
-        results.append(result)
+        for attacker in spec.attackers:
+            if attacker == "finetuned":
+                # §5.1: transfer learning from the classifier of original images.
+                config = _attacker_config(
+                    input_data,
+                    spec,
+                    epochs=spec.finetune_epochs,
+                    learning_rate=spec.finetune_learning_rate,
+                    init_model=pretrained,
+                    l2=spec.l2,
+                )
+                run_dir = os.path.join(label_dir, "finetune")
+            else:
+                # From random weights, on converted images alone, with the pre-training's recipe.
+                config = _attacker_config(
+                    input_data, spec, epochs=spec.pretrain_epochs, learning_rate=spec.pretrain_learning_rate
+                )
+                run_dir = os.path.join(label_dir, "scratch")
+                print(f"   training a {spec.model} from scratch on converted images -> {run_dir}", flush=True)
+            trained = train.train_target(config, attack_task, own_converted, test_converted, run_dir)
+            attack_converted = trained["test_accuracy"]
+            attack_loss = metrics.accuracy_drop_points(attack_original, attack_converted)
+            result = AutoRecognitionResult(
+                attack_label=label,
+                target_accuracy_original=target_original,
+                target_accuracy_converted=target_converted,
+                target_loss_points=target_loss,
+                attack_accuracy_original=attack_original,
+                attack_accuracy_converted_no_finetune=attack_no_finetune,
+                attack_accuracy_converted=attack_converted,
+                attack_loss_points=attack_loss,
+                loss_ratio=attack_loss / target_loss if target_loss > 0 else None,
+                majority_accuracy=float(np.bincount(attack_labels).max() / len(attack_labels)),
+                images_train=len(own),
+                images_test=len(test),
+                attacker=attacker,
+                **extra,
+            )
+            print(f"   {result.summary()}", flush=True)
+            results.append(result)
     return results
 
 

@@ -16,6 +16,8 @@ from dapter_tf.tasks import Task
 
 # The paper's visual study (§7.3.2) asked volunteers about these four CelebA attributes.
 PAPER_VISUAL_ATTRIBUTES = ("Arched_Eyebrows", "Bangs", "Chubby", "Eyeglasses")
+# The auto-recognition attackers: §5.1's transfer learning, and a classifier trained from scratch.
+LABELLING_ATTACKERS = ("finetuned", "scratch")
 
 
 class AttackType(enum.Enum):
@@ -109,6 +111,10 @@ class AutoRecognitionSpec:
             the strongest adversary).
         augment: Random flips and shifts while training.
         seed: Seeds weights and data order.
+        attackers: Which attackers label converted images: ``finetuned`` (§5.1: the classifier
+            trained on originals, fine-tuned on converted images) and ``scratch`` (the same
+            architecture trained from random weights on converted images only, with the
+            pre-training's epochs and learning rate).
     """
 
     attack_labels: tuple = ()
@@ -124,11 +130,18 @@ class AutoRecognitionSpec:
     attack_images: int = 0
     augment: bool = True
     seed: int = 0
+    attackers: tuple = ("finetuned",)
 
     def validate(self, task: Task) -> None:
-        """Raises DapterError on labels the task lacks, or an out-of-range number."""
+        """Raises DapterError on labels the task lacks, an unknown attacker, or an out-of-range number."""
         from dapter_tf import classifier
 
+        unknown = [a for a in self.attackers if a not in LABELLING_ATTACKERS]
+        if unknown or not self.attackers or len(set(self.attackers)) != len(self.attackers):
+            raise DapterError(
+                f"auto-recognition attackers must be some of {', '.join(LABELLING_ATTACKERS)}, "
+                f"each once; got {', '.join(self.attackers) or 'none'}"
+            )
         labels = _check_labels(self.attack_labels, task, "auto-recognition")
         for label, path in self.pretrained.items():
             if label not in labels:
@@ -150,8 +163,11 @@ class ReconstructionSpec:
     """The image-reconstruction attack (§5.3): a generator trained to undo the fixed converter.
 
     Attributes:
-        filters: The reconstructor's channels at full, half and quarter resolution (empty: the
-            converter's own, so the generator mirrors it as §5.3 says).
+        architecture: The attacker (``attacks.models.RECONSTRUCTORS``): ``symmetric``, the paper's
+            generator mirroring the converter, or ``unet``, a much stronger four-level U-Net.
+        filters: The attacker's channels: for ``symmetric`` at full, half and quarter resolution
+            (empty: the converter's own, so the generator mirrors it as §5.3 says); for ``unet``
+            one per level (empty: ``attacks.models.DEFAULT_UNET_FILTERS``).
         epochs: Passes over the (converted, original) training pairs.
         batch_size: Global batch size.
         learning_rate: Adam's learning rate (cosine decay to 0).
@@ -167,17 +183,38 @@ class ReconstructionSpec:
     train_images: int = 0
     grid_images: int = 16
     seed: int = 0
+    architecture: str = "symmetric"
 
     def validate(self, task: Task) -> None:
-        """Raises DapterError on out-of-range numbers or bad filters."""
-        del task  # Every task's images can be reconstructed.
-        if self.filters and (len(self.filters) != 3 or min(self.filters) < 1):
+        """Raises DapterError on an unknown attacker, out-of-range numbers, bad filters or image sizes."""
+        from dapter_tf.attacks import models
+
+        models.check_reconstructor(self.architecture)
+        if self.filters and min(self.filters) < 1:
+            raise DapterError(f"filters must be positive channel counts, got {self.filters}")
+        if self.filters and self.architecture == "symmetric" and len(self.filters) != 3:
             raise DapterError(f"filters must be three positive channel counts, got {self.filters}")
+        if self.filters and self.architecture == "unet" and len(self.filters) < 2:
+            raise DapterError(f"a U-Net attacker needs two or more channel counts, got {self.filters}")
         _check_positive(self, "epochs", "batch_size", "grid_images")
         if self.train_images < 0:
             raise DapterError(f"train_images must be >= 0, got {self.train_images}")
         if not self.learning_rate > 0:
             raise DapterError(f"learning_rate must be > 0, got {self.learning_rate}")
+        multiple = models.side_multiple(self.architecture, self.attacker_filters())
+        if any(side % multiple for side in task.image_size):
+            raise DapterError(
+                f"the {self.architecture} attacker needs image sides that are multiples of {multiple}, "
+                f"task {task.name!r} has {task.image_size[0]}x{task.image_size[1]}"
+            )
+
+    def attacker_filters(self) -> tuple:
+        """``filters``, or the default U-Net's for ``unet`` without them (``symmetric`` defaults to the converter's)."""
+        from dapter_tf.attacks import models
+
+        if self.architecture == "unet" and not self.filters:
+            return models.DEFAULT_UNET_FILTERS
+        return self.filters
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,6 +277,8 @@ class AutoRecognitionResult:
         acc_ideal_hat: Acc_ideal x Acc_vanilla (Eq. 6): the paper's ideal attack accuracy.
         acc_best_given_target: The best any attacker can do knowing only the target label: the
             attack's majority class within each target class (at least ``acc_ideal``). Any labels.
+        attacker: ``finetuned`` (§5.1) or ``scratch`` (trained on converted images only; its
+            "without fine-tuning" figure is the pre-trained classifier's, as for ``finetuned``).
     """
 
     attack_label: str
@@ -259,11 +298,13 @@ class AutoRecognitionResult:
     acc_ideal_hat: float | None = None
     acc_best_given_target: float | None = None
     attack_type: str = AttackType.AUTO_RECOGNITION.value
+    attacker: str = "finetuned"
 
     def summary(self) -> str:
         ratio = "n/a (target lost nothing)" if self.loss_ratio is None else f"{self.loss_ratio:.1f}x"
+        by = "" if self.attacker == "finetuned" else f" ({self.attacker} attacker)"
         line = (
-            f"auto-recognition of {self.attack_label}: target {self.target_accuracy_original:.4f} -> "
+            f"auto-recognition of {self.attack_label}{by}: target {self.target_accuracy_original:.4f} -> "
             f"{self.target_accuracy_converted:.4f} ({self.target_loss_points:+.2f} points lost); attack "
             f"{self.attack_accuracy_original:.4f} -> {self.attack_accuracy_converted:.4f} "
             f"({self.attack_loss_points:+.2f} points lost; {self.attack_accuracy_converted_no_finetune:.4f} "
@@ -294,6 +335,8 @@ class ReconstructionResult:
         epochs: Training epochs.
         grid: The Fig. 13-style PNG (original, converted, reconstructed rows).
         lambda_: The converter's lambda, where its workdir records it.
+        attacker: The reconstruction attacker (``attacks.models.RECONSTRUCTORS``).
+        parameters: Its number of parameters.
     """
 
     ssim: float
@@ -308,11 +351,14 @@ class ReconstructionResult:
     ssim_mean_image: float | None = None
     psnr_mean_image: float | None = None
     attack_type: str = AttackType.RECONSTRUCTION.value
+    attacker: str = "symmetric"
+    parameters: int | None = None
 
     def summary(self) -> str:
         at = "" if self.lambda_ is None else f" at lambda {self.lambda_:g}"
+        by = "" if self.attacker == "symmetric" else f" ({self.attacker} attacker)"
         line = (
-            f"reconstruction{at}: SSIM {self.ssim:.4f}, PSNR {self.psnr:.2f} dB on {self.images_test} held-out "
+            f"reconstruction{at}{by}: SSIM {self.ssim:.4f}, PSNR {self.psnr:.2f} dB on {self.images_test} held-out "
             f"images (converted images themselves: SSIM {self.ssim_converted:.4f}, PSNR {self.psnr_converted:.2f} dB"
         )
         if self.ssim_mean_image is not None:

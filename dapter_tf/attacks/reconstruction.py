@@ -1,15 +1,17 @@
 """The image-reconstruction attack (§5.3, Fig. 7, Fig. 9(b), Fig. 13).
 
-The adversary trains a generator, symmetric to the converter (the same eight-layer U-Net, with a
-plain sigmoid output), to map converted images back to their originals with
-L_recover = ||I_r - I||_2, the converter fixed. In the paper's strongest setting, which this module
-uses, he trains on the converter's own training images. Quality is SSIM (scikit-image) and PSNR on
-held-out images; below an SSIM of 0.2 the paper calls the images unrecoverable.
+The adversary trains a generator to map converted images back to their originals with
+L_recover = ||I_r - I||_2, the converter fixed: the paper's, symmetric to the converter (the same
+eight-layer U-Net, with a plain sigmoid output), or a much stronger U-Net (``attacks.models``). In
+the paper's strongest setting, which this module uses, he trains on the converter's own training
+images. Quality is SSIM (scikit-image) and PSNR on held-out images; below an SSIM of 0.2 the paper
+calls the images unrecoverable.
 """
 
 import dataclasses
 import json
 import os
+import time
 
 import keras
 import numpy as np
@@ -17,10 +19,10 @@ import tensorflow as tf
 from skimage.metrics import structural_similarity
 
 from dapter_tf import evaluate, lambda_study, report, train
+from dapter_tf.attacks import models
 from dapter_tf.attacks.data_structures import AttackInputData, ReconstructionResult, ReconstructionSpec
 from dapter_tf.data import ImageSet
 from dapter_tf.errors import DapterError
-from dapter_tf.model import build_converter
 
 RECONSTRUCTOR_FILE = "reconstructor.keras"
 
@@ -48,16 +50,6 @@ def converter_filters(converter: keras.Model) -> tuple:
         raise DapterError(f"{converter.name} is not a converter of model.build_converter") from None
 
 
-def build_reconstructor(filters, name: str = "reconstructor") -> keras.Model:
-    """Builds the generator of §5.3: the converter's architecture, mapping converted images to originals.
-
-    Args:
-        filters: Channels at full, half and quarter resolution (the converter's, to mirror it).
-        name: The model's name.
-    """
-    return build_converter(filters, name=name, output_step=1)
-
-
 def mean_ssim(originals: np.ndarray, images: np.ndarray) -> float:
     """Mean SSIM of uint8 RGB images against their originals (scikit-image, 7x7 windows, per channel)."""
     return float(
@@ -75,7 +67,12 @@ def psnr(originals: np.ndarray, images: np.ndarray) -> float:
 
 
 def train_reconstructor(
-    spec: ReconstructionSpec, converter_path: str, pairs: ImageSet, workdir: str, filters
+    spec: ReconstructionSpec,
+    converter_path: str,
+    pairs: ImageSet,
+    workdir: str,
+    filters,
+    max_seconds: float | None = None,
 ) -> keras.Model:
     """Trains the reconstructor on (converted, original) pairs with L_recover; resumes a killed run.
 
@@ -84,7 +81,9 @@ def train_reconstructor(
         converter_path: The converter, recorded in ``config.json``.
         pairs: Converted images as ``images`` and their originals as the ``"original"`` label.
         workdir: Holds ``config.json``, ``checkpoints/``, ``tb/`` and ``reconstructor.keras``.
-        filters: The reconstructor's channels.
+        filters: The reconstructor's channels (``spec.architecture`` says how they are laid out).
+        max_seconds: Stop training after about this long (a verifier's bounded check); ``None``:
+            train every epoch.
     """
     config = _LoopConfig(spec, converter_path, spec.epochs, spec.batch_size, spec.seed)
     if len(pairs) < spec.batch_size:
@@ -94,7 +93,7 @@ def train_reconstructor(
     strategy = train.build_strategy(config.strategy)
     steps = spec.epochs * (len(pairs) // spec.batch_size)
     with strategy.scope():
-        reconstructor = build_reconstructor(filters)
+        reconstructor = models.build_reconstructor(spec.architecture, filters)
         optimizer = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(spec.learning_rate, steps))
         optimizer.build(reconstructor.trainable_variables)
 
@@ -121,46 +120,78 @@ def train_reconstructor(
         labels=pairs.labels["original"],
         config=config,
         eval_fn=dict,
+        deadline=None if max_seconds is None else time.time() + max_seconds,
     )
     train.save_model(reconstructor, os.path.join(workdir, RECONSTRUCTOR_FILE))
     return reconstructor
 
 
 def run_reconstruction(
-    input_data: AttackInputData, spec: ReconstructionSpec, workdir: str, converter
+    input_data: AttackInputData,
+    spec: ReconstructionSpec,
+    workdir: str,
+    converter,
+    max_seconds: float | None = None,
 ) -> ReconstructionResult:
     """Trains a reconstructor against ``converter`` and measures it on the held-out images.
 
     Writes ``workdir/grid.png`` (Fig. 13: rows of originals, converted and reconstructed images)
-    and ``workdir/results.json``.
+    and ``workdir/results.json``. ``max_seconds`` bounds the training (see ``train_reconstructor``).
     """
     own = input_data.train if not spec.train_images else input_data.train.take(spec.train_images)
-    print(f"Converting {len(own)} training and {len(input_data.test)} held-out images ...", flush=True)
-    converted = evaluate.convert_images(converter, own.images)
-    pairs = ImageSet(converted, {"original": own.images}, own.source)
-    filters = spec.filters or converter_filters(converter)
-    reconstructor = train_reconstructor(spec, input_data.converter_path, pairs, workdir, filters)
+    return reconstruct_images(
+        converter, input_data.converter_path, own.images, input_data.test.images, spec, workdir, max_seconds
+    )
 
-    originals = input_data.test.images
+
+def reconstruct_images(
+    converter,
+    converter_path: str,
+    train_images: np.ndarray,
+    test_images: np.ndarray,
+    spec: ReconstructionSpec,
+    workdir: str,
+    max_seconds: float | None = None,
+) -> ReconstructionResult:
+    """The reconstruction attack on bare images: trains on ``train_images`` converted, measures on ``test_images``.
+
+    Args:
+        converter: The frozen converter.
+        converter_path: Its file, recorded in the attacker's ``config.json``.
+        train_images: uint8 images the attacker converts and learns to restore.
+        test_images: uint8 held-out images it is measured on.
+        spec: The attacker.
+        workdir: As ``run_reconstruction``.
+        max_seconds: Bounds the training (``None``: every epoch).
+    """
+    print(f"Converting {len(train_images)} training and {len(test_images)} held-out images ...", flush=True)
+    converted = evaluate.convert_images(converter, train_images)
+    pairs = ImageSet(converted, {"original": train_images}, "converted")
+    filters = spec.attacker_filters() or converter_filters(converter)
+    reconstructor = train_reconstructor(spec, converter_path, pairs, workdir, filters, max_seconds)
+
+    originals = test_images
     test_converted = evaluate.convert_images(converter, originals)
     restored = evaluate.convert_images(reconstructor, test_converted)
     grid = os.path.join(workdir, "grid.png")
     n = spec.grid_images
     report.save_grid(grid, originals[:n], test_converted[:n], restored[:n])
     # The floor a reconstruction must clear to have learnt anything of the image: one fixed image.
-    mean_image = np.broadcast_to(np.round(own.images.mean(axis=0)).astype(np.uint8), originals.shape)
+    mean_image = np.broadcast_to(np.round(train_images.mean(axis=0)).astype(np.uint8), originals.shape)
     result = ReconstructionResult(
         ssim=mean_ssim(originals, restored),
         psnr=psnr(originals, restored),
         ssim_converted=mean_ssim(originals, test_converted),
         psnr_converted=psnr(originals, test_converted),
-        images_train=len(own),
+        images_train=len(train_images),
         images_test=len(originals),
         epochs=spec.epochs,
         grid=grid,
-        lambda_=train.converter_lambda(input_data.converter_path),
+        lambda_=train.converter_lambda(converter_path),
         ssim_mean_image=mean_ssim(originals, mean_image),
         psnr_mean_image=psnr(originals, mean_image),
+        attacker=spec.architecture,
+        parameters=int(reconstructor.count_params()),
     )
     train.write_json(os.path.join(workdir, "results.json"), dataclasses.asdict(result))
     print(f"   {result.summary()}", flush=True)

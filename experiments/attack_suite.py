@@ -1,0 +1,81 @@
+r"""Runs the attack suite on a trained converter: the security index, from attackers trained after it froze.
+
+Every attacker trains on converted images of the converter's own training split (the data flags'
+training images: the paper's strongest setting) and is measured on the held-out images:
+
+  reconstruction  the paper's symmetric generator and a four-level U-Net (--suite_reconstruction);
+                  the strongest one's SSIM and PSNR, beside the training images' mean image.
+  labelling       where the task has attack labels: the fine-tuned attacker of §5.1 and one trained
+                  from scratch on converted images (--suite_labelling); per attack label the best
+                  accuracy, beside the bound of an attacker who knows only the target label.
+  usability       with --target: the target's accuracy on original and converted images, and the
+                  standard error of the difference on that many images.
+
+Prints each attacker and the verdict of each criterion (--max_drop_points, --max_ssim,
+--max_ssim_over_mean_image, --max_label_gap_points) and writes WORKDIR/suite.json (loads back with
+dapter_tf.attacks.SuiteResults.load) and WORKDIR/summary.txt. A rerun with the same flags resumes
+every attacker's training. With --fail_on_miss it exits with status 2 when a criterion is missed
+(1 is for bad input), for use as a gate.
+
+Example (the reference CIFAR-10 converter):
+  dapter-attack-suite --source=npz --train_npz=../shared/data/cifar10/train_20k.npz \
+      --test_npz=../shared/data/cifar10/test.npz --converter=runs/cifar10_reference \
+      --target=runs/cifar10_target/target.keras --workdir=runs/cifar10_reference_suite
+"""
+
+import sys
+
+from absl import flags
+
+from experiments import flags_lib
+
+_build_data = flags_lib.define_data_flags()
+_build_suite = flags_lib.define_suite_flags()
+_criteria = flags_lib.define_security_flags(max_ssim=0.2, max_label_gap_points=5.0)
+_MAX_DROP = flags.DEFINE_float(
+    "max_drop_points", 3.0, "Usability: the target may lose at most this many points on converted images."
+)
+_CONVERTER = flags.DEFINE_string(
+    "converter", None, "The attacked converter's .keras file (or its dapter-train-dapter workdir).", required=True
+)
+_TARGET = flags.DEFINE_string(
+    "target", "", "The target's .keras file: measures usability; the labelling attackers need it."
+)
+_SEED = flags.DEFINE_integer("seed", 0, "Seeds data order and every attacker's weights.")
+_FAIL_ON_MISS = flags.DEFINE_bool(
+    "fail_on_miss", False, "Exit with status 2 when a criterion is missed (a gate); off: only report it."
+)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Folder for suite.json, summary.txt and one folder per attacker.", required=True
+)
+
+flags.adopt_module_key_flags(flags_lib)
+
+
+def main():
+    import os
+
+    from dapter_tf import attacks, data, train
+
+    criteria = attacks.SecurityCriteria(max_drop_points=_MAX_DROP.value, **_criteria()).validate()
+    spec = _build_suite(_SEED.value, criteria)
+    config = _build_data()
+    task, train_set, test_set = data.load_data(config, seed=_SEED.value)
+    converter = _CONVERTER.value
+    if os.path.isdir(converter):
+        converter = os.path.join(converter, train.CONVERTER_FILE)
+    input_data = attacks.AttackInputData(task, train_set, test_set, converter, _TARGET.value, config)
+    results = attacks.run_attack_suite(input_data, spec, _WORKDIR.value)
+    print(f"wrote {os.path.join(_WORKDIR.value, attacks.suite.SUITE_FILE)} and summary.txt")
+    if _FAIL_ON_MISS.value and not results.holds:
+        missed = [v.name for v in results.verdicts() if v.holds is False]
+        sys.stderr.write(f"the converter misses: {', '.join(missed)}\n")
+        sys.exit(2)
+
+
+def run():
+    flags_lib.run(main)
+
+
+if __name__ == "__main__":
+    run()
