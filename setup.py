@@ -41,6 +41,7 @@ setup(
             "dapter-tune-lambda=experiments.tune_lambda:run",
             "dapter-attack=experiments.attack:run",
             "dapter-attack-suite=experiments.attack_suite:run",
+            "dapter-protection-frontier=experiments.protection_frontier:run",
             "dapter-reconstruction-sweep=experiments.reconstruction_sweep:run",
             "dapter-score-labelling=experiments.score_labelling:run",
             "dapter-gradcam=experiments.gradcam:run",

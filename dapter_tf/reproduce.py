@@ -35,6 +35,13 @@ NOT_AVAILABLE = {
     "ImageNet10, ImageNet8:32": "no ImageNet copy exists here; with one, run the same binaries with "
     "--dataset=imagenet10 or imagenet8_32 --source=folder --data_dir=IMAGENET",
 }
+# The defended recipe of each task (beyond the paper: README, "Defences"), the one the reference
+# releases of results/release/ were trained with; the plan trains it for the scale's defended_epochs.
+DEFENDED_RECIPES = {
+    "cifar10": ("--lambda_=0.5", "--output_block=8", "--adversary_weight=1", "--cosine_decay"),
+    "cifar2_10": ("--lambda_=0.5", "--output_block=32", "--adversary_weight=1", "--cosine_decay"),
+    "celeba": ("--lambda_=0.5", "--output_block=32", "--adversary_weight=1", "--cosine_decay"),
+}
 STEPS_DIR = "steps"
 LOGS_DIR = "logs"
 EVENTS_FILE = "events.jsonl"
@@ -61,8 +68,11 @@ class Scale:
     tune_finetune_epochs: int
     tune_max_rounds: int
     tune_val_images: int
-    recon_epochs: int
-    recon_train_images: int
+    recon_epochs: int  # the attack suite's symmetric generator
+    recon_train_images: int  # the attack suite's reconstruction training pairs
+    suite_unet_epochs: int  # the attack suite's U-Net
+    defended_epochs: int  # the defended converters (DEFENDED_RECIPES)
+    celeba_suite_labels: str  # the attack suite's labelling attackers on CelebA
     ssim_recon_epochs: int  # Fig. 9(b): the attack on every converter of the sweep
     ssim_recon_train_images: int
     pretrain_epochs: int
@@ -104,6 +114,9 @@ SCALES = {
         tune_val_images=64,
         recon_epochs=1,
         recon_train_images=128,
+        suite_unet_epochs=1,
+        defended_epochs=1,
+        celeba_suite_labels="Smiling",
         ssim_recon_epochs=1,
         ssim_recon_train_images=128,
         pretrain_epochs=1,
@@ -143,6 +156,9 @@ SCALES = {
         tune_val_images=1000,
         recon_epochs=3,
         recon_train_images=4000,
+        suite_unet_epochs=6,
+        defended_epochs=6,
+        celeba_suite_labels="Smiling",
         ssim_recon_epochs=3,
         ssim_recon_train_images=4000,
         pretrain_epochs=2,
@@ -183,6 +199,9 @@ SCALES = {
         tune_val_images=2000,
         recon_epochs=10,
         recon_train_images=0,
+        suite_unet_epochs=20,
+        defended_epochs=20,
+        celeba_suite_labels="Smiling,Young",
         ssim_recon_epochs=10,
         ssim_recon_train_images=0,
         pretrain_epochs=8,
@@ -356,22 +375,53 @@ def build_plan(scale: Scale, data_dir: str, workdir: str, seed: int = 0) -> list
         "§7.1 tuning strategy: lambda in steps of 0.02 until both indices hold",
         after=["cifar10/dapter"],
     )
-    recon = [f"--recon_epochs={s.recon_epochs}", f"--recon_train_images={s.recon_train_images}"]
     ssim_recon = [f"--recon_epochs={s.ssim_recon_epochs}", f"--recon_train_images={s.ssim_recon_train_images}"]
-    add(
-        "cifar10/attack",
-        "experiments.attack",
-        [
-            *cifar,
-            "--attacks=reconstruction",
-            *recon,
-            f"--target={target('cifar10')}",
-            f"--converter={w('cifar10/dapter')}",
-            f"--workdir={w('cifar10/attack')}",
-        ],
-        "§5.3, §7.3.3 Fig. 13: the reconstruction attack at lambda 0.9",
-        after=["cifar10/dapter"],
-    )
+    suite = [
+        "--suite_reconstruction=symmetric,unet",
+        f"--suite_symmetric_epochs={s.recon_epochs}",
+        f"--suite_unet_epochs={s.suite_unet_epochs}",
+        f"--suite_recon_train_images={s.recon_train_images}",
+        f"--suite_pretrain_epochs={s.pretrain_epochs}",
+        f"--suite_finetune_epochs={s.finetune_epochs}",
+    ]
+
+    def add_protection(group, data, datasets, extra_suite=(), after=()):
+        """The attack suite on the paper's converter, and a converter of the defended recipe with its suite."""
+        for converter, recipe in ((f"{group}/dapter", None), (f"{group}/defended", DEFENDED_RECIPES[group])):
+            if recipe is not None:
+                add(
+                    converter,
+                    "experiments.train_dapter",
+                    [
+                        *data,
+                        f"--target={target(group)}",
+                        *recipe,
+                        f"--epochs={s.defended_epochs}",
+                        f"--workdir={w(converter)}",
+                    ],
+                    "beyond the paper: the defended recipe (coarse output code and adversarial decoders)",
+                    datasets,
+                    [f"{group}/target"],
+                )
+            name = f"{group}/suite" if recipe is None else f"{group}/defended_suite"
+            add(
+                name,
+                "experiments.attack_suite",
+                [
+                    *data,
+                    *suite,
+                    *extra_suite,
+                    f"--target={target(group)}",
+                    f"--converter={w(converter)}",
+                    f"--workdir={w(name)}",
+                ],
+                "§5.3, §7.3.3 Fig. 13 and beyond: the attack suite (reconstruction and labelling attackers) on "
+                + ("the paper's converter at lambda 0.9" if recipe is None else "the defended converter"),
+                datasets,
+                [converter, *after],
+            )
+
+    add_protection("cifar10", cifar, cifar_data)
     add(
         "cifar10/ssim_sweep",
         "experiments.reconstruction_sweep",
@@ -461,6 +511,10 @@ def build_plan(scale: Scale, data_dir: str, workdir: str, seed: int = 0) -> list
         "§7.3.1 Fig. 11: auto-recognition of the 10 classes, uncorrelated with the vehicle/animal target",
         after=["cifar2_10/dapter", "cifar10/target"],
     )
+    # The adversary's classifier of the 10 classes is the CIFAR-10 target, as in the attack above.
+    add_protection(
+        "cifar2_10", cifar2, cifar_data, [f"--suite_pretrained=label={target('cifar10')}"], ["cifar10/target"]
+    )
     if not s.face_datasets:
         return steps
 
@@ -495,6 +549,13 @@ def build_plan(scale: Scale, data_dir: str, workdir: str, seed: int = 0) -> list
         "§7.3.1 Fig. 12, Eq. 5-6: correlated attributes; §5.2: the labelling kit for people",
         ("celeba",),
         ["celeba/dapter"],
+    )
+    # On aligned faces the mean image alone scores about 0.3: the bar is the mean image + 0.05.
+    add_protection(
+        "celeba",
+        celeba,
+        ("celeba",),
+        [f"--suite_attack_labels={s.celeba_suite_labels}", "--max_ssim_over_mean_image=0.05"],
     )
     add(
         "celeba/bandwidth",

@@ -323,7 +323,8 @@ def define_security_flags(max_ssim: float | None, max_label_gap_points: float | 
         "max_ssim_over_mean_image",
         None,
         "Security, from the attack suite: the strongest reconstruction attacker's SSIM may exceed the mean "
-        "training image's by at most this (for aligned faces, where the mean image alone scores about 0.3).",
+        "training image's by at most this (for aligned faces, where the mean image alone scores about 0.3); "
+        "given alone, it replaces the absolute --max_ssim bar.",
     )
     gap = flags.DEFINE_float(
         "max_label_gap_points",
@@ -332,7 +333,8 @@ def define_security_flags(max_ssim: float | None, max_label_gap_points: float | 
         "target label by at most this many points.",
     )
     return lambda: {
-        "max_ssim": ssim.value,
+        # A bar relative to the mean image replaces the absolute one, unless both are asked for.
+        "max_ssim": ssim.value if ssim.present or over_mean.value is None else None,
         "max_ssim_over_mean_image": over_mean.value,
         "max_label_gap_points": gap.value,
     }

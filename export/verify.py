@@ -116,7 +116,8 @@ def _attack(train_images, test_images, workdir: str) -> dict:
     result = reconstruction.reconstruct_images(
         converter, converter_path, train_images, test_images, spec, workdir, _ATTACK_SECONDS.value
     )
-    return {release_lib.ATTACK_SSIM_CLAIM: result.ssim}
+    # As the suite does: the converted image as sent is an attacker too, one that trains nothing.
+    return {release_lib.ATTACK_SSIM_CLAIM: max(result.ssim, result.ssim_converted)}
 
 
 def run():

@@ -276,3 +276,87 @@ def test_committed_release_verifies_on_real_cifar10(cifar10_test_npz):
     findings = release_lib.verify_bundle(str(RELEASE), images)
     assert _failed(findings) == [], [f for f in findings if not f.ok]
     assert sum("skipped" in f.detail for f in findings) == 3
+
+
+def _identity_like_converter():
+    """A converter of Fig. 3 wired to pass the image through: conv1-3 copy RGB, conv8 sends sigmoid(6x - 3).
+
+    What a provider might ship by mistake (or on purpose): every pixel survives, contrast-stretched
+    and snapped to the output grid, so any decoder (or a look at the image) restores the photo.
+    """
+    converter = build_converter()
+    for name in ("conv1", "conv2", "conv3", "conv4_down", "conv5_down", "conv6_up", "conv7_up", "conv8_out"):
+        layer = converter.get_layer(name)
+        kernel, bias = (np.zeros_like(w) for w in layer.get_weights())
+        if name in ("conv1", "conv2", "conv3"):
+            for c in range(3):
+                kernel[1, 1, c, c] = 1.0
+        if name == "conv8_out":
+            for c in range(3):
+                kernel[1, 1, c, c] = 6.0  # From the copy connection's first three channels.
+            bias[:] = -3.0
+        layer.set_weights([kernel, bias])
+    return converter
+
+
+def _suite_claiming(ssim: float):
+    """An attack suite's results, built by hand, that claim a reconstruction SSIM of ``ssim``."""
+    from dapter_tf.attacks import ReconstructionResult, SecurityCriteria, SuiteResults
+
+    result = ReconstructionResult(ssim, 13.0, ssim - 0.01, 12.5, 1000, 500, 20, "grid.png", 0.9, 0.12, 12.1, "unet", 1)
+    return SuiteResults(
+        "cifar10", "c.keras", "t.keras", 1000, 500, 0.5, 0.49, 1.0, 0.5, 21.0, 3.0, (result,), (), SecurityCriteria()
+    )
+
+
+@pytest.fixture(scope="module")
+def identity_bundle(tmp_path_factory, tiny_target_path, embedded):
+    """A release of an identity-like converter whose card claims a reconstruction SSIM of 0.15: a false claim."""
+    root = tmp_path_factory.mktemp("identity")
+    converter = _identity_like_converter()
+    converter.save(root / "converter.keras")
+    train_set, test_set = embedded
+    target = classifier.load_target(tiny_target_path)
+    images, labels = test_set.images[:100], test_set.labels["label"][:100]
+    export_tflite_lib.export_converter(converter, target, str(root / "export"), train_set.images, images, labels,
+                                       modes=("float32",))  # fmt: skip
+    bundle = root / "bundle"
+    release_lib.build_bundle(
+        str(root / "converter.keras"), str(root / "export"), str(bundle), _info(), images, labels, target,
+        tiny_target_path, suite=_suite_claiming(0.15),
+    )  # fmt: skip
+    return bundle
+
+
+def test_card_states_the_suites_figures_as_claims(identity_bundle):
+    card = (identity_bundle / "model_card.md").read_text()
+    assert "## Attack suite (the security index)" in card
+    claims = {c.name: c for c in release_lib.parse_claims(card)}
+    assert claims["attack_max_ssim"].value == 0.15 and claims["attack_max_ssim"].holds_if() == "at most +0.05"
+
+
+def test_verify_attacks_fails_an_identity_like_converter_naming_the_claim(identity_bundle):
+    # Without --attacks the claim cannot be re-measured: skipped, said so, not counted as checked.
+    plain = run_binary("export.verify", f"--bundle={identity_bundle}", "--max_test=100")
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    assert "skip attack_max_ssim: skipped: needs a reconstruction attack (--attacks)" in plain.stdout
+    attacked = run_binary(
+        "export.verify",
+        f"--bundle={identity_bundle}",
+        "--attacks",
+        "--attack_seconds=20",
+        "--attack_architecture=symmetric",
+        "--max_train=500",
+        "--max_test=100",
+    )
+    assert attacked.returncode == 1
+    line = next(x for x in attacked.stdout.splitlines() if x.startswith("FAIL attack_max_ssim"))
+    assert "card 0.15 (at most +0.05)" in line and "does not hold" in line
+    assert attacked.stderr.strip().splitlines()[-1] == "error: the bundle does not hold: attack_max_ssim"
+
+
+def test_verify_attacks_needs_an_attack_claim_and_a_positive_time(bundle):
+    proc = run_binary("export.verify", f"--bundle={bundle}", "--attacks", "--max_train=100", "--max_test=50")
+    assert proc.returncode == 1 and "error: --attacks: the card makes no attack_max_ssim claim" in proc.stderr
+    proc = run_binary("export.verify", f"--bundle={bundle}", "--attacks", "--attack_seconds=0")
+    assert proc.returncode == 1 and "--attack_seconds must be > 0" in proc.stderr

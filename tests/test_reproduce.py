@@ -39,7 +39,9 @@ def test_the_cpu_plan_covers_every_experiment_of_the_paper():
         "cifar10/dapter",
         "cifar10/sweep",
         "cifar10/tune",
-        "cifar10/attack",
+        "cifar10/suite",
+        "cifar10/defended",
+        "cifar10/defended_suite",
         "cifar10/ssim_sweep",
         "cifar10/gradcam",
         "cifar10/bandwidth",
@@ -47,7 +49,11 @@ def test_the_cpu_plan_covers_every_experiment_of_the_paper():
         "bench/export",
         "bench/train_step",
         "cifar2_10/attack",
+        "cifar2_10/suite",
+        "cifar2_10/defended_suite",
         "celeba/dapter",
+        "celeba/suite",
+        "celeba/defended_suite",
         "celeba/attack",
         "celeba/bandwidth",
         "celeba/table4",
@@ -259,18 +265,19 @@ def _fake_run(workdir, *, drop=2.0, bits=2.5, ssim=0.15, loss_ratio=12.0, png=2.
         },
     )
     _write(
-        f"{w}/cifar10/attack/attacks.json",
+        f"{w}/cifar10/suite/suite.json",
         {
-            "results": [
-                {
-                    "attack_type": "reconstruction",
-                    "ssim": ssim,
-                    "psnr": 14.0,
-                    "ssim_converted": 0.1,
-                    "ssim_mean_image": 0.12,
-                    "images_test": 2000,
-                }
-            ]
+            "images_test": 2000,
+            "reconstruction": [
+                {"attacker": "symmetric", "ssim": ssim - 0.01, "ssim_converted": 0.1, "ssim_mean_image": 0.12},
+                {"attacker": "unet", "ssim": ssim, "ssim_converted": 0.1, "ssim_mean_image": 0.12},
+            ],
+            "entropy_original": 20.0,
+            "entropy_converted": 4.0,
+            "accuracy_drop_points": 2.5,
+            "accuracy_drop_error_points": 0.3,
+            "max_label_gap_points": None,
+            "verdicts": [{"name": "usability", "holds": True}, {"name": "reconstruction", "holds": ssim <= 0.2}],
         },
     )
     _write(
@@ -348,7 +355,7 @@ def test_a_claim_without_its_results_says_which_step_did_not_run_and_why(tmp_pat
     status = {"cifar10/dapter": {"status": "skipped", "reason": "no cifar10 data: x does not exist"}}
     claims = reproduction_report.build_claims(str(tmp_path), status, "cpu")
     assert claims[0].verdict == "not run: step cifar10/dapter skipped: no cifar10 data: x does not exist"
-    assert claims[2].verdict == "not run: step cifar10/attack is not in this plan"
+    assert claims[2].verdict == "not run: step cifar10/suite is not in this plan"
 
 
 def test_the_converter_of_fig3_counts_eight_convolutions(tmp_path):
@@ -401,3 +408,39 @@ def test_the_shared_data_has_every_dataset_the_cpu_plan_reads():
         "lfw": None,
         "embedded": None,
     }
+
+
+def test_the_reconstruction_claim_takes_the_suites_strongest_attacker_and_names_the_defended_recipe(tmp_path):
+    _fake_run(tmp_path, ssim=0.25)
+    claim = reproduction_report.build_claims(str(tmp_path), {}, "cpu")[2]
+    assert claim.verdict == "missed by 0.050 SSIM"  # The U-Net's 0.25, not the generator's 0.24.
+    assert "strongest (unet): SSIM 0.250" in claim.ours and "defended" not in claim.ours
+    # The converted image as sent is an attacker too; the defended converter's suite is named beside.
+    _write(
+        f"{tmp_path}/cifar10/defended_suite/suite.json",
+        {
+            "images_test": 2000,
+            "reconstruction": [{"attacker": "unet", "ssim": 0.11, "ssim_converted": 0.13, "ssim_mean_image": 0.12}],
+            "entropy_original": 20.0,
+            "entropy_converted": 0.5,
+            "accuracy_drop_points": 9.0,
+            "accuracy_drop_error_points": 0.4,
+            "max_label_gap_points": None,
+            "verdicts": [{"name": "usability", "holds": False}, {"name": "reconstruction", "holds": True}],
+        },
+    )
+    claim = reproduction_report.build_claims(str(tmp_path), {}, "cpu")[2]
+    assert "the defended recipe, beyond the paper: SSIM 0.130 (the converted image as sent)" in claim.ours
+    section = "\n".join(reproduction_report._protection_section(str(tmp_path)))
+    assert "| CIFAR-10 | defended recipe | +9.00 ± 0.40 | 2.5% | 0.130 (the converted image as sent) | 0.120 |" in section
+    assert "usability missed, reconstruction holds" in section
+
+
+def test_every_task_of_the_protection_table_has_a_defended_recipe():
+    plan = {s.name: s for s in reproduce.build_plan(reproduce.SCALES["paper"], "/data", "/w")}
+    for group, _ in reproduction_report.PROTECTION:
+        defended = plan[f"{group}/defended"]
+        assert set(reproduce.DEFENDED_RECIPES[group]) <= set(defended.args)
+        assert plan[f"{group}/defended_suite"].after[0] == f"{group}/defended"
+    assert "--max_ssim_over_mean_image=0.05" in plan["celeba/suite"].args
+    assert "--suite_pretrained=label=/w/cifar10/target/target.keras" in plan["cifar2_10/suite"].args

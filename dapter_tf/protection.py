@@ -1,0 +1,268 @@
+"""The protection frontier: what each training recipe costs the target, and what it leaves the attack suite.
+
+A recipe is a converter training (L_dap alone at some lambda, or with the defences of
+``dapter_tf.defences``), written ``name: field=value field=value`` over ``train.DapterConfig``'s
+fields. ``run_frontier`` trains one converter per recipe and runs the attack suite on each
+(``attacks.run_attack_suite``), one folder per recipe, each resumable; the frontier is every recipe's
+accuracy drop beside the suite's strongest reconstruction SSIM and its labelling gap, as JSON, a
+Markdown table and a plot.
+"""
+
+import dataclasses
+import os
+
+from dapter_tf import train
+from dapter_tf.errors import DapterError
+from dapter_tf.plots import pyplot, save_figure
+
+FRONTIER_FILE = "frontier.json"
+TABLE_FILE = "frontier.md"
+PLOT_FILE = "frontier.png"
+
+# Recipe fields: DapterConfig's own, and the adversary's as adversary_<field>.
+_FIELDS = {
+    "lambda_": float,
+    "epochs": int,
+    "learning_rate": float,
+    "cosine_decay": lambda v: {"true": True, "false": False}[v.lower()],
+    "output_block": int,
+    "output_step": int,
+    "filters": lambda v: tuple(int(c) for c in v.split("/")),
+}
+_ADVERSARY_FIELDS = {
+    "adversary_weight": ("weight", float),
+    "adversary_decoders": ("decoders", int),
+    "adversary_restart_every": ("restart_every", int),
+    "adversary_steps": ("decoder_steps", int),
+    "adversary_learning_rate": ("learning_rate", float),
+    "adversary_filters": ("filters", lambda v: tuple(int(c) for c in v.split("/"))),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """One converter training of the frontier.
+
+    Attributes:
+        name: Its folder and its label in the table and plot (letters, digits, ``._-``).
+        overrides: Field -> value over the frontier's base ``DapterConfig`` (``_FIELDS`` and
+            ``adversary_*``).
+        family: Which line of the plot it belongs to: ``L_dap`` (no defence), ``adversarial``,
+            ``coarse code`` or ``both``, from its overrides.
+    """
+
+    name: str
+    overrides: dict
+
+    @property
+    def family(self) -> str:
+        adversarial = self.overrides.get("adversary_weight", 0) > 0
+        coarse = self.overrides.get("output_block", 1) > 1
+        return {(False, False): "L_dap", (True, False): "adversarial", (False, True): "coarse code"}.get(
+            (adversarial, coarse), "both"
+        )
+
+    def apply(self, base: train.DapterConfig) -> train.DapterConfig:
+        """``base`` with this recipe's fields (validated by the config)."""
+        plain = {k: v for k, v in self.overrides.items() if k in _FIELDS}
+        adversary = {_ADVERSARY_FIELDS[k][0]: v for k, v in self.overrides.items() if k in _ADVERSARY_FIELDS}
+        values = dataclasses.replace(base.adversary, **adversary) if adversary else base.adversary
+        return dataclasses.replace(base, adversary=values, **plain)
+
+
+def parse_recipe(text: str) -> Recipe:
+    """Parses ``name: field=value field=value`` (``filters=48/96/192``; no fields: the base config).
+
+    Raises:
+        DapterError: on a missing name, an unknown field or a value of the wrong type.
+    """
+    name, sep, body = text.partition(":")
+    name = name.strip()
+    if not sep or not name or not all(c.isalnum() or c in "._-" for c in name):
+        raise DapterError(f"a recipe is 'name: field=value ...' with a plain name, got {text!r}")
+    overrides = {}
+    for item in body.split():
+        field, eq, value = item.partition("=")
+        parse = _FIELDS.get(field) or (_ADVERSARY_FIELDS[field][1] if field in _ADVERSARY_FIELDS else None)
+        if not eq or parse is None:
+            known = ", ".join([*_FIELDS, *_ADVERSARY_FIELDS])
+            raise DapterError(f"recipe {name}: {item!r} is not field=value with a field of: {known}")
+        try:
+            overrides[field] = parse(value)
+        except (ValueError, KeyError):
+            raise DapterError(f"recipe {name}: {field}={value!r} is not a valid value") from None
+    return Recipe(name, overrides)
+
+
+def check_recipes(recipes, base: train.DapterConfig) -> None:
+    """Raises DapterError on repeated names, or on a recipe whose config would not validate."""
+    names = [r.name for r in recipes]
+    if not recipes or len(set(names)) != len(names):
+        raise DapterError(f"the frontier needs recipes with distinct names, got {', '.join(names) or 'none'}")
+    for recipe in recipes:
+        try:
+            recipe.apply(base)
+        except DapterError as e:
+            raise DapterError(f"recipe {recipe.name}: {e}") from None
+
+
+def frontier_point(recipe: Recipe, config: train.DapterConfig, suite) -> dict:
+    """One row of the frontier: the recipe, its config's defences, and the suite's figures."""
+    best = suite.strongest_reconstruction
+    return {
+        "name": recipe.name,
+        "family": recipe.family,
+        "recipe": recipe.overrides,
+        "lambda": config.lambda_,
+        "output_block": config.output_block,
+        "adversary_weight": config.adversary.weight,
+        "epochs": config.epochs,
+        "accuracy_original": suite.target_accuracy_original,
+        "accuracy_converted": suite.target_accuracy_converted,
+        "accuracy_drop_points": suite.accuracy_drop_points,
+        "accuracy_drop_error_points": suite.accuracy_drop_error_points,
+        "entropy_ratio": suite.entropy_converted / suite.entropy_original,
+        "max_ssim": best.ssim if best else None,
+        "max_ssim_attacker": best.attacker if best else None,
+        "max_psnr": best.psnr if best else None,
+        "ssim_mean_image": best.ssim_mean_image if best else None,
+        "max_label_gap_points": suite.max_label_gap_points,
+        "label_accuracy": max((r.attack_accuracy_converted for r in suite.labelling), default=None),
+        "label_bound": min((r.acc_best_given_target for r in suite.labelling), default=None),
+        "verdicts": {v.name: v.holds for v in suite.verdicts()},
+    }
+
+
+def run_frontier(
+    base: train.DapterConfig, recipes, suite_spec, task, train_set, test_set, workdir: str, title: str = ""
+) -> dict:
+    """Trains a converter per recipe, runs the attack suite on each, and writes the frontier.
+
+    Each recipe works in ``workdir/<name>/converter`` (``train.train_dapter``) and
+    ``workdir/<name>/suite`` (``attacks.run_attack_suite``): a finished recipe is read back, a killed
+    one resumes. ``frontier.json``, ``frontier.md`` and ``frontier.png`` are rewritten after every
+    recipe.
+
+    Returns:
+        ``{"task", "title", "target", "suite", "points": [...]}``.
+    """
+    from dapter_tf.attacks import AttackInputData, SuiteResults, run_attack_suite
+    from dapter_tf.attacks.suite import SUITE_FILE
+
+    check_recipes(recipes, base)
+    suite_spec.validate(task)
+    os.makedirs(workdir, exist_ok=True)
+    frontier = {
+        "task": task.description,
+        "title": title or task.description,
+        "target": base.target_path,
+        "base": train.config_to_dict(base),
+        "suite": dataclasses.asdict(suite_spec),
+        "points": [],
+    }
+    for i, recipe in enumerate(recipes):
+        config = recipe.apply(base)
+        converter_dir = os.path.join(workdir, recipe.name, "converter")
+        suite_dir = os.path.join(workdir, recipe.name, "suite")
+        saved = os.path.join(suite_dir, SUITE_FILE)
+        print(f"== recipe {recipe.name} ({i + 1}/{len(recipes)}): {recipe.overrides or 'the base config'}", flush=True)
+        if os.path.isfile(saved) and os.path.isfile(os.path.join(converter_dir, "results.json")):
+            suite = SuiteResults.load(saved)
+            print(f"   done before, read from {suite_dir}", flush=True)
+        else:
+            if not os.path.isfile(os.path.join(converter_dir, "results.json")):
+                train.train_dapter(config, task, train_set, test_set, converter_dir)
+            converter_path = os.path.join(converter_dir, train.CONVERTER_FILE)
+            input_data = AttackInputData(task, train_set, test_set, converter_path, base.target_path, base.data)
+            suite = run_attack_suite(input_data, suite_spec, suite_dir)
+        frontier["points"].append(frontier_point(recipe, config, suite))
+        write_frontier(frontier, workdir)
+    return frontier
+
+
+def frontier_table(frontier: dict) -> str:
+    """The frontier as a Markdown table, one row per recipe."""
+    lines = [
+        "| recipe | family | λ | block | μ | accuracy drop, points | entropy ratio | strongest reconstruction SSIM "
+        "(attacker) | mean image SSIM | labelling gap, points | verdicts |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p in frontier["points"]:
+        drop = "—" if p["accuracy_drop_points"] is None else (
+            f"{p['accuracy_drop_points']:+.2f} ± {p['accuracy_drop_error_points']:.2f}"
+        )  # fmt: skip
+        gap = "—" if p["max_label_gap_points"] is None else f"{p['max_label_gap_points']:+.2f}"
+        verdicts = ", ".join(
+            f"{k} {({True: 'holds', False: 'missed', None: 'n/a'})[v]}" for k, v in p["verdicts"].items()
+        )
+        lines.append(
+            f"| {p['name']} | {p['family']} | {p['lambda']:g} | {p['output_block']} | {p['adversary_weight']:g} | "
+            f"{drop} | {p['entropy_ratio']:.1%} | {p['max_ssim']:.3f} ({p['max_ssim_attacker']}) | "
+            f"{p['ssim_mean_image']:.3f} | {gap} | {verdicts} |"
+        )
+    return "\n".join(lines)
+
+
+_FAMILY_STYLE = {"L_dap": "o-", "adversarial": "s-", "coarse code": "^-", "both": "D-"}
+
+
+def plot_frontier(frontier: dict, path: str, criteria=None) -> None:
+    """Draws accuracy drop against the strongest reconstruction SSIM (and the labelling gap, where measured).
+
+    One line per family of recipes; the mean image's SSIM and the criteria's bars are drawn as
+    lines, the corner that meets both as a shaded box.
+    """
+    plt = pyplot()
+    points = frontier["points"]
+    with_gap = any(p["max_label_gap_points"] is not None for p in points)
+    fig, axes = plt.subplots(1, 2 if with_gap else 1, figsize=(11 if with_gap else 6, 4), dpi=120, squeeze=False)
+    panels = [("max_ssim", "strongest reconstruction SSIM (held-out images)")]
+    if with_gap:
+        panels.append(("max_label_gap_points", "best labelling attacker over the target-label bound, points"))
+    for ax, (key, label) in zip(axes[0], panels):
+        for family, style in _FAMILY_STYLE.items():
+            members = [p for p in points if p["family"] == family and p[key] is not None]
+            members.sort(key=lambda p: p["accuracy_drop_points"])
+            if not members:
+                continue
+            x = [p["accuracy_drop_points"] for p in members]
+            y = [p[key] for p in members]
+            ax.plot(x, y, style, label=family, ms=5, lw=1)
+            for p, xi, yi in zip(members, x, y):
+                ax.annotate(p["name"], (xi, yi), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        drop_bar = criteria.max_drop_points if criteria else 3.0
+        ax.axvline(drop_bar, color="tab:green", ls="--", lw=0.8, label=f"accuracy drop {drop_bar:g} points")
+        if key == "max_ssim":
+            mean_image = next((p["ssim_mean_image"] for p in points if p["ssim_mean_image"] is not None), None)
+            if mean_image is not None:
+                ax.axhline(mean_image, color="tab:gray", ls=":", lw=1, label="mean training image")
+            bars = []
+            if criteria is not None and criteria.max_ssim is not None:
+                bars.append(criteria.max_ssim)
+            if criteria is not None and criteria.max_ssim_over_mean_image is not None and mean_image is not None:
+                bars.append(mean_image + criteria.max_ssim_over_mean_image)
+            for bar in bars:
+                ax.axhline(bar, color="tab:green", ls="--", lw=0.8)
+            if bars:
+                ax.fill_between([min(0, ax.get_xlim()[0]), drop_bar], 0, min(bars), color="tab:green", alpha=0.1)
+            ax.set_ylim(0, 1)
+        elif criteria is not None and criteria.max_label_gap_points is not None:
+            ax.axhline(criteria.max_label_gap_points, color="tab:green", ls="--", lw=0.8)
+            ax.axhline(0, color="tab:gray", ls=":", lw=1, label="knowing only the target label")
+        ax.set_xlabel("target accuracy drop, points (held-out images)")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=7)
+    fig.suptitle(frontier["title"], fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def write_frontier(frontier: dict, workdir: str) -> None:
+    """Writes ``frontier.json``, ``frontier.md`` and ``frontier.png`` into ``workdir``."""
+    from dapter_tf.attacks.suite import SecurityCriteria
+
+    train.write_json(os.path.join(workdir, FRONTIER_FILE), frontier)
+    with open(os.path.join(workdir, TABLE_FILE), "w") as f:
+        f.write(f"# {frontier['title']}\n\n{frontier_table(frontier)}\n")
+    criteria = SecurityCriteria(**frontier["suite"]["criteria"])
+    plot_frontier(frontier, os.path.join(workdir, PLOT_FILE), criteria)
