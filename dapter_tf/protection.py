@@ -166,11 +166,14 @@ def run_frontier(
         suite_dir = os.path.join(workdir, recipe.name, "suite")
         saved = os.path.join(suite_dir, SUITE_FILE)
         print(f"== recipe {recipe.name} ({i + 1}/{len(recipes)}): {recipe.overrides or 'the base config'}", flush=True)
-        if os.path.isfile(saved) and os.path.isfile(os.path.join(converter_dir, "results.json")):
+        trained = os.path.isfile(os.path.join(converter_dir, "results.json"))
+        if trained:
+            train.prepare_workdir(converter_dir, config)  # A converter of another recipe fails here.
+        if trained and os.path.isfile(saved):
             suite = SuiteResults.load(saved)
             print(f"   done before, read from {suite_dir}", flush=True)
         else:
-            if not os.path.isfile(os.path.join(converter_dir, "results.json")):
+            if not trained:
                 train.train_dapter(config, task, train_set, test_set, converter_dir)
             converter_path = os.path.join(converter_dir, train.CONVERTER_FILE)
             input_data = AttackInputData(task, train_set, test_set, converter_path, base.target_path, base.data)

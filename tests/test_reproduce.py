@@ -432,7 +432,9 @@ def test_the_reconstruction_claim_takes_the_suites_strongest_attacker_and_names_
     claim = reproduction_report.build_claims(str(tmp_path), {}, "cpu")[2]
     assert "the defended recipe, beyond the paper: SSIM 0.130 (the converted image as sent)" in claim.ours
     section = "\n".join(reproduction_report._protection_section(str(tmp_path)))
-    assert "| CIFAR-10 | defended recipe | +9.00 ± 0.40 | 2.5% | 0.130 (the converted image as sent) | 0.120 |" in section
+    assert (
+        "| CIFAR-10 | defended recipe | +9.00 ± 0.40 | 2.5% | 0.130 (the converted image as sent) | 0.120 |" in section
+    )
     assert "usability missed, reconstruction holds" in section
 
 
