@@ -47,6 +47,26 @@ def accuracy_loss(labels, logits):
     )
 
 
+def distillation_loss(soft_labels, logits):
+    """L_acc against the target's own answer on the original image: cross-entropy to its softmax.
+
+    Beyond the paper (``DapterConfig.acc_labels="target"``): what the service must keep is the
+    target's answer, and its whole distribution over classes says more about the target than the
+    true label does, which helps a small converter that must compute the answer itself (the
+    coarse output code). Equal to Eq. 4 when ``soft_labels`` is one-hot on the true label.
+
+    Args:
+        soft_labels: float (N, classes), the target's softmax on the original images.
+        logits: float (N, classes), the target's output on the converted images.
+
+    Returns:
+        float32 (N,).
+    """
+    return tf.nn.softmax_cross_entropy_with_logits(
+        labels=tf.cast(soft_labels, tf.float32), logits=tf.cast(logits, tf.float32)
+    )
+
+
 def check_lambda(lambda_: float) -> float:
     """Returns ``lambda_`` if it lies in [0, 1], the range Eq. 1 allows; raises DapterError otherwise."""
     if not 0.0 <= float(lambda_) <= 1.0:
@@ -54,7 +74,7 @@ def check_lambda(lambda_: float) -> float:
     return float(lambda_)
 
 
-def dap_loss(converted, labels, logits, lambda_: float):
+def dap_loss(converted, labels, logits, lambda_: float, soft_labels=None):
     """L_dap = lambda * L_eta + (1 - lambda) * L_acc, Eq. 1.
 
     Args:
@@ -62,11 +82,13 @@ def dap_loss(converted, labels, logits, lambda_: float):
         labels: int (N,) true labels of the target task.
         logits: float (N, classes), the frozen target's output on ``converted``.
         lambda_: The weight in [0, 1]; larger removes more entropy.
+        soft_labels: The target's softmax on the original images: L_acc is then
+            ``distillation_loss`` instead of Eq. 4's cross-entropy to ``labels``.
 
     Returns:
         A dict of float32 (N,) tensors: ``"dap"``, ``"eta"`` and ``"acc"``.
     """
     lambda_ = check_lambda(lambda_)
     eta = entropy_reduction_loss(converted)
-    acc = accuracy_loss(labels, logits)
+    acc = accuracy_loss(labels, logits) if soft_labels is None else distillation_loss(soft_labels, logits)
     return {"dap": lambda_ * eta + (1.0 - lambda_) * acc, "eta": eta, "acc": acc}

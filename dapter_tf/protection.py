@@ -28,6 +28,7 @@ _FIELDS = {
     "output_block": int,
     "output_step": int,
     "filters": lambda v: tuple(int(c) for c in v.split("/")),
+    "acc_labels": str,
 }
 _ADVERSARY_FIELDS = {
     "adversary_weight": ("weight", float),

@@ -32,6 +32,8 @@ from dapter_tf.model import (
 from dapter_tf.tasks import Task
 
 STRATEGIES = ("default", "mirrored")
+# What L_acc compares the target's answer on converted images with (DapterConfig.acc_labels).
+ACC_LABELS = ("true", "target")
 TARGET_FILE = "target.keras"
 CONVERTER_FILE = "converter.keras"
 
@@ -121,6 +123,9 @@ class DapterConfig:
             ``output_block`` x ``output_block`` block; 1 is the paper's converter.
         adversary: The adversarial reconstruction defence (``defences.adversarial``); its default
             (weight 0) is the paper's L_dap alone.
+        acc_labels: What L_acc compares the target's answer on converted images with: ``true``, the
+            label (Eq. 4), or ``target``, the target's own softmax on the original image
+            (``losses.distillation_loss``, beyond the paper).
     """
 
     data: DataConfig = DataConfig()
@@ -140,11 +145,14 @@ class DapterConfig:
     cosine_decay: bool = False
     output_block: int = 1
     adversary: AdversaryConfig = AdversaryConfig()
+    acc_labels: str = "true"
 
     def __post_init__(self):
         losses.check_lambda(self.lambda_)
         check_output_step(self.output_step)
         check_output_block(self.output_block)
+        if self.acc_labels not in ACC_LABELS:
+            raise DapterError(f"acc_labels must be one of {', '.join(ACC_LABELS)}, got {self.acc_labels!r}")
         if not self.target_path:
             raise DapterError("a target model is needed: give the .keras file of a trained target")
         if len(self.filters) != 3 or min(self.filters) < 1:
@@ -480,6 +488,7 @@ def build_dapter_step(
     global_batch_size: int,
     adversary: AdversarialDecoders | None = None,
     trivial_error: float = 1.0,
+    acc_labels: str = "true",
 ):
     """Builds one replica's L_dap training step (the GAN-generator pattern of keras-io's guides).
 
@@ -497,6 +506,7 @@ def build_dapter_step(
         global_batch_size: Examples per step over all replicas; losses are averaged over it.
         adversary: The online decoders of the adversarial defence, or ``None`` (L_dap alone).
         trivial_error: E0 of L_adv (the mean training image's mean squared error).
+        acc_labels: ``true`` (Eq. 4) or ``target`` (distil the target's answer on the original).
 
     Returns:
         ``step_fn(images, labels) -> {"L_dap", "L_eta", "L_acc"}`` (with an adversary also
@@ -506,6 +516,9 @@ def build_dapter_step(
     lambda_ = losses.check_lambda(lambda_)
 
     def step_fn(images, labels):
+        soft_labels = None
+        if acc_labels == "target":
+            soft_labels = tf.stop_gradient(tf.nn.softmax(target(images, training=False)))
         with tf.GradientTape() as tape:
             converted = converter(images, training=True)
             decoder_losses = {}
@@ -513,7 +526,7 @@ def build_dapter_step(
                 with tape.stop_recording():
                     decoder_losses = adversary.train_step(converted, images)
             logits = target(converted, training=False)
-            terms = losses.dap_loss(converted, labels, logits, lambda_)
+            terms = losses.dap_loss(converted, labels, logits, lambda_, soft_labels)
             terms["total"] = terms["dap"]
             if adversary is not None:
                 terms["adv"] = adversary.penalty(converted, images, trivial_error)
@@ -570,7 +583,7 @@ def train_dapter(config: DapterConfig, task: Task, train_set: ImageSet, test_set
             adversary = AdversarialDecoders(config.adversary, mean_image, config.batch_size, config.seed)
 
     step_fn = build_dapter_step(
-        converter, target, optimizer, config.lambda_, config.batch_size, adversary, trivial_error
+        converter, target, optimizer, config.lambda_, config.batch_size, adversary, trivial_error, config.acc_labels
     )
     test_labels = test_set.labels[task.target_label]
     eval_set = test_set.take(config.eval_images)

@@ -152,6 +152,14 @@ def define_converter_flags():
         "init_converter", "", "Start from this trained converter (.keras file or workdir) instead of random weights."
     )
     build_adversary = define_defence_flags()
+    acc_labels = flags.DEFINE_enum(
+        "acc_labels",
+        "true",
+        ["true", "target"],
+        "What L_acc compares the target's answer on converted images with: true, the label (Eq. 4), or "
+        "target, the target's own softmax on the original image (distillation, beyond the paper: it helps a "
+        "converter that must compute the answer itself, as under --output_block).",
+    )
     output_block = flags.DEFINE_integer(
         "output_block",
         1,
@@ -174,6 +182,7 @@ def define_converter_flags():
             init_converter=init_converter.value,
             output_block=output_block.value,
             adversary=build_adversary(),
+            acc_labels=acc_labels.value,
             **training,
         )
         values.update(overrides)

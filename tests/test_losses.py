@@ -63,3 +63,18 @@ def test_dap_loss_at_the_ends_of_lambda(lambda_, expected):
 def test_lambda_outside_zero_one_is_rejected(lambda_):
     with pytest.raises(DapterError, match=r"lambda must lie in \[0, 1\]"):
         losses.dap_loss(BLACK_WHITE, np.array([0]), np.zeros((1, 2), np.float32), lambda_)
+
+
+def test_distillation_loss_by_hand():
+    # A target unsure between two classes on the original (0.5, 0.5), and logits (0, 0) on the
+    # converted image: cross-entropy -2 * 0.5 * ln(0.5) = ln 2.
+    assert float(losses.distillation_loss([[0.5, 0.5]], [[0.0, 0.0]])[0]) == pytest.approx(np.log(2.0))
+    # One-hot soft labels are Eq. 4 itself.
+    logits = tf.constant([[2.0, -1.0, 0.5]])
+    np.testing.assert_allclose(
+        losses.distillation_loss([[0.0, 0.0, 1.0]], logits), losses.accuracy_loss([2], logits), rtol=1e-6
+    )
+    terms = losses.dap_loss(tf.fill((1, 2, 2, 3), 128 / 255), [0], [[0.0, 0.0]], 0.5, soft_labels=[[0.5, 0.5]])
+    assert float(terms["acc"][0]) == pytest.approx(np.log(2.0)) and float(terms["dap"][0]) == pytest.approx(
+        0.5 * np.log(2.0)
+    )
