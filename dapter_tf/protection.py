@@ -9,6 +9,7 @@ Markdown table and a plot.
 """
 
 import dataclasses
+import json
 import os
 
 from dapter_tf import train
@@ -171,9 +172,11 @@ def run_frontier(
         if trained:
             train.prepare_workdir(converter_dir, config)  # A converter of another recipe fails here.
         if trained and os.path.isfile(saved):
+            _check_suite_spec(suite_dir, frontier["suite"])
             suite = SuiteResults.load(saved)
             print(f"   done before, read from {suite_dir}", flush=True)
         else:
+            _write_suite_spec(suite_dir, frontier["suite"])
             if not trained:
                 train.train_dapter(config, task, train_set, test_set, converter_dir)
             converter_path = os.path.join(converter_dir, train.CONVERTER_FILE)
@@ -182,6 +185,38 @@ def run_frontier(
         frontier["points"].append(frontier_point(recipe, config, suite))
         write_frontier(frontier, workdir)
     return frontier
+
+
+# Beside each recipe's suite.json: the attackers that measured it, so that a frontier never reads
+# back a point measured by other (weaker, or stronger) attackers than its own.
+SUITE_SPEC_FILE = "suite_spec.json"
+
+
+def _write_suite_spec(suite_dir: str, spec: dict) -> None:
+    path = os.path.join(suite_dir, SUITE_SPEC_FILE)
+    if os.path.isfile(path):
+        _check_suite_spec(suite_dir, spec)
+        return
+    os.makedirs(suite_dir, exist_ok=True)
+    train.write_json(path, spec)
+
+
+def _check_suite_spec(suite_dir: str, spec: dict) -> None:
+    """Raises DapterError when the suite of ``suite_dir`` was run with other attackers than ``spec``."""
+    path = os.path.join(suite_dir, SUITE_SPEC_FILE)
+    if not os.path.isfile(path):
+        raise DapterError(
+            f"{suite_dir}: suite results without {SUITE_SPEC_FILE}: cannot tell which attackers measured them; "
+            "remove the folder to measure the recipe again"
+        )
+    with open(path) as f:
+        saved = json.load(f)
+    if saved != json.loads(json.dumps(spec)):
+        changed = sorted(k for k in set(saved) | set(spec) if saved.get(k) != json.loads(json.dumps(spec.get(k))))
+        raise DapterError(
+            f"{suite_dir}: measured by another attack suite (differs in {', '.join(changed)}); "
+            "use another --workdir or remove the folder"
+        )
 
 
 def frontier_table(frontier: dict) -> str:

@@ -14,6 +14,7 @@ import tensorflow as tf  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("DAPTER_SHARED_DATA", REPO.parent / "shared" / "data"))
 CIFAR10_TEST = SHARED_DATA / "cifar10" / "test.npz"
+CIFAR10_TRAIN = SHARED_DATA / "cifar10" / "train_20k.npz"
 
 
 def pytest_configure(config):

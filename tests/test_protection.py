@@ -82,3 +82,6 @@ def test_the_frontier_binary_trains_attacks_and_resumes_per_recipe(tmp_path):
     assert again.returncode == 0 and again.stdout.count("done before") == 2
     changed = [a.replace("lambda_=0.9", "lambda_=0.5") for a in args]
     assert_one_error_line(run_binary("experiments.protection_frontier", *changed), "holds a run with another config")
+    # So is a finished recipe whose suite was measured by other attackers than the frontier's own.
+    stronger = [a.replace("--suite_symmetric_epochs=1", "--suite_symmetric_epochs=2") for a in args]
+    assert_one_error_line(run_binary("experiments.protection_frontier", *stronger), "measured by another attack suite")
