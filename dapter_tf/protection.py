@@ -292,7 +292,7 @@ def plot_frontier(frontier: dict, path: str, criteria=None) -> None:
         ax.set_ylabel(label)
         ax.legend(fontsize=7)
     fig.suptitle(frontier["title"], fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.95))  # leaves the title its own row above the axes' labels
     save_figure(fig, path)
 
 

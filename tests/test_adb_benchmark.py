@@ -18,8 +18,8 @@ from conftest import REPO, assert_one_error_line
 from android_app.tools import adb_lib
 from dapter_tf import DapterError
 
-# A real converter export, committed with the issue-6 release bundle.
-MODEL = REPO / "results/release/cifar10_resnet18_lambda0.9/converter_int8.tflite"
+# A real converter export, committed with the CIFAR-10 reference release (issue 16).
+MODEL = REPO / "results/release/cifar10_reference/converter_int8.tflite"
 SAMPLE = json.loads((REPO / "android_app/core/src/test/resources/sample_result.json").read_text())
 # The command line the app's own test (SampleResultTest) parses back into its arguments.
 AM_START = (REPO / "android_app/core/src/test/resources/am_start.txt").read_text().split()
