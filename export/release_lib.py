@@ -358,15 +358,17 @@ def _suite_section(suite) -> list[str]:
     lines = [
         "## Attack suite (the security index)",
         "",
-        f"Every attacker was trained after the converter froze, on converted images of its own {suite.images_train:,} "
-        f"training images, and measured on {suite.images_test:,} held-out images (`dapter-attack-suite`).",
+        "Every attacker was trained after the converter froze, on converted images of the converter's own "
+        f"training images (the labellers on all {suite.images_train:,}; each reconstruction row says how many), "
+        f"and measured on {suite.images_test:,} held-out images (`dapter-attack-suite`).",
         "",
         "| attacker | figure | value | baseline |",
         "|---|---|---|---|",
     ]
     for r in suite.reconstruction:
         lines.append(
-            f"| reconstruction, {r.attacker} ({r.parameters or 0:,} parameters, {r.epochs} epochs) | SSIM / PSNR | "
+            f"| reconstruction, {r.attacker} ({r.parameters or 0:,} parameters, {r.epochs} epochs on "
+            f"{r.images_train:,} pairs) | SSIM / PSNR | "
             f"{r.ssim:.4f} / {r.psnr:.2f} dB | "
             f"mean training image {r.ssim_mean_image:.4f} / {r.psnr_mean_image:.2f} dB |"
         )
@@ -429,13 +431,15 @@ def render_card(info: ReleaseInfo, measured: dict, claims: list[Claim], export: 
             f"{measured[f'{name}:mean_pixel_diff']:.3f} | {measured[f'{name}:entropy_change']:.3f} | "
             f"{'' if drop is None else f'{drop:+.2f}'} |"
         )
-    step = int(measured["output_step"])
-    lines += [
-        "",
-        f"Full-int8 files (`converter_int8*.tflite`) end at the sigmoid: apply the grid 128 + k * {step} to their",
-        "uint8 output (`dapter_tf.model.snap_to_levels`). `converter_int8.tflite` takes and gives uint8 pixels.",
-        "",
-    ]
+    lines.append("")
+    if any(name.startswith("converter_int8") for name in measured_files(measured)):
+        step = int(measured["output_step"])
+        lines += [
+            f"Full-int8 files (`converter_int8*.tflite`) end at the sigmoid: apply the grid 128 + k * {step} to "
+            "their uint8 output (`dapter_tf.model.snap_to_levels`). `converter_int8.tflite` takes and gives "
+            "uint8 pixels.",
+            "",
+        ]
     if suite is not None:
         lines += _suite_section(suite)
     if info.attacks:
