@@ -257,7 +257,7 @@ def plot_frontier(frontier: dict, path: str, criteria=None) -> None:
     fig, axes = plt.subplots(1, 2 if with_gap else 1, figsize=(11 if with_gap else 6, 4), dpi=120, squeeze=False)
     panels = [("max_ssim", "strongest reconstruction SSIM (held-out images)")]
     if with_gap:
-        panels.append(("max_label_gap_points", "best labelling attacker over the target-label bound, points"))
+        panels.append(("max_label_gap_points", "labelling gap over the bound, points"))
     for ax, (key, label) in zip(axes[0], panels):
         for family, style in _FAMILY_STYLE.items():
             members = [p for p in points if p["family"] == family and p[key] is not None]
