@@ -211,8 +211,9 @@ def _check_suite_spec(suite_dir: str, spec: dict) -> None:
         )
     with open(path) as f:
         saved = json.load(f)
-    if saved != json.loads(json.dumps(spec)):
-        changed = sorted(k for k in set(saved) | set(spec) if saved.get(k) != json.loads(json.dumps(spec.get(k))))
+    expected = json.loads(json.dumps(spec))  # as written to disk: tuples become lists
+    if saved != expected:
+        changed = sorted(k for k in set(saved) | set(expected) if saved.get(k) != expected.get(k))
         raise DapterError(
             f"{suite_dir}: measured by another attack suite (differs in {', '.join(changed)}); "
             "use another --workdir or remove the folder"

@@ -423,7 +423,8 @@ def render_card(info: ReleaseInfo, measured: dict, claims: list[Claim], export: 
         "| target accuracy drop vs Keras (points) |",
         "|---|---|---|---|---|---|",
     ]
-    for name in sorted(measured_files(measured)):
+    files = sorted(measured_files(measured))
+    for name in files:
         mode = _TFLITE_NAME.match(name).group("mode")
         drop = measured.get(f"{name}:accuracy_drop_vs_keras")
         lines.append(
@@ -432,7 +433,7 @@ def render_card(info: ReleaseInfo, measured: dict, claims: list[Claim], export: 
             f"{'' if drop is None else f'{drop:+.2f}'} |"
         )
     lines.append("")
-    if any(name.startswith("converter_int8") for name in measured_files(measured)):
+    if any(name.startswith("converter_int8") for name in files):
         step = int(measured["output_step"])
         lines += [
             f"Full-int8 files (`converter_int8*.tflite`) end at the sigmoid: apply the grid 128 + k * {step} to "
