@@ -37,6 +37,7 @@ setup(
             "dapter-benchmark-tflite=export.benchmark_tflite:run",
             "dapter-release=export.release:run",
             "dapter-verify=export.verify:run",
+            "dapter-convert=export.convert:run",
             "dapter-lambda-sweep=experiments.lambda_sweep:run",
             "dapter-tune-lambda=experiments.tune_lambda:run",
             "dapter-attack=experiments.attack:run",

@@ -30,13 +30,19 @@ def summarize(
 
     Returns:
         ``accuracy_original``, ``accuracy_converted``, ``accuracy_drop_points`` (usability index),
+        its paired standard error and 95 % interval (``accuracy_drop_error_points``, ``_low_points``,
+        ``_high_points``) and the answers that flipped (``flipped_to_wrong``, ``flipped_to_right``;
+        ``metrics.paired_drop_interval``),
         ``entropy_original``, ``entropy_converted`` (mean bits; the security index),
         ``entropy_ratio``, and with ``with_bandwidth`` ``png_bytes_original``,
         ``png_bytes_converted``, ``bandwidth_ratio`` (converted over original) and
         ``bandwidth_saving`` (original over converted, the paper's "x times").
     """
-    acc_original = target_accuracy(target, originals, labels)
-    acc_converted = target_accuracy(target, converted, labels)
+    labels = np.asarray(labels)
+    right_original = np.argmax(target_logits(target, originals), -1) == labels
+    right_converted = np.argmax(target_logits(target, converted), -1) == labels
+    acc_original, acc_converted = float(right_original.mean()), float(right_converted.mean())
+    drop = metrics.paired_drop_interval(right_original, right_converted)
     entropy_original = float(np.mean(metrics.image_entropy(originals)))
     entropy_converted = float(np.mean(metrics.image_entropy(converted)))
     result = {
@@ -44,6 +50,11 @@ def summarize(
         "accuracy_original": acc_original,
         "accuracy_converted": acc_converted,
         "accuracy_drop_points": metrics.accuracy_drop_points(acc_original, acc_converted),
+        "accuracy_drop_error_points": drop["error_points"],
+        "accuracy_drop_low_points": drop["low_points"],
+        "accuracy_drop_high_points": drop["high_points"],
+        "flipped_to_wrong": drop["flipped_to_wrong"],
+        "flipped_to_right": drop["flipped_to_right"],
         "entropy_original": entropy_original,
         "entropy_converted": entropy_converted,
         "entropy_ratio": entropy_converted / entropy_original if entropy_original else float("nan"),

@@ -1,6 +1,7 @@
 """What the paper measures on converted images: image entropy (§4.1), accuracy drop and bandwidth (§7.4)."""
 
 import io
+import math
 
 import numpy as np
 import PIL.Image
@@ -51,6 +52,62 @@ def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
 def accuracy_drop_points(accuracy_original: float, accuracy_converted: float) -> float:
     """Accuracy lost by converting, in percentage points (positive means converted is worse)."""
     return 100.0 * (accuracy_original - accuracy_converted)
+
+
+def paired_drop(correct_original: np.ndarray, correct_converted: np.ndarray) -> tuple[float, float]:
+    """The accuracy drop in points on the same images, and its standard error.
+
+    The two accuracies are measured on the same images, so the drop's noise comes from the images
+    whose answer changed: with per-image differences d_i = correct_original_i - correct_converted_i,
+    the standard error is std(d) / sqrt(n) (in points).
+
+    Args:
+        correct_original: bool (N,), the target right on the original image.
+        correct_converted: bool (N,), the target right on its converted version.
+    """
+    d = np.asarray(correct_original, np.float64) - np.asarray(correct_converted, np.float64)
+    return 100.0 * float(d.mean()), 100.0 * float(d.std() / math.sqrt(len(d)))
+
+
+def binomial_error_points(accuracy: float, n: int) -> float:
+    """The standard error, in points, of an accuracy measured on ``n`` images."""
+    return 100.0 * math.sqrt(max(accuracy * (1 - accuracy), 0.0) / n)
+
+
+# The two-sided 95 % normal quantile.
+Z_95 = 1.959963984540054
+
+
+def paired_drop_interval(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
+    """The accuracy lost going from ``a`` to ``b`` on the same images, counted by flipped predictions.
+
+    Only the images whose answer flipped carry information about the drop: ``flipped_to_wrong``
+    (right under ``a``, wrong under ``b``) and ``flipped_to_right``. The drop is their difference
+    over n, with ``paired_drop``'s standard error and a 95 % normal interval around it, so that "a
+    file loses more than t points" can be read as "the whole interval lies above t" rather than
+    as a point figure that moves by 100 / n points per image.
+
+    Args:
+        correct_a: bool (N,), right under the reference (the Keras converter, the original image).
+        correct_b: bool (N,), right under the candidate.
+
+    Returns:
+        ``images``, ``flipped_to_wrong``, ``flipped_to_right``, ``drop_points``, ``error_points``,
+        ``low_points`` and ``high_points`` (the 95 % interval).
+    """
+    a, b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
+    if a.shape != b.shape or a.ndim != 1 or not len(a):
+        raise DapterError(f"paired accuracies need two equal non-empty (N,) arrays, got {a.shape} and {b.shape}")
+    drop, error = paired_drop(a, b)
+    return {
+        "images": int(len(a)),
+        "flipped_to_wrong": int(np.sum(a & ~b)),
+        "flipped_to_right": int(np.sum(~a & b)),
+        "drop_points": drop,
+        "error_points": error,
+        "low_points": drop - Z_95 * error,
+        "high_points": drop + Z_95 * error,
+    }
 
 
 IMAGE_FORMATS = ("png", "jpeg")

@@ -155,6 +155,8 @@ class DapterConfig:
             raise DapterError(f"acc_labels must be one of {', '.join(ACC_LABELS)}, got {self.acc_labels!r}")
         if not self.target_path:
             raise DapterError("a target model is needed: give the .keras file of a trained target")
+        # Recorded absolute, so that export and release find it from any directory.
+        object.__setattr__(self, "target_path", os.path.abspath(self.target_path))
         if len(self.filters) != 3 or min(self.filters) < 1:
             raise DapterError(f"filters must be three positive channel counts, got {self.filters}")
         if self.eval_images < 1:
@@ -246,6 +248,8 @@ def prepare_workdir(workdir: str, config) -> None:
         with open(path) as f:
             old = json.load(f)
         old = _fill_defaults(old, config)
+        if old.get("target_path"):  # Older runs recorded it as given, relative to where they started.
+            old["target_path"] = os.path.abspath(old["target_path"])
         changed = sorted(k for k in set(old) | set(new) if k != "epochs" and old.get(k) != new.get(k))
         if changed:
             raise DapterError(
@@ -397,6 +401,10 @@ def train_target(config: TargetConfig, task: Task, train_set: ImageSet, test_set
     if config.init_model:
         initial = _load_initial_model(config.init_model, train_set.images.shape[1:], task)  # Fails fast.
     prepare_workdir(workdir, config)
+    finished = finished_results(workdir, config, len(train_set), TARGET_FILE)
+    if finished is not None:
+        print(f"{workdir} holds this run, finished: nothing to do (its results are kept)", flush=True)
+        return finished
     keras.utils.set_random_seed(config.seed)
     labels = train_set.labels[task.target_label]
     with strategy.scope():
@@ -561,9 +569,20 @@ def train_dapter(config: DapterConfig, task: Task, train_set: ImageSet, test_set
             f"has {task.num_classes} classes"
         )
     check_image_size(*train_set.images.shape[1:3], config.output_block)
+    takes = tuple(target.input_shape[1:3])
+    if None not in takes and takes != tuple(train_set.images.shape[1:3]):
+        # Before the workdir is made: a refused run leaves nothing that blocks the corrected one.
+        raise DapterError(
+            f"{config.target_path} takes {takes[0]}x{takes[1]} images but the data are "
+            f"{train_set.images.shape[1]}x{train_set.images.shape[2]}: train at the target's size (--image_size)"
+        )
     if config.init_converter:
         initial = load_converter(config.init_converter)  # Fails fast too.
     prepare_workdir(workdir, config)
+    finished = finished_results(workdir, config, len(train_set), CONVERTER_FILE)
+    if finished is not None:
+        print(f"{workdir} holds this run, finished: nothing to do (its results are kept)", flush=True)
+        return finished
     keras.utils.set_random_seed(config.seed)
     labels = train_set.labels[task.target_label]
     adversary, trivial_error = None, 1.0
@@ -628,6 +647,53 @@ def train_dapter(config: DapterConfig, task: Task, train_set: ImageSet, test_set
         **evaluate.evaluate_converter(converter, target, test_set.images, test_labels),
     }
     write_json(os.path.join(workdir, "results.json"), results)
+    return results
+
+
+def recorded_target_path(workdir: str, override: str = "") -> str:
+    """The target a train_dapter workdir's converter was trained against, as a path that opens from here.
+
+    ``config.json`` records ``target_path`` as the training run was given it (since issue 17: made
+    absolute). A relative record from an older run is tried from here, then from the workdir.
+
+    Args:
+        workdir: A ``train_dapter`` workdir.
+        override: A target given on the command line (``--target``): used as it is.
+
+    Raises:
+        DapterError: on a folder that is no workdir, or a recorded target that is not found.
+    """
+    if override:
+        return override
+    config_path = os.path.join(workdir, "config.json")
+    if not os.path.isfile(config_path):
+        raise DapterError(f"{workdir} is not a train_dapter workdir (no config.json)")
+    with open(config_path) as f:
+        recorded = json.load(f).get("target_path") or ""
+    if not recorded:
+        raise DapterError(f"{config_path} names no target_path: give --target")
+    for candidate in (recorded, os.path.join(workdir, recorded)):
+        if os.path.isfile(candidate):
+            return candidate
+    raise DapterError(
+        f"{config_path} names target {recorded}, which is not found from here or from {workdir}: give --target"
+    )
+
+
+def finished_results(workdir: str, config, train_images: int, model_file: str) -> dict | None:
+    """A finished run's ``results.json``, or None when ``workdir`` holds no finished run of ``config``.
+
+    A run is finished when its results record every step of ``config.epochs`` epochs and its model
+    file is there; rerunning it is then a no-op that keeps its records (and the model file's bytes)
+    as they are. A longer ``epochs`` resumes it instead.
+    """
+    path = os.path.join(workdir, "results.json")
+    if not (os.path.isfile(path) and os.path.isfile(os.path.join(workdir, model_file))):
+        return None
+    with open(path) as f:
+        results = json.load(f)
+    if results.get("steps") != config.epochs * (train_images // config.batch_size):
+        return None
     return results
 
 

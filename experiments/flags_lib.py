@@ -454,6 +454,44 @@ def _describe_console_script(module_name: str) -> None:
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
 
 
+def check_output_folder(flag: str, path: str) -> None:
+    """Makes sure ``path`` is, or can become, a writable folder, before any work; one-line errors.
+
+    Nothing is created: a run refused later (bad data) leaves no folder behind.
+
+    Args:
+        flag: The flag's name as the user typed it (``--workdir``), named in the error.
+        path: The folder.
+
+    Raises:
+        DapterError: when it, or the nearest existing folder above it, is a file or not writable.
+    """
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise DapterError(f"{flag} {path} is a file, not a folder")
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise DapterError(f"{flag} {path} cannot be created: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise DapterError(f"{flag} {path} cannot be written ({existing} is not writable)")
+
+
+def check_output_file(flag: str, path: str) -> None:
+    """Makes sure the file ``path`` can be written, before any work: its folder exists and is writable.
+
+    Raises:
+        DapterError: when ``path`` is a folder, or its folder is missing or not writable.
+    """
+    if os.path.isdir(path):
+        raise DapterError(f"{flag} {path} is a folder, not a file")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise DapterError(f"{flag} {path}: its folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise DapterError(f"{flag} {path} cannot be written (permission denied)")
+
+
 def run(main, tensorflow: bool = True):
     """Runs ``main`` under absl; a DapterError becomes one ``error: ...`` line and exit status 1.
 
@@ -481,6 +519,12 @@ def run(main, tensorflow: bool = True):
             main()
         except DapterError as e:
             sys.stderr.write(f"error: {e}\n")
+            sys.exit(1)
+        except OSError as e:
+            # A file-system fault a binary did not check for up front (a disk that filled, a folder
+            # removed mid-run): still one line, naming the file, rather than a traceback.
+            where = f": {e.filename}" if e.filename else ""
+            sys.stderr.write(f"error: {e.strerror or e}{where}\n")
             sys.exit(1)
 
     app.run(guarded)

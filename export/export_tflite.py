@@ -2,10 +2,15 @@ r"""Exports a trained converter as .tflite files in every quantization mode, eac
 
 For every mode in --modes it writes OUTPUT_DIR/converter_<mode>.tflite, runs it with ai_edge_litert
 on real held-out images, and compares it with the Keras converter: max and mean absolute pixel
-difference, the target's accuracy on both one's converted images, and the entropy of both. A file
-that breaks a tolerance stops the export with one line naming the mode and the figure (the files
-and export.json are kept) unless --force. Full-int8 modes are calibrated on --calibration_steps real
-training images. Every figure goes to OUTPUT_DIR/export.json, which dapter-release puts in the bundle.
+difference, the target's accuracy on both one's converted images (with the predictions that flipped
+and the drop's 95 % interval), and the entropy of both. Files are written under a staging name and
+reach their shipping names only when every file of the run has passed: a file that breaks a tolerance
+stops the export with one line naming the mode and the figure, leaves the shipped files and
+export.json untouched, and puts this run's files and figures in OUTPUT_DIR/failed/ (unless --force).
+The accuracy gate fails a file only when the whole 95 % interval of its drop lies above the
+tolerance. Full-int8 modes are calibrated on --calibration_steps real training images. Every figure,
+with each file's SHA-256 and input shape, goes to OUTPUT_DIR/export.json; dapter-release refuses a
+file whose hash does not match it. The data must be at the target's image size.
 
 Modes: float32, float16 (float16 weights), dynamic_range (int8 weights, float activations), int8
 (full int8, uint8 pixels in and out: the file a phone ships), int8_int8_io, int8_float_io.
@@ -15,7 +20,6 @@ Example:
       --train_npz=../shared/data/cifar10/train_20k.npz --test_npz=../shared/data/cifar10/test.npz --max_test=2000
 """
 
-import json
 import os
 
 from absl import flags
@@ -33,6 +37,7 @@ _WORKDIR = flags.DEFINE_string(
 _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", None, "Where the .tflite files and export.json go (default: WORKDIR/export)."
 )
+_TARGET = flags.DEFINE_string("target", "", "The target's .keras file (default: the one WORKDIR/config.json records).")
 _MODES = flags.DEFINE_list(
     "modes",
     "float32,float16,dynamic_range,int8,int8_int8_io,int8_float_io",
@@ -60,7 +65,8 @@ _MAX_ACCURACY_DROP = flags.DEFINE_float(
     "max_accuracy_drop",
     None,
     "Tolerance for every mode: the largest fall of the target's accuracy on TFLite-converted images below "
-    "Keras-converted, in points (default: 0.5 for float files, 1.0 for integer ones).",
+    "Keras-converted, in points; a file fails when the whole 95 % interval of its drop lies above it "
+    "(default: 0.5 for float files, 1.0 for integer ones).",
 )
 _MAX_ENTROPY_CHANGE = flags.DEFINE_float(
     "max_entropy_change",
@@ -69,7 +75,10 @@ _MAX_ENTROPY_CHANGE = flags.DEFINE_float(
     "float16 0.05, integer modes 0.15).",
 )
 _FORCE = flags.DEFINE_bool(
-    "force", False, "Keep files that break a tolerance (the breaches are recorded in export.json) instead of failing."
+    "force",
+    False,
+    "Ship files that break a tolerance (the breaches are recorded in export.json, and dapter-release still "
+    "refuses them) instead of failing.",
 )
 _SEED = flags.DEFINE_integer("seed", 0, "Seeds which images calibrate and which held-out images are checked.")
 
@@ -104,18 +113,16 @@ def main():
     if _CALIBRATION_STEPS.value < 1:
         raise DapterError(f"--calibration_steps must be >= 1, got {_CALIBRATION_STEPS.value}")
     data_config = _build_data()
-    config_path = os.path.join(_WORKDIR.value, "config.json")
-    if not os.path.isfile(config_path):
-        raise DapterError(f"{_WORKDIR.value} is not a train_dapter workdir (no config.json)")
-    with open(config_path) as f:
-        target_path = json.load(f).get("target_path")
+    target_path = train.recorded_target_path(_WORKDIR.value, _TARGET.value)
+    output_dir = _OUTPUT_DIR.value or os.path.join(_WORKDIR.value, "export")
+    flags_lib.check_output_folder("--output_dir", output_dir)
     converter = train.load_converter(_WORKDIR.value)
     target = classifier.load_target(target_path)
     task, train_set, test_set = data.load_data(data_config, seed=_SEED.value)
     result = export_tflite_lib.export_converter(
         converter,
         target,
-        _OUTPUT_DIR.value or os.path.join(_WORKDIR.value, "export"),
+        output_dir,
         train_set.images,
         test_set.images,
         test_set.labels[task.target_label],

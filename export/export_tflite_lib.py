@@ -26,8 +26,10 @@ int8 intermediates cannot hold the output grid exactly: ``model.snap_to_levels``
 
 import contextlib
 import dataclasses
+import hashlib
 import io
 import os
+import shutil
 import sys
 import tempfile
 import warnings
@@ -45,6 +47,8 @@ MODES = ("float32", "float16", "dynamic_range", "int8", "int8_int8_io", "int8_fl
 FULL_INTEGER_MODES = ("int8", "int8_int8_io", "int8_float_io")
 _IO_TYPES = {"int8": tf.uint8, "int8_int8_io": tf.int8, "int8_float_io": tf.float32}
 DEFAULT_CALIBRATION_STEPS = 200
+# Where a run whose files broke their gate leaves them (and its export.json), beside the shipped ones.
+FAILED_DIR = "failed"
 
 
 def check_mode(mode: str) -> str:
@@ -125,17 +129,25 @@ def _subpixel_block(layer) -> keras.Model:
     """The exact stride-1 equivalent of one transposed convolution: four phase convolutions + depth-to-space."""
     kernel = layer.get_weights()[0]
     bias = layer.get_weights()[1] if layer.use_bias else np.zeros(kernel.shape[2], kernel.dtype)
-    images = keras.Input(shape=(None, None, kernel.shape[3]))
+    # Every layer is named after the one it replaces: the names end up in the .tflite file, and
+    # Keras's automatic ones (conv2d_12) count up through the process, so the same converter would
+    # give other bytes depending on what was exported before it.
+    images = keras.Input(shape=(None, None, kernel.shape[3]), name=f"{layer.name}_in")
     phases = []
     for (a, b), phase_kernel in phase_kernels(kernel).items():
         # A two-tap direction reads m - 1 and m: pad one row (column) before, none after.
-        x = keras.layers.ZeroPadding2D(((1 - a, 0), (1 - b, 0)))(images) if (a, b) != (1, 1) else images
+        x = images
+        if (a, b) != (1, 1):
+            x = keras.layers.ZeroPadding2D(((1 - a, 0), (1 - b, 0)), name=f"{layer.name}_pad{a}{b}")(images)
         # The activation is element-wise, so it commutes with the interleaving: each phase applies it.
-        conv = keras.layers.Conv2D(kernel.shape[2], phase_kernel.shape[:2], activation=layer.activation)
+        conv = keras.layers.Conv2D(
+            kernel.shape[2], phase_kernel.shape[:2], activation=layer.activation, name=f"{layer.name}_phase{a}{b}"
+        )
         phases.append(conv(x))
         conv.set_weights([phase_kernel, bias])
     # Depth-to-space wants channel group 2a + b for phase (a, b): the order of phase_kernels.
-    interleaved = DepthToSpace(2)(keras.layers.Concatenate()(phases))
+    concatenated = keras.layers.Concatenate(name=f"{layer.name}_phases")(phases)
+    interleaved = DepthToSpace(2, name=f"{layer.name}_depth_to_space")(concatenated)
     return keras.Model(images, interleaved, name=layer.name)
 
 
@@ -321,12 +333,105 @@ def run_tflite(model_bytes: bytes, images: np.ndarray, batch_size: int = 100, ou
             x = np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(inp["dtype"])
         interpreter.set_tensor(inp["index"], x)
         interpreter.invoke()
-        y = interpreter.get_tensor(output["index"])
-        if output["dtype"] != np.float32:
-            scale, zero_point = output["quantization"]
-            y = (y.astype(np.float32) - zero_point) * scale
-        out.append(snap_to_levels(metrics.to_uint8(y), output_step))
+        scale, zero_point = output["quantization"]
+        out.append(decode_output(interpreter.get_tensor(output["index"]), scale, zero_point, output_step))
     return np.concatenate(out)
+
+
+def decode_output(raw: np.ndarray, scale: float, zero_point: int, output_step: int = 1) -> np.ndarray:
+    """The output contract: a converter file's raw output tensor -> the uint8 pixels sent.
+
+    The one implementation of the step the model card states and the ``.tflite`` file carries in
+    its metadata (``output_contract``); the parity gate, ``dapter-verify`` and ``dapter-convert``
+    all go through it, and android_app's ``OutputDecoding`` computes the same on the shared vectors
+    of ``android_app/core/src/test/resources/output_decoding.json``:
+
+      x = float32(q - zero_point) * float32(scale)  (a float32 output: x = q)
+      p = round_half_even(255 * clip(x, 0, 1))       (in float32)
+      pixel = 128 + step * sign(p - 128) * floor((|p - 128| + step // 2) / step), clipped to 0..255
+              (``model.snap_to_levels``; step 1: pixel = p)
+
+    Args:
+        raw: The interpreter's output: float32, uint8 or int8.
+        scale: Its quantization scale (ignored for float32).
+        zero_point: Its zero point (ignored for float32).
+        output_step: The grid step (``output_step_after_interpreter``).
+    """
+    y = np.asarray(raw)
+    if y.dtype != np.float32:
+        y = (y.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
+    return snap_to_levels(metrics.to_uint8(y), output_step)
+
+
+# The name of the .tflite metadata entry that describes the file's input and output (a JSON text).
+CONTRACT_METADATA = "dapter_io_contract"
+CONTRACT_FORMAT = "dapter-tf io contract 1"
+
+
+def output_contract(model_bytes: bytes, output_step: int) -> dict:
+    """What a converter file takes and gives, from its own tensors: the JSON its metadata carries."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    with _native_output_captured():
+        interpreter = Interpreter(model_content=model_bytes)
+    described = {}
+    for side, details in (
+        ("input", interpreter.get_input_details()[0]),
+        ("output", interpreter.get_output_details()[0]),
+    ):
+        scale, zero_point = details["quantization"]
+        described[side] = {
+            "shape": [int(s) for s in details["shape"]],
+            "dtype": np.dtype(details["dtype"]).name,
+            "scale": float(scale),
+            "zero_point": int(zero_point),
+        }
+    return {
+        "format": CONTRACT_FORMAT,
+        **described,
+        "input_encoding": "x = pixel / 255 (float32 input), else q = clip(round_half_even(float32(pixel / 255) / "
+        "float32(scale) + zero_point)) to the type's range",
+        "output_step": int(output_step),
+        "output_decoding": "x = q (float32 output), else float32(q - zero_point) * float32(scale); "
+        "p = round_half_even(255 * clip(x, 0, 1)) in float32; pixel = 128 + step * sign(p - 128) * "
+        "floor((abs(p - 128) + step // 2) / step), clipped to 0..255 (step 1: pixel = p)",
+    }
+
+
+def with_contract(model_bytes: bytes, contract: dict) -> bytes:
+    """``model_bytes`` with ``contract`` as the metadata entry ``CONTRACT_METADATA`` (replacing one there).
+
+    Written with TensorFlow's own flatbuffer tools; the interpreter ignores metadata it does not
+    know, so the file runs, and runs as fast, as before.
+    """
+    import json
+
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(model_bytes))
+    model.metadata = [m for m in (model.metadata or []) if m.name != CONTRACT_METADATA.encode()]
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(json.dumps(contract, sort_keys=True).encode(), np.uint8)
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name = CONTRACT_METADATA.encode()
+    entry.buffer = len(model.buffers) - 1
+    model.metadata.append(entry)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def read_contract(model_bytes: bytes) -> dict | None:
+    """The contract a ``.tflite`` file carries (``with_contract``), or None for a file without one."""
+    import json
+
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(model_bytes))
+    for entry in model.metadata or []:
+        if entry.name == CONTRACT_METADATA.encode():
+            return json.loads(bytes(np.asarray(model.buffers[entry.buffer].data, np.uint8)).decode())
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -338,7 +443,8 @@ class Tolerance:
             pixel on a rounding boundary moves by one whole step, 16 levels on the default grid).
         mean_pixel_diff: Largest mean |TFLite - Keras| over all pixels, in uint8 levels.
         accuracy_drop_points: Largest fall of the target's accuracy (Keras-converted minus
-            TFLite-converted), in percentage points.
+            TFLite-converted), in percentage points; a file fails when the whole 95 % interval of
+            its paired drop lies above it (``accuracy_drop_exceeds``).
         entropy_change_bits: Largest |mean entropy TFLite - mean entropy Keras| (§4.1), in bits.
     """
 
@@ -394,8 +500,10 @@ def check_parity(
     Returns:
         ``max_pixel_diff`` and ``mean_pixel_diff`` (uint8 levels, TFLite vs Keras output),
         ``differing_pixels`` (fraction), ``entropy_keras`` and ``entropy_tflite`` (mean bits), and
-        with a target ``accuracy_keras``, ``accuracy_tflite`` and ``accuracy_drop_points`` (Keras
-        minus TFLite, points).
+        with a target ``accuracy_keras``, ``accuracy_tflite``, ``accuracy_drop_points`` (Keras
+        minus TFLite, points), its standard error and 95 % interval (``accuracy_drop_error_points``,
+        ``_low_points``, ``_high_points``) and the predictions that flipped each way
+        (``flipped_to_wrong``, ``flipped_to_right``; ``metrics.paired_drop_interval``).
     """
     lite_converted = run_tflite(model_bytes, images, output_step=output_step)
     diff = np.abs(lite_converted.astype(np.int16) - keras_converted.astype(np.int16))
@@ -408,12 +516,32 @@ def check_parity(
         "entropy_tflite": float(np.mean(metrics.image_entropy(lite_converted))),
     }
     if target is not None:
-        acc_keras = evaluate.target_accuracy(target, keras_converted, labels)
-        acc_lite = evaluate.target_accuracy(target, lite_converted, labels)
+        right_keras = np.argmax(evaluate.target_logits(target, keras_converted), -1) == labels
+        right_lite = np.argmax(evaluate.target_logits(target, lite_converted), -1) == labels
+        interval = metrics.paired_drop_interval(right_keras, right_lite)
         result.update(
-            accuracy_keras=acc_keras, accuracy_tflite=acc_lite, accuracy_drop_points=100.0 * (acc_keras - acc_lite)
+            accuracy_keras=float(right_keras.mean()),
+            accuracy_tflite=float(right_lite.mean()),
+            accuracy_drop_points=interval["drop_points"],
+            accuracy_drop_error_points=interval["error_points"],
+            accuracy_drop_low_points=interval["low_points"],
+            accuracy_drop_high_points=interval["high_points"],
+            flipped_to_wrong=interval["flipped_to_wrong"],
+            flipped_to_right=interval["flipped_to_right"],
         )
     return result
+
+
+def accuracy_drop_exceeds(parity: dict, tolerance_points: float) -> bool:
+    """Whether ``parity`` shows the file losing more than ``tolerance_points`` of target accuracy.
+
+    A point figure moves by 100 / n points per flipped image (1.56 points at n = 64), so a fixed
+    bar on it fails sound files by chance. The gate fails only when the whole 95 % interval of the
+    paired drop lies above the bar: the flips are evidence of a loss, not noise. A broken file
+    (wrong scales, dropped weights) loses tens of points and fails on any sample, and the pixel
+    gates catch it first.
+    """
+    return parity["accuracy_drop_low_points"] > tolerance_points
 
 
 def parity_failures(parity: dict, tolerance: Tolerance, output_step: int) -> list[str]:
@@ -426,9 +554,12 @@ def parity_failures(parity: dict, tolerance: Tolerance, output_step: int) -> lis
         )
     if parity["mean_pixel_diff"] > tolerance.mean_pixel_diff:
         failures.append(f"mean pixel diff {parity['mean_pixel_diff']:.3f} > {tolerance.mean_pixel_diff:g}")
-    if "accuracy_drop_points" in parity and parity["accuracy_drop_points"] > tolerance.accuracy_drop_points:
+    if "accuracy_drop_points" in parity and accuracy_drop_exceeds(parity, tolerance.accuracy_drop_points):
         failures.append(
-            f"target accuracy drop {parity['accuracy_drop_points']:.2f} points > {tolerance.accuracy_drop_points:g}"
+            f"target accuracy drop {parity['accuracy_drop_points']:.2f} points, 95 % interval "
+            f"[{parity['accuracy_drop_low_points']:.2f}, {parity['accuracy_drop_high_points']:.2f}] wholly above "
+            f"{tolerance.accuracy_drop_points:g} ({parity['flipped_to_wrong']} of {parity['images']} predictions "
+            f"flipped to wrong, {parity['flipped_to_right']} to right)"
         )
     change = abs(parity["entropy_tflite"] - parity["entropy_keras"])
     if change > tolerance.entropy_change_bits:
@@ -471,11 +602,13 @@ def export_converter(
         progress: Optional callable taking one line per exported file.
 
     Returns:
-        ``{"files": {mode: {"path", "bytes", "tolerance", "failures", parity...}}, ...}``, also
-        saved as ``output_dir/export.json``.
+        ``{"files": {mode: {"mode", "file", "path", "bytes", "sha256", "input_shape", "tolerance",
+        "failures", parity...}}, ...}``, also saved as ``output_dir/export.json``.
 
     Raises:
-        ParityError: if a file breaks its tolerances and ``force`` is False (after writing everything).
+        ParityError: if a file breaks its tolerances and ``force`` is False. Nothing shipped in
+            ``output_dir`` changes; this run's files and export.json go to ``output_dir/failed/``.
+        DapterError: on an image size the target does not take (``check_image_size``).
     """
     if calibration_steps < 1:
         raise DapterError(f"calibration_steps must be >= 1, got {calibration_steps}")
@@ -485,45 +618,90 @@ def export_converter(
     tolerances = {**DEFAULT_TOLERANCES, **(tolerances or {})}
     for tolerance in tolerances.values():
         tolerance.validate()
-    image_size = test_images.shape[1:3]
+    image_size = tuple(int(s) for s in test_images.shape[1:3])
+    check_image_size(converter, target, image_size)
     os.makedirs(output_dir, exist_ok=True)
+    # A failed earlier run's files never block this one.
+    failed_dir = os.path.join(output_dir, FAILED_DIR)
+    shutil.rmtree(failed_dir, ignore_errors=True)
     keras_converted = evaluate.convert_images(converter, test_images)
     step = output_step_of(converter)
-    files = {}
-    for mode in modes:
-        after = output_step_after_interpreter(mode, step)
-        model_bytes = convert_to_tflite(converter, mode, image_size, calibration_images, calibration_steps, seed)
-        path = os.path.join(output_dir, file_name(mode))
-        with open(f"{path}.tmp", "wb") as f:
-            f.write(model_bytes)
-        os.replace(f"{path}.tmp", path)
-        parity = check_parity(model_bytes, keras_converted, target, test_images, test_labels, after)
-        files[mode] = {
-            "path": path,
-            "bytes": len(model_bytes),
-            "output_step_after_interpreter": after,
-            **parity,
-            "tolerance": dataclasses.asdict(tolerances[mode]),
-            "failures": parity_failures(parity, tolerances[mode], step),
+    # Every file is written into a staging folder and reaches its shipping name only once every
+    # file of this run has passed its gate: a crash or a failed gate leaves the shipped files and
+    # export.json as they were.
+    staging = tempfile.mkdtemp(prefix=".export-", dir=output_dir)
+    try:
+        files = {}
+        for mode in modes:
+            after = output_step_after_interpreter(mode, step)
+            model_bytes = convert_to_tflite(converter, mode, image_size, calibration_images, calibration_steps, seed)
+            contract = output_contract(model_bytes, after)
+            model_bytes = with_contract(model_bytes, contract)
+            name = file_name(mode)
+            with open(os.path.join(staging, name), "wb") as f:
+                f.write(model_bytes)
+            parity = check_parity(model_bytes, keras_converted, target, test_images, test_labels, after)
+            files[mode] = {
+                "mode": mode,
+                "file": name,
+                "path": os.path.join(output_dir, name),
+                "bytes": len(model_bytes),
+                "sha256": hashlib.sha256(model_bytes).hexdigest(),
+                "input_shape": [*image_size, 3],
+                "output_step_after_interpreter": after,
+                "contract": contract,
+                **parity,
+                "tolerance": dataclasses.asdict(tolerances[mode]),
+                "failures": parity_failures(parity, tolerances[mode], step),
+            }
+            if progress:
+                progress(format_parity_line(mode, files[mode]))
+        result = {
+            "image_size": list(image_size),
+            "output_step": step,
+            "calibration_steps": int(min(calibration_steps, len(calibration_images))),
+            "files": files,
         }
-        if progress:
-            progress(format_parity_line(mode, files[mode]))
-    result = {
-        "image_size": [int(s) for s in image_size],
-        "output_step": step,
-        "calibration_steps": int(min(calibration_steps, len(calibration_images))),
-        "files": files,
-    }
-    if "float32" in files and "int8" in files:
-        result["size_ratio_float32_to_int8"] = files["float32"]["bytes"] / files["int8"]["bytes"]
-    write_json(os.path.join(output_dir, "export.json"), result)
-    broken = [f"{mode}: {'; '.join(e['failures'])}" for mode, e in files.items() if e["failures"]]
-    if broken and not force:
-        raise ParityError(
-            f"export broke its parity tolerances ({' | '.join(broken)}); files kept in {output_dir}, "
-            "pass --force to accept them"
-        )
+        if "float32" in files and "int8" in files:
+            result["size_ratio_float32_to_int8"] = files["float32"]["bytes"] / files["int8"]["bytes"]
+        broken = [f"{mode}: {'; '.join(e['failures'])}" for mode, e in files.items() if e["failures"]]
+        if broken and not force:
+            for entry in files.values():
+                entry["path"] = os.path.join(failed_dir, entry["file"])
+            write_json(os.path.join(staging, "export.json"), result)
+            os.replace(staging, failed_dir)
+            raise ParityError(
+                f"export broke its parity tolerances ({' | '.join(broken)}); nothing shipped was changed in "
+                f"{output_dir}, the new files are in {failed_dir}; pass --force to accept them"
+            )
+        for entry in files.values():
+            os.replace(os.path.join(staging, entry["file"]), entry["path"])
+        write_json(os.path.join(output_dir, "export.json"), result)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return result
+
+
+def check_image_size(converter: keras.Model, target: keras.Model | None, image_size) -> None:
+    """Refuses an export at a size the target (or a fixed-size converter) does not take.
+
+    The converter is fully convolutional and would export at any size, but its gate measures the
+    target's accuracy on the file's output, and a release states the size its claims were measured
+    at: an export at another size than the target's is refused rather than half-checked.
+
+    Raises:
+        DapterError: naming both sizes.
+    """
+    size = tuple(int(s) for s in image_size)
+    for name, model in (("converter", converter), ("target", target)):
+        if model is None:
+            continue
+        expected = tuple(model.input_shape[1:3])
+        if None not in expected and tuple(int(s) for s in expected) != size:
+            raise DapterError(
+                f"the {name} takes {expected[0]}x{expected[1]} images and the export data are {size[0]}x{size[1]}: "
+                f"export at {expected[0]}x{expected[1]} (--image_size={expected[0]})"
+            )
 
 
 def format_parity_line(mode: str, entry: dict) -> str:
@@ -534,7 +712,11 @@ def format_parity_line(mode: str, entry: dict) -> str:
         f"vs Keras {entry['entropy_keras']:.3f}"
     )
     if "accuracy_tflite" in entry:
-        line += f", target accuracy {entry['accuracy_tflite']:.4f} vs Keras {entry['accuracy_keras']:.4f}"
+        line += (
+            f", target accuracy {entry['accuracy_tflite']:.4f} vs Keras {entry['accuracy_keras']:.4f} "
+            f"(drop {entry['accuracy_drop_points']:+.2f} ± {entry['accuracy_drop_error_points']:.2f} points; "
+            f"{entry['flipped_to_wrong']} of {entry['images']} flipped to wrong, {entry['flipped_to_right']} to right)"
+        )
     if entry.get("failures"):
         line += f"  BROKEN: {'; '.join(entry['failures'])}"
     return line

@@ -32,6 +32,9 @@ _EXPORT_DIR = flags.DEFINE_string(
     "export_dir", None, "The dapter-export-tflite output to release (default: WORKDIR/export)."
 )
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "The bundle's folder; must be new or empty.", required=True)
+_TARGET = flags.DEFINE_string(
+    "target", "", "The target's .keras file, to measure accuracy (default: the one WORKDIR/config.json records)."
+)
 _NAME = flags.DEFINE_string("name", "", "The release's name on the card (default: the output folder's name).")
 _ATTACK_RESULTS = flags.DEFINE_string(
     "attack_results", "", "A dapter-attack attacks.json whose summary the card reports (optional)."
@@ -84,6 +87,7 @@ def main():
         raise DapterError(f"{_WORKDIR.value} is not a train_dapter workdir (no config.json)")
     if os.path.isdir(_OUTPUT_DIR.value) and os.listdir(_OUTPUT_DIR.value):
         raise DapterError(f"--output_dir {_OUTPUT_DIR.value} is not empty: a bundle goes into a new folder")
+    flags_lib.check_output_folder("--output_dir", _OUTPUT_DIR.value)
     attacks = ""
     if _ATTACK_RESULTS.value:
         # The results' own lines; their head names the paths of the attacker's machine, not the bundle's.
@@ -95,7 +99,7 @@ def main():
         raise DapterError(f"{published} exists: the published target goes beside a new bundle")
     with open(config_path) as f:
         config = json.load(f)
-    target_path = config.get("target_path")
+    target_path = train.recorded_target_path(_WORKDIR.value, _TARGET.value)
     target = classifier.load_target(target_path)
     converter_path = os.path.join(_WORKDIR.value, train.CONVERTER_FILE)
     task, test_set = data.load_test_data(data_config, seed=_SEED.value)

@@ -174,7 +174,11 @@ def measure_claims(
         measured[f"{name}:mean_pixel_diff"] = parity["mean_pixel_diff"]
         measured[f"{name}:entropy_change"] = abs(parity["entropy_tflite"] - parity["entropy_keras"])
         if target is not None:
-            measured[f"{name}:accuracy_drop_vs_keras"] = parity["accuracy_drop_points"]
+            # The claim is the parity gate's test (export_tflite_lib.accuracy_drop_exceeds): the low
+            # end of the paired drop's 95 % interval; the point figure and its error go in the table.
+            measured[f"{name}:accuracy_drop_vs_keras"] = parity["accuracy_drop_low_points"]
+            measured[f"{name}:accuracy_drop_vs_keras_points"] = parity["accuracy_drop_points"]
+            measured[f"{name}:accuracy_drop_vs_keras_error"] = parity["accuracy_drop_error_points"]
     return measured
 
 
@@ -266,7 +270,8 @@ def make_claims(measured: dict, export: dict, tolerances: ClaimTolerances = Clai
             claims.append(
                 Claim(
                     f"{name}:accuracy_drop_vs_keras",
-                    "target accuracy, Keras-converted minus TFLite-converted, points (needs the target)",
+                    "target accuracy, Keras-converted minus TFLite-converted: low end of its 95 % interval, "
+                    "points (needs the target)",
                     tolerance["accuracy_drop_points"],
                     "at_most",
                 )
@@ -420,25 +425,36 @@ def render_card(info: ReleaseInfo, measured: dict, claims: list[Claim], export: 
         "## TFLite files and parity with the Keras converter",
         "",
         "| file | bytes | max pixel diff | mean pixel diff | entropy change (bits) "
-        "| target accuracy drop vs Keras (points) |",
+        "| target accuracy drop vs Keras (points, ± standard error) |",
         "|---|---|---|---|---|---|",
     ]
     files = sorted(measured_files(measured))
     for name in files:
         mode = _TFLITE_NAME.match(name).group("mode")
-        drop = measured.get(f"{name}:accuracy_drop_vs_keras")
+        drop = measured.get(f"{name}:accuracy_drop_vs_keras_points")
+        error = measured.get(f"{name}:accuracy_drop_vs_keras_error")
         lines.append(
             f"| `{name}` | {export['files'][mode]['bytes']:,} | {measured[f'{name}:max_pixel_diff']:.0f} | "
             f"{measured[f'{name}:mean_pixel_diff']:.3f} | {measured[f'{name}:entropy_change']:.3f} | "
-            f"{'' if drop is None else f'{drop:+.2f}'} |"
+            f"{'' if drop is None else f'{drop:+.2f} ± {error:.2f}'} |"
         )
     lines.append("")
     if any(name.startswith("converter_int8") for name in files):
         step = int(measured["output_step"])
         lines += [
-            f"Full-int8 files (`converter_int8*.tflite`) end at the sigmoid: apply the grid 128 + k * {step} to "
-            "their uint8 output (`dapter_tf.model.snap_to_levels`). `converter_int8.tflite` takes and gives "
-            "uint8 pixels.",
+            f"Full-int8 files (`converter_int8*.tflite`) end at the sigmoid, so the grid (step {step}) is applied to "
+            "their output: with the output tensor's q, scale and zero point, x = float32(q - zero_point) * "
+            "float32(scale); p = round_half_even(255 * clip(x, 0, 1)) in float32; pixel = 128 + "
+            f"{step} * sign(p - 128) * floor((abs(p - 128) + {step // 2}) / {step}), clipped to 0..255. "
+            "This is what the parity figures above and `dapter-verify` measure "
+            "(`export.export_tflite_lib.decode_output`; android_app's `OutputDecoding`). "
+            "`converter_int8.tflite` takes uint8 pixels as they are (scale 1/255, zero point 0).",
+            "",
+        ]
+    if files and all("contract" in export["files"][_TFLITE_NAME.match(n).group("mode")] for n in files):
+        lines += [
+            "Every `.tflite` file carries its input and output contract in its own metadata (entry "
+            f"`{export_tflite_lib.CONTRACT_METADATA}`, JSON: dtype, scale, zero point, the grid step, the formulas).",
             "",
         ]
     if suite is not None:
@@ -492,7 +508,8 @@ def build_bundle(
             figures the card states as claims; ``None``: no security claims beyond entropy.
 
     Raises:
-        DapterError: on a missing export, a file that broke its parity gate, a non-empty
+        DapterError: on a missing export, a file that broke its parity gate or is not the file
+            it passed (SHA-256 against export.json), a non-empty
             ``output_dir``, or a bundle that would hold the target.
     """
     export_json = os.path.join(export_dir, "export.json")
@@ -520,6 +537,14 @@ def build_bundle(
             raise DapterError(f"{path} is listed in export.json but missing")
         with open(path, "rb") as f:
             tflite_files[name] = f.read()
+        recorded = export["files"][mode].get("sha256")
+        if recorded is None:
+            raise DapterError(f"{export_json} records no SHA-256 for {name}: re-run dapter-export-tflite")
+        if hashlib.sha256(tflite_files[name]).hexdigest() != recorded:
+            raise DapterError(
+                f"{path} is not the file its parity gate passed (its SHA-256 differs from export.json's): "
+                "re-run dapter-export-tflite"
+            )
     measured = measure_claims(converter, tflite_files, images, labels, target)
     claims = make_claims(measured, export, tolerances)
     if suite is not None:
@@ -537,6 +562,50 @@ def build_bundle(
         shutil.rmtree(output_dir)
         raise DapterError("the bundle would hold the target model; nothing was released")
     return manifest
+
+
+_CARD_TASK = re.compile(r"^- Task: (?P<task>\S+); the target serves `(?P<label>[^`]+)`", re.MULTILINE)
+_CARD_IMAGES = re.compile(r"^- Images: (?P<height>\d+)x(?P<width>\d+) RGB", re.MULTILINE)
+
+
+def parse_card_task(card: str) -> tuple[str, str, tuple[int, int]]:
+    """The task, target label and image size a model card's "Task" section states.
+
+    Raises:
+        DapterError: if the card does not state them.
+    """
+    task, images = _CARD_TASK.search(card), _CARD_IMAGES.search(card)
+    if task is None or images is None:
+        raise DapterError("the model card states no task and image size ('- Task: ...' and '- Images: HxW RGB')")
+    return task["task"], task["label"], (int(images["height"]), int(images["width"]))
+
+
+def check_verifier_data(bundle_dir: str, task_name: str, target_label: str, image_size) -> None:
+    """Refuses to verify a bundle on another task's data, another label, or another image size.
+
+    A card's claims hold for the images it was measured on: re-measured on CelebA faces, a CIFAR-10
+    converter's entropy and bandwidth figures say nothing, and a pass would be false comfort.
+
+    Raises:
+        DapterError: one line naming what differs.
+    """
+    card_path = os.path.join(bundle_dir, MODEL_CARD)
+    if not os.path.isfile(card_path):
+        return  # verify_bundle reports the missing card itself.
+    with open(card_path) as f:
+        card_task, card_label, card_size = parse_card_task(f.read())
+    size = tuple(int(s) for s in image_size)
+    differences = []
+    if card_task != task_name:
+        differences.append(f"task {task_name}, the bundle's is {card_task}")
+    elif card_label != target_label:
+        differences.append(f"target label {target_label}, the bundle's is {card_label}")
+    if size != card_size:
+        differences.append(f"images {size[0]}x{size[1]}, the bundle's are {card_size[0]}x{card_size[1]}")
+    if differences:
+        raise DapterError(
+            f"the verifier's data do not match {bundle_dir} ({'; '.join(differences)}): give data of the bundle's task"
+        )
 
 
 @dataclasses.dataclass(frozen=True)

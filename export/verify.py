@@ -2,7 +2,8 @@ r"""Verifies a released converter bundle: every file's SHA-256, and every claim 
 
 Checks each file of --bundle against manifest.json (a changed, missing or extra file fails), then
 re-measures every claim in model_card.md's "Claims" table on held-out images the verifier brings
-(the data flags): the converter's entropy, bandwidth saving and output grid, and each .tflite file's
+(the data flags, which must be of the card's task, target label and image size, or verify refuses
+in one line): the converter's entropy, bandwidth saving and output grid, and each .tflite file's
 parity with the Keras converter, run by ai_edge_litert. With --target (a target of the same task,
 e.g. the provider's own, or one trained with dapter-train-target) the accuracy claims are
 re-measured too; without it they are reported as skipped.
@@ -60,7 +61,7 @@ def main():
     import os
     import tempfile
 
-    from dapter_tf import DapterError, classifier, data
+    from dapter_tf import DapterError, classifier, data, tasks
     from export import release_lib
 
     if not os.path.isdir(_BUNDLE.value):
@@ -70,11 +71,20 @@ def main():
     if _ATTACK_EPOCHS.value < 1:
         raise DapterError(f"--attack_epochs must be >= 1, got {_ATTACK_EPOCHS.value}")
     data_config = _build_data()
+    # Before any image is loaded: the data must be of the bundle's task (the size is checked below).
+    task = tasks.get_task(data_config.dataset, data_config.target_label, data_config.image_size)
+    release_lib.check_verifier_data(_BUNDLE.value, task.name, task.target_label, task.image_size)
     target = classifier.load_target(_TARGET.value) if _TARGET.value else None
+    if target is not None and target.output_shape[-1] != task.num_classes:
+        raise DapterError(
+            f"--target {_TARGET.value} has {target.output_shape[-1]} outputs but task {task.name} has "
+            f"{task.num_classes} classes"
+        )
     if _ATTACKS.value:
         task, train_set, test_set = data.load_data(data_config, seed=_SEED.value)
     else:
         task, test_set = data.load_test_data(data_config, seed=_SEED.value)
+    release_lib.check_verifier_data(_BUNDLE.value, task.name, task.target_label, test_set.images.shape[1:3])
     elsewhere = {}
     if _ATTACKS.value:
         with tempfile.TemporaryDirectory(prefix="dapter-verify-attack-") as workdir:

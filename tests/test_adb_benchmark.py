@@ -350,3 +350,21 @@ def test_names_on_the_phone_are_shell_safe():
         adb_lib.make_run_id("192.168.1.5:5555", "/x/conv int8.tflite", when)
         == "20261201T220509_192.168.1.5_5555_conv_int8"
     )
+
+
+def test_the_driver_passes_the_files_own_output_step_to_the_app(tmp_path):
+    from export import export_tflite_lib
+
+    # The committed file predates the contract in the metadata: the app decodes it with step 1.
+    assert adb_lib.contract_output_step(str(MODEL)) == 1
+    model_bytes = MODEL.read_bytes()
+    carried = tmp_path / "converter_int8.tflite"
+    carried.write_bytes(
+        export_tflite_lib.with_contract(model_bytes, export_tflite_lib.output_contract(model_bytes, 16))
+    )
+    # The driver's TensorFlow-free reading and TensorFlow's flatbuffer tools agree.
+    assert adb_lib.contract_output_step(str(carried)) == 16
+    assert export_tflite_lib.read_contract(carried.read_bytes())["output_step"] == 16
+    config = adb_lib.AdbBenchmarkConfig()
+    command = adb_lib.am_start_command("/data/local/tmp/dapter/c.tflite", config, "r1", output_step=16)
+    assert command[-3:] == ["--es", "output_step", "16"]  # As BenchmarkArgs.toAmStartExtras puts it.

@@ -59,3 +59,40 @@ def test_bandwidth_of_gray_images_is_far_below_noise():
     # 3,072 random bytes barely compress; a constant image is a few dozen bytes of PNG.
     assert metrics.bandwidth_ratio(gray, noise) < 0.05
     assert metrics.png_bytes(noise[:1]) > 3072
+
+
+def test_paired_drop_and_its_standard_error_by_hand():
+    # Right, right, wrong, wrong on originals; right, wrong, right, wrong converted: d = 0, 1, -1, 0.
+    # Mean 0; std sqrt(0.5); standard error sqrt(0.5) / sqrt(4) = 0.3536, i.e. 35.36 points.
+    assert metrics.paired_drop([1, 1, 0, 0], [1, 0, 1, 0]) == pytest.approx((0.0, 35.355339))
+    # Two of four answers lost: 50 points; d = 0, 0, 1, 1 has std 0.5, so 25 points.
+    assert metrics.paired_drop([1, 1, 1, 1], [1, 1, 0, 0]) == pytest.approx((50.0, 25.0))
+    # 50 % on 100 images: sqrt(0.25 / 100) = 5 points.
+    assert metrics.binomial_error_points(0.5, 100) == pytest.approx(5.0)
+
+
+def test_paired_drop_interval_counts_flipped_predictions_by_hand():
+    # 64 images, the one flip of the CI failure that a fixed one-point gate failed: 1 of 64 right
+    # answers turned wrong, none the other way. Drop 100 / 64 = 1.5625 points; d has mean 1/64 and
+    # std sqrt(1/64 - 1/64**2) = 0.12402, so the standard error is 1.5503 points and the 95 %
+    # interval 1.5625 -/+ 1.96 * 1.5503 = [-1.476, 4.601]: one image is not evidence of a loss.
+    a = np.ones(64, bool)
+    b = a.copy()
+    b[0] = False
+    interval = metrics.paired_drop_interval(a, b)
+    assert interval["flipped_to_wrong"] == 1 and interval["flipped_to_right"] == 0
+    assert interval["drop_points"] == pytest.approx(1.5625)
+    assert interval["error_points"] == pytest.approx(1.55030, abs=1e-4)
+    assert interval["low_points"] == pytest.approx(-1.4760, abs=1e-3)
+    assert interval["high_points"] == pytest.approx(4.6010, abs=1e-3)
+    # Flips both ways cancel in the drop but not in its noise: 2 lost, 2 gained of 4.
+    even = metrics.paired_drop_interval([1, 1, 0, 0], [0, 0, 1, 1])
+    assert (even["flipped_to_wrong"], even["flipped_to_right"], even["drop_points"]) == (2, 2, 0.0)
+    assert even["error_points"] == pytest.approx(50.0)
+
+
+def test_paired_drop_interval_refuses_unpaired_arrays():
+    with pytest.raises(metrics.DapterError, match="equal non-empty"):
+        metrics.paired_drop_interval(np.ones(3, bool), np.ones(4, bool))
+    with pytest.raises(metrics.DapterError, match="equal non-empty"):
+        metrics.paired_drop_interval([], [])

@@ -6,7 +6,16 @@ import shutil
 import keras
 import numpy as np
 import pytest
-from conftest import CIFAR10_TEST, CIFAR10_TRAIN, REPO, require_shared, run_binary, spread_converter
+from conftest import (
+    CIFAR10_TEST,
+    CIFAR10_TRAIN,
+    REPO,
+    SHARED_DATA,
+    assert_one_error_line,
+    require_shared,
+    run_binary,
+    spread_converter,
+)
 
 from dapter_tf import DapterError, classifier
 from dapter_tf.model import build_converter
@@ -223,6 +232,15 @@ def test_release_refuses_broken_files_a_used_folder_and_the_target(workdir, tmp_
     (broken / "export.json").write_text(json.dumps(recorded))
     with pytest.raises(DapterError, match="refusing to release files that broke their parity gate: int8"):
         release_lib.build_bundle(str(workdir / "converter.keras"), str(broken), str(tmp_path / "a"), *args)
+    # A file that is not the one its gate passed (replaced after export) is refused.
+    swapped = tmp_path / "swapped_export"
+    shutil.copytree(workdir / "export", swapped)
+    (swapped / "converter_int8.tflite").write_bytes((swapped / "converter_float32.tflite").read_bytes())
+    with pytest.raises(
+        DapterError, match=r"converter_int8.tflite is not the file its parity gate passed \(its SHA-256"
+    ):
+        release_lib.build_bundle(str(workdir / "converter.keras"), str(swapped), str(tmp_path / "c"), *args)
+    assert not (tmp_path / "c").exists()
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "old.txt").write_text("x")
     with pytest.raises(DapterError, match="is not empty"):
@@ -233,6 +251,18 @@ def test_release_refuses_broken_files_a_used_folder_and_the_target(workdir, tmp_
     with pytest.raises(DapterError, match="the bundle would hold the target model"):
         release_lib.build_bundle(tiny_target_path, str(workdir / "export"), str(tmp_path / "b"), *args)
     assert not (tmp_path / "b").exists()
+
+
+def test_a_failed_export_at_another_size_leaves_the_shipped_files_byte_identical(workdir):
+    # Issue 17's first case: --image_size=224 on a 32x32 converter and target. Refused in one line,
+    # before any file is written; release still bundles the files the gate passed.
+    export_dir = workdir / "export"
+    before = {p.name: p.read_bytes() for p in export_dir.iterdir() if p.is_file()}
+    proc = run_binary(
+        "export.export_tflite", f"--workdir={workdir}", "--image_size=224", "--max_train=8", "--max_test=8"
+    )
+    assert_one_error_line(proc, "takes 32x32 images and the export data are 224x224: export at 32x32")
+    assert {p.name: p.read_bytes() for p in export_dir.iterdir() if p.is_file()} == before
 
 
 def test_release_and_verify_binaries(workdir, tmp_path, tiny_target_path):
@@ -303,6 +333,32 @@ def test_committed_reference_release_verifies_on_real_cifar10_with_its_published
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "FAIL" not in proc.stdout and "ok   accuracy_drop_points" in proc.stdout, proc.stdout
+
+
+def test_verify_refuses_another_tasks_data_in_one_line_before_loading_it():
+    # CelebA faces for a CIFAR-10 bundle: its entropy and bandwidth claims say nothing about them.
+    celeba = require_shared(SHARED_DATA / "celeba")
+    proc = run_binary(
+        "export.verify",
+        f"--bundle={RELEASES / 'cifar10_reference'}",
+        "--dataset=celeba",
+        "--source=folder",
+        f"--data_dir={celeba}",
+        "--max_test=50",
+    )
+    assert_one_error_line(proc, "(task celeba, the bundle's is cifar10; images 64x64, the bundle's are 32x32)")
+    assert "ok " not in proc.stdout  # Nothing was checked.
+
+
+def test_check_verifier_data_by_hand(bundle):
+    release_lib.check_verifier_data(str(bundle), "cifar10", "label", (32, 32))  # The bundle's own: passes.
+    with pytest.raises(DapterError, match="target label gender, the bundle's is label"):
+        release_lib.check_verifier_data(str(bundle), "cifar10", "gender", (32, 32))
+    with pytest.raises(DapterError, match="images 224x224, the bundle's are 32x32"):
+        release_lib.check_verifier_data(str(bundle), "cifar10", "label", (224, 224))
+    assert release_lib.parse_card_task((bundle / "model_card.md").read_text()) == ("cifar10", "label", (32, 32))
+    with pytest.raises(DapterError, match="states no task and image size"):
+        release_lib.parse_card_task("# card\n")
 
 
 def test_verify_attacks_passes_on_the_reference_release():

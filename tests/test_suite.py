@@ -14,16 +14,6 @@ from dapter_tf.attacks import suite as suite_lib
 from dapter_tf.attacks.data_structures import AutoRecognitionResult, ReconstructionResult
 
 
-def test_paired_drop_and_its_standard_error_by_hand():
-    # Right, right, wrong, wrong on originals; right, wrong, right, wrong converted: d = 0, 1, -1, 0.
-    # Mean 0; std sqrt(0.5); standard error sqrt(0.5) / sqrt(4) = 0.3536, i.e. 35.36 points.
-    assert suite_lib.paired_drop([1, 1, 0, 0], [1, 0, 1, 0]) == pytest.approx((0.0, 35.355339))
-    # Two of four answers lost: 50 points; d = 0, 0, 1, 1 has std 0.5, so 25 points.
-    assert suite_lib.paired_drop([1, 1, 1, 1], [1, 1, 0, 0]) == pytest.approx((50.0, 25.0))
-    # 50 % on 100 images: sqrt(0.25 / 100) = 5 points.
-    assert suite_lib.binomial_error_points(0.5, 100) == pytest.approx(5.0)
-
-
 def _reconstruction(attacker, ssim, mean_image=0.12):
     return ReconstructionResult(
         ssim, 15.0, 0.1, 12.0, 100, 50, 2, "grid.png", 0.9, mean_image, 12.1, attacker=attacker, parameters=10

@@ -136,3 +136,36 @@ def test_imageset_helpers_keep_labels_aligned(embedded):
     originals = {embedded[1].images[i].tobytes(): embedded[1].labels["label"][i] for i in range(20)}
     for image, label in zip(subset.images, subset.labels["label"]):
         assert originals[image.tobytes()] == label
+
+
+def test_rerunning_a_finished_run_is_a_no_op_that_keeps_its_records(embedded, tiny_target_path, tmp_path):
+    train_set, test_set = _small(embedded)
+    config = tiny_dapter_config(tiny_target_path)
+    first = train.train_dapter(config, TASK, train_set, test_set, str(tmp_path))
+    kept = ("results.json", "config.json", train.CONVERTER_FILE)
+    before = {name: (tmp_path / name).read_bytes() for name in kept}
+    again = train.train_dapter(config, TASK, train_set, test_set, str(tmp_path))
+    assert {name: (tmp_path / name).read_bytes() for name in kept} == before
+    assert again == json.loads(before["results.json"]) and again["train_seconds"] == first["train_seconds"]
+
+
+def test_the_recorded_target_opens_from_any_directory(tiny_target_path, tmp_path, monkeypatch):
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "target.keras").write_bytes(open(tiny_target_path, "rb").read())
+    monkeypatch.chdir(tmp_path)
+    config = tiny_dapter_config("t/target.keras")
+    assert config.target_path == str(tmp_path / "t" / "target.keras")  # Recorded absolute.
+    # An older record, relative to where its run started, opens from the workdir too.
+    workdir = tmp_path / "runs" / "converter"
+    workdir.mkdir(parents=True)
+    (workdir / "config.json").write_text(json.dumps({"target_path": "../../t/target.keras"}))
+    monkeypatch.chdir(workdir.parent)
+    assert train.recorded_target_path(str(workdir)) == os.path.join(str(workdir), "../../t/target.keras")
+    assert train.recorded_target_path(str(workdir), "given.keras") == "given.keras"
+    (workdir / "config.json").write_text(json.dumps({"target_path": "gone.keras"}))
+    with pytest.raises(
+        DapterError, match="names target gone.keras, which is not found from here or from .*: give --target"
+    ):
+        train.recorded_target_path(str(workdir))
+    with pytest.raises(DapterError, match="is not a train_dapter workdir"):
+        train.recorded_target_path(str(tmp_path))

@@ -263,7 +263,30 @@ class Device:
             )
 
 
-def am_start_command(remote_model: str, config: AdbBenchmarkConfig, run_id: str, remote_image: str = "") -> list[str]:
+# The contract a .tflite file carries (export_tflite_lib.with_contract): a JSON text in a metadata
+# buffer, written with sorted keys, so it starts with its format field.
+_CONTRACT_START = b'{"format": "dapter-tf io contract 1"'
+
+
+def contract_output_step(model_path: str) -> int:
+    """The output grid step a ``.tflite`` file's own contract states (1 for a file without one).
+
+    The driver runs without TensorFlow (it starts in a fraction of a second), so it finds the
+    contract's JSON in the file's bytes instead of parsing the flatbuffer with TensorFlow's tools;
+    tests/test_adb_benchmark.py checks that both read the same contract.
+    """
+    with open(model_path, "rb") as f:
+        data = f.read()
+    start = data.find(_CONTRACT_START)
+    if start < 0:
+        return 1
+    contract, _ = json.JSONDecoder().raw_decode(data[start:].decode("utf-8", "replace"))
+    return int(contract["output_step"])
+
+
+def am_start_command(
+    remote_model: str, config: AdbBenchmarkConfig, run_id: str, remote_image: str = "", output_step: int = 1
+) -> list[str]:
     """The ``adb shell`` words that start the harness, in the order ``BenchmarkArgs.toAmStartExtras`` gives.
 
     ``-W`` waits until the Activity is launched; ``-S`` force-stops the app first, so that every run
@@ -280,6 +303,8 @@ def am_start_command(remote_model: str, config: AdbBenchmarkConfig, run_id: str,
     ]
     if remote_image:
         extras.append(("image", remote_image))
+    if output_step != 1:  # The app decodes its last output with the file's contract (OutputDecoding).
+        extras.append(("output_step", str(output_step)))
     for key, value in extras:
         command += ["--es", key, shlex.quote(value)]
     return command
@@ -326,7 +351,8 @@ def run_app_benchmark(
     remote_result = f"{RESULT_DIR}/{run_id}.json"
     device.shell(["rm", "-f", remote_result])
 
-    proc = device.shell(am_start_command(remote_model, config, run_id, remote_image), timeout=config.timeout_s)
+    command = am_start_command(remote_model, config, run_id, remote_image, contract_output_step(model_path))
+    proc = device.shell(command, timeout=config.timeout_s)
     # am reports a missing Activity or a bad intent as an "Error: ..." line, with exit status 0.
     if re.search(r"^Error", proc.stdout + "\n" + proc.stderr, flags=re.M):
         raise DapterError(f"'am start' failed on {device.serial}: {_last_line(proc)}")

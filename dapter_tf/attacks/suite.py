@@ -20,7 +20,6 @@ The decoders of the adversarial defence (``defences.adversarial``) are never amo
 
 import dataclasses
 import json
-import math
 import os
 import time
 
@@ -141,26 +140,6 @@ class Verdict:
     detail: str
 
 
-def paired_drop(correct_original: np.ndarray, correct_converted: np.ndarray) -> tuple[float, float]:
-    """The accuracy drop in points on the same images, and its standard error.
-
-    The two accuracies are measured on the same images, so the drop's noise comes from the images
-    whose answer changed: with per-image differences d_i = correct_original_i - correct_converted_i,
-    the standard error is std(d) / sqrt(n) (in points).
-
-    Args:
-        correct_original: bool (N,), the target right on the original image.
-        correct_converted: bool (N,), the target right on its converted version.
-    """
-    d = np.asarray(correct_original, np.float64) - np.asarray(correct_converted, np.float64)
-    return 100.0 * float(d.mean()), 100.0 * float(d.std() / math.sqrt(len(d)))
-
-
-def binomial_error_points(accuracy: float, n: int) -> float:
-    """The standard error, in points, of an accuracy measured on ``n`` images."""
-    return 100.0 * math.sqrt(max(accuracy * (1 - accuracy), 0.0) / n)
-
-
 @dataclasses.dataclass(frozen=True)
 class SuiteResults:
     """Every attacker of the suite against one converter, with the baselines and the verdicts.
@@ -174,7 +153,7 @@ class SuiteResults:
         target_accuracy_original: The target on original held-out images (``None`` without a target).
         target_accuracy_converted: The target on their converted versions.
         accuracy_drop_points: The target's loss, in points.
-        accuracy_drop_error_points: Its standard error on these images (``paired_drop``).
+        accuracy_drop_error_points: Its standard error on these images (``metrics.paired_drop``).
         entropy_original: Mean image entropy of the originals (§4.1, bits).
         entropy_converted: Mean image entropy of the converted images.
         reconstruction: One result per reconstruction attacker.
@@ -282,7 +261,7 @@ class SuiteResults:
             parts, holds = [], True
             for label, (result, gap) in sorted(gaps.items()):
                 holds &= c.max_label_gap_points is None or gap <= c.max_label_gap_points
-                error = binomial_error_points(result.attack_accuracy_converted, result.images_test)
+                error = metrics.binomial_error_points(result.attack_accuracy_converted, result.images_test)
                 parts.append(
                     f"{label}: {result.attacker} attacker {result.attack_accuracy_converted:.4f} ± {error / 100:.4f} "
                     f"against {result.acc_best_given_target:.4f} knowing only the target label ({gap:+.2f} points)"
@@ -390,7 +369,7 @@ def run_attack_suite(input_data: AttackInputData, spec: SuiteSpec, workdir: str)
         labels = test.labels[task.target_label]
         right_original = np.argmax(evaluate.target_logits(target, test.images), -1) == labels
         right_converted = np.argmax(evaluate.target_logits(target, converted), -1) == labels
-        drop, error = paired_drop(right_original, right_converted)
+        drop, error = metrics.paired_drop(right_original, right_converted)
         usability = dict(
             target_accuracy_original=float(right_original.mean()),
             target_accuracy_converted=float(right_converted.mean()),

@@ -9,6 +9,7 @@ import org.dapter.bench.core.BenchmarkResult
 import org.dapter.bench.core.Delegate
 import org.dapter.bench.core.DeviceInfo
 import org.dapter.bench.core.InputEncoding
+import org.dapter.bench.core.OutputDecoding
 import org.dapter.bench.core.Statistics
 import org.dapter.bench.core.TensorInfo
 import org.tensorflow.lite.Interpreter
@@ -75,6 +76,8 @@ class ConverterBenchmark(private val args: BenchmarkArgs) : Closeable {
 
         val warmupUs = timeRuns(interpreter, inputBuffer, outputBuffer, args.warmupRuns)
         val runsUs = timeRuns(interpreter, inputBuffer, outputBuffer, args.numRuns)
+        // The output contract: the last run's output as the pixels the phone would send.
+        val sent = OutputDecoding.decode(outputBuffer, output, args.outputStep)
         return BenchmarkResult(
             args = args,
             device = device,
@@ -83,6 +86,7 @@ class ConverterBenchmark(private val args: BenchmarkArgs) : Closeable {
             input = input,
             output = output,
             stats = Statistics.summarize(initUs, warmupUs, runsUs),
+            outputPixels = sent,
         )
     }
 

@@ -41,6 +41,9 @@ class ArgumentException(message: String) : IllegalArgumentException(message)
  * @property image An optional PNG or JPEG on the device, resized to the model's input; without
  *   one the input is seeded random pixels (int8 latency depends on the data: prefer an image).
  * @property runId Names the result file (`<runId>.json` in the app's files dir) and the logcat line.
+ * @property outputStep The output grid step of the file's contract (`dapter_io_contract` in its
+ *   metadata; the adb driver reads it): the last output is decoded with it ([OutputDecoding]) into
+ *   the pixels the phone would send. 1 for float files, whose grid is inside.
  */
 data class BenchmarkArgs(
     val model: String,
@@ -50,12 +53,14 @@ data class BenchmarkArgs(
     val delegate: Delegate = Delegate.XNNPACK,
     val image: String? = null,
     val runId: String = DEFAULT_RUN_ID,
+    val outputStep: Int = 1,
 ) {
     init {
         if (model.isBlank()) throw ArgumentException("$MODEL must name a .tflite file on the device")
         checkRange(NUM_THREADS, numThreads, 1, MAX_THREADS)
         checkRange(WARMUP_RUNS, warmupRuns, 1, MAX_RUNS)
         checkRange(NUM_RUNS, numRuns, 1, MAX_RUNS)
+        checkRange(OUTPUT_STEP, outputStep, 1, 255)
         if (!RUN_ID_PATTERN.matches(runId)) {
             throw ArgumentException("$RUN_ID must be letters, digits, '.', '_' or '-' (a file name), got '$runId'")
         }
@@ -77,6 +82,7 @@ data class BenchmarkArgs(
             "--es", RUN_ID, runId,
         )
         if (image != null) extras += listOf("--es", IMAGE, image)
+        if (outputStep != 1) extras += listOf("--es", OUTPUT_STEP, outputStep.toString())
         return extras
     }
 
@@ -88,9 +94,10 @@ data class BenchmarkArgs(
         const val DELEGATE = "delegate"
         const val IMAGE = "image"
         const val RUN_ID = "run_id"
+        const val OUTPUT_STEP = "output_step"
 
         /** Every extra the Activity reads; any other is refused, so a misspelt one is not ignored. */
-        val KEYS = listOf(MODEL, NUM_THREADS, WARMUP_RUNS, NUM_RUNS, DELEGATE, IMAGE, RUN_ID)
+        val KEYS = listOf(MODEL, NUM_THREADS, WARMUP_RUNS, NUM_RUNS, DELEGATE, IMAGE, RUN_ID, OUTPUT_STEP)
 
         const val DEFAULT_NUM_THREADS = 1
         const val DEFAULT_WARMUP_RUNS = 1
@@ -124,6 +131,7 @@ data class BenchmarkArgs(
                 delegate = extras[DELEGATE]?.let { Delegate.fromId(it) } ?: Delegate.XNNPACK,
                 image = extras[IMAGE]?.takeIf { it.isNotBlank() },
                 runId = extras[RUN_ID]?.takeIf { it.isNotBlank() } ?: DEFAULT_RUN_ID,
+                outputStep = intExtra(extras, OUTPUT_STEP, 1),
             )
         }
 

@@ -44,6 +44,7 @@ data class BenchmarkResult(
     val output: TensorInfo? = null,
     val stats: TimingStats? = null,
     val error: String? = null,
+    val outputPixels: IntArray? = null,
 ) {
     init {
         require((stats == null) != (error == null)) { "a result has either timings or an error, not both" }
@@ -71,6 +72,10 @@ data class BenchmarkResult(
             "input_zero_point" to input?.zeroPoint,
             "output_shape" to output?.shape,
             "output_dtype" to output?.dtype,
+            "output_scale" to output?.scale,
+            "output_zero_point" to output?.zeroPoint,
+            "output_step" to args.outputStep,
+            "output_pixels_sha256" to outputPixels?.let { pixelsSha256(it) },
             "runtime_version" to runtimeVersion,
             "device_manufacturer" to device.manufacturer,
             "device_model" to device.model,
@@ -108,6 +113,15 @@ data class BenchmarkResult(
         const val FORMAT = "dapter-bench/1"
         const val LOG_TAG = "DapterBench"
         const val LOG_PREFIX = "DAPTER_BENCH_RESULT "
+
+        /**
+         * SHA-256 (hex) of decoded pixels as bytes, in tensor order: the host's
+         * `hashlib.sha256(pixels.astype(np.uint8).tobytes())` of the same image gives the same text.
+         */
+        fun pixelsSha256(pixels: IntArray): String {
+            val digest = java.security.MessageDigest.getInstance("SHA-256")
+            return digest.digest(ByteArray(pixels.size) { pixels[it].toByte() }).joinToString("") { "%02x".format(it) }
+        }
 
         /** The result file's name in the app's files dir. */
         fun fileName(runId: String): String = "$runId.json"

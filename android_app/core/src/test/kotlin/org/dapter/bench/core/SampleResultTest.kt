@@ -40,6 +40,7 @@ class SampleResultTest {
             numRuns = 5,
             delegate = Delegate.XNNPACK,
             runId = "sample",
+            outputStep = 16,
         )
         val device = DeviceInfo("Xiaomi", "Mi 9T Pro", "QTI", "SM8150", "qcom", "msmnile", "11", 30, "arm64-v8a")
         // Timings in microseconds: mean (110000 + 108000 + 109000 + 115000 + 108500) / 5 = 110100;
@@ -50,7 +51,9 @@ class SampleResultTest {
             runsUs = listOf(110000.0, 108000.0, 109000.0, 115000.0, 108500.0),
         )
         val pixels = TensorInfo(listOf(1, 224, 224, 3), "uint8", 0.00392156862745098, 0)
-        val result = BenchmarkResult(args, device, "2.16.1", 140_808, pixels, pixels, stats)
+        val sigmoid = TensorInfo(listOf(1, 224, 224, 3), "uint8", 0.00390625, 0)
+        // The decoded output named by its hash: here the three pixels 0, 128, 255.
+        val result = BenchmarkResult(args, device, "2.16.1", 140_808, pixels, sigmoid, stats, outputPixels = intArrayOf(0, 128, 255))
         val sample = javaClass.getResource("/sample_result.json")!!.readText()
         assertEquals(sample, result.toJson())
         assertEquals(110100.0, stats.avgUs, 1e-9)

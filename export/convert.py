@@ -1,0 +1,82 @@
+r"""Converts one's own images with a released converter: a folder of images or an npz in, PNGs out.
+
+--converter is a bundle's converter.keras or any of its .tflite files. A full-int8 file ends at the
+sigmoid and its bytes are snapped to the converter's output grid, which the bundle's model card
+states (its output_step claim): keep the file in its bundle (or its dapter-export-tflite folder),
+or give --output_step. --input is a folder of images (png, jpg, bmp, webp, tif; sorted by name) or
+an .npz whose x is uint8 N x H x W x 3. Every image must be RGB at the converter's size: one that
+is not (another size, grey or RGBA, corrupt) is refused with one line and the rest still convert;
+the run then ends with exit status 1 after writing what it could.
+
+Writes OUTPUT_DIR/<name>.png for every converted image and OUTPUT_DIR/convert.json (per image: the
+entropy of §4.1 and the PNG bytes before and after; the refusals), and prints one line per image.
+
+Example:
+  dapter-convert --converter=results/release/cifar10_reference/converter_int8.tflite \
+      --input=my_photos/ --output_dir=converted/
+"""
+
+from absl import flags
+
+from experiments import flags_lib
+
+_CONVERTER = flags.DEFINE_string(
+    "converter", None, "A bundle's converter.keras or one of its converter_<mode>.tflite files.", required=True
+)
+_INPUT = flags.DEFINE_string(
+    "input", None, "A folder of images, or an .npz whose x is uint8 N x H x W x 3.", required=True
+)
+_OUTPUT_DIR = flags.DEFINE_string(
+    "output_dir", None, "Where the converted PNGs and convert.json go (created if missing).", required=True
+)
+_OUTPUT_NPZ = flags.DEFINE_string(
+    "output_npz", "", "Also write the converted images (x) and their file names (names) to this .npz."
+)
+_IMAGE_SIZE = flags.DEFINE_integer(
+    "image_size",
+    0,
+    "Square side the converter takes (0: the file's own, or the size its bundle states; a .keras file outside a "
+    "bundle needs it).",
+)
+_OUTPUT_STEP = flags.DEFINE_integer(
+    "output_step",
+    0,
+    "Output grid step for a full-int8 .tflite file's bytes (0: the one its bundle states).",
+)
+
+
+def main():
+    from dapter_tf import DapterError
+    from export import convert_lib
+
+    # Every output path is checked before any work.
+    flags_lib.check_output_folder("--output_dir", _OUTPUT_DIR.value)
+    if _OUTPUT_NPZ.value:
+        flags_lib.check_output_file("--output_npz", _OUTPUT_NPZ.value)
+    converter = convert_lib.load_converter(_CONVERTER.value, _IMAGE_SIZE.value, _OUTPUT_STEP.value)
+    inputs = convert_lib.read_inputs(_INPUT.value, converter.image_size)
+    print(
+        f"converting {sum(i.image is not None for i in inputs)} of {len(inputs)} image(s) with {converter.path} "
+        f"({converter.kind}, {converter.image_size[0]}x{converter.image_size[1]})",
+        flush=True,
+    )
+    summary = convert_lib.convert_inputs(
+        converter, inputs, _OUTPUT_DIR.value, _OUTPUT_NPZ.value, progress=lambda line: print(line, flush=True)
+    )
+    if summary["converted"]:
+        print(
+            f"mean entropy {summary['mean_entropy_original']:.2f} -> {summary['mean_entropy_converted']:.2f} bits; "
+            f"PNG bytes {summary['png_bytes_ratio']:.2f}x fewer; written to {_OUTPUT_DIR.value}"
+        )
+    if summary["refused"]:
+        raise DapterError(
+            f"{len(summary['refused'])} of {len(inputs)} image(s) refused (each named above); the others were converted"
+        )
+
+
+def run():
+    flags_lib.run(main)
+
+
+if __name__ == "__main__":
+    run()

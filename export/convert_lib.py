@@ -1,0 +1,275 @@
+"""Running a released converter on one's own images: what ``dapter-convert`` does.
+
+An app team's first try with a bundle is to push a folder of its own photos through the converter
+and look at what would be sent. ``load_converter`` opens a bundle's ``converter.keras`` or any of
+its ``.tflite`` files (run by ai_edge_litert, with the output grid that the file's bundle states for
+full-int8 files); ``read_inputs`` reads a folder of images or an ``.npz``, refusing each file the
+converter cannot take with one line and going on with the rest; ``convert_inputs`` writes the
+converted PNGs and measures each image's entropy (§4.1) and PNG bytes (§7.4).
+"""
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+import PIL.Image
+
+from dapter_tf import DapterError, evaluate, metrics
+from dapter_tf.train import write_json
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+SUMMARY_FILE = "convert.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedConverter:
+    """A converter ready to run on uint8 images.
+
+    Attributes:
+        path: The file.
+        kind: ``"keras"`` or ``"tflite"``.
+        image_size: (height, width) it takes.
+        output_step: The grid step applied to a full-int8 file's bytes (1: none; float files and the
+            ``.keras`` converter have the grid inside).
+        model: The Keras model (``kind == "keras"``) or the file's bytes.
+    """
+
+    path: str
+    kind: str
+    image_size: tuple
+    output_step: int
+    model: object
+
+    def convert(self, images: np.ndarray) -> np.ndarray:
+        """The uint8 images a phone would send for uint8 N x H x W x 3 ``images``."""
+        if self.kind == "keras":
+            return evaluate.convert_images(self.model, images)
+        from export import export_tflite_lib
+
+        return export_tflite_lib.run_tflite(self.model, images, output_step=self.output_step)
+
+
+def _bundle_facts(folder: str) -> dict:
+    """What the converter's folder states about it: ``output_step`` and ``image_size``, where known.
+
+    A release bundle's model card states both (its "Images" line and its ``output_step`` claim); a
+    ``dapter-export-tflite`` folder's export.json states them too.
+    """
+    from export import release_lib
+
+    facts = {}
+    card = os.path.join(folder, release_lib.MODEL_CARD)
+    export_json = os.path.join(folder, "export.json")
+    if os.path.isfile(card):
+        with open(card) as f:
+            text = f.read()
+        _, _, facts["image_size"] = release_lib.parse_card_task(text)
+        steps = [c.value for c in release_lib.parse_claims(text) if c.name == "output_step"]
+        if steps:
+            facts["output_step"] = int(steps[0])
+    elif os.path.isfile(export_json):
+        with open(export_json) as f:
+            record = json.load(f)
+        facts = {"image_size": tuple(record["image_size"]), "output_step": int(record["output_step"])}
+    return facts
+
+
+def load_converter(path: str, image_size: int = 0, output_step: int = 0) -> LoadedConverter:
+    """Opens a converter ``.keras`` or ``.tflite`` file.
+
+    Args:
+        path: The file; a ``.tflite`` file is best kept in its bundle (or export folder), whose
+            card states the output grid a full-int8 file's bytes are snapped to.
+        image_size: Square side to convert at (0: the file's own: a ``.tflite`` file's input, or
+            the size its bundle states; a ``.keras`` file outside a bundle needs it).
+        output_step: The grid step for a full-int8 file's bytes (0: the one its bundle states).
+
+    Raises:
+        DapterError: one line, on a missing or unreadable file, or a size or grid that cannot be known.
+    """
+    if not os.path.isfile(path):
+        raise DapterError(f"--converter {path} is not a file")
+    if image_size < 0 or output_step < 0:
+        raise DapterError(f"image size and output step must be >= 0, got {image_size} and {output_step}")
+    facts = _bundle_facts(os.path.dirname(os.path.abspath(path)))
+    if path.endswith(".keras"):
+        from dapter_tf import classifier
+
+        model = classifier.load_model_file(path, "converter")
+        if tuple(model.output_shape[1:]) != tuple(model.input_shape[1:]):
+            raise DapterError(f"{path} is not a converter: it maps {model.input_shape[1:]} to {model.output_shape[1:]}")
+        size = (image_size, image_size) if image_size else facts.get("image_size")
+        if size is None:
+            raise DapterError(f"{path} is outside a bundle, so its image size is unknown: give --image_size")
+        return LoadedConverter(path, "keras", tuple(size), 1, model)
+    if not path.endswith(".tflite"):
+        raise DapterError(f"--converter {path} is neither a .keras nor a .tflite file")
+    with open(path, "rb") as f:
+        model_bytes = f.read()
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        interpreter = Interpreter(model_content=model_bytes)
+    except (ValueError, RuntimeError) as e:
+        raise DapterError(f"{path} is not a readable .tflite file ({str(e).splitlines()[0]})") from None
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    shape = tuple(int(s) for s in inp["shape"][1:3])
+    if len(inp["shape"]) != 4 or inp["shape"][3] != 3:
+        raise DapterError(f"{path} takes {tuple(inp['shape'])}, not images: is it a converter?")
+    if image_size and (image_size, image_size) != shape:
+        raise DapterError(f"{path} takes {shape[0]}x{shape[1]} images; --image_size={image_size} cannot change that")
+    from export import export_tflite_lib
+
+    step = 1
+    contract = export_tflite_lib.read_contract(model_bytes)
+    if out["dtype"] != np.float32:  # A full-int8 file ends at the sigmoid (export_tflite_lib).
+        # The file's own contract first, then what was given, then what its bundle states.
+        step = (contract or {}).get("output_step") or output_step or facts.get("output_step")
+        if not step:
+            raise DapterError(
+                f"{path} is a full-int8 file whose bytes are snapped to the converter's output grid, which only its "
+                "bundle states: keep it in its bundle or give --output_step"
+            )
+    return LoadedConverter(path, "tflite", shape, int(step), model_bytes)
+
+
+@dataclasses.dataclass(frozen=True)
+class Input:
+    """One image to convert, or why it cannot be (``image`` None and ``refused`` saying why)."""
+
+    name: str
+    image: np.ndarray | None
+    refused: str = ""
+
+
+def _check_image(name: str, image: np.ndarray, image_size) -> Input:
+    if image.dtype != np.uint8:
+        return Input(name, None, f"is {image.dtype}, the converter takes uint8 pixels")
+    channels = 1 if image.ndim == 2 else image.shape[-1]
+    if image.ndim not in (2, 3) or channels != 3:
+        return Input(name, None, f"has {channels} channel(s) (shape {image.shape}), the converter takes RGB")
+    if tuple(image.shape[:2]) != tuple(image_size):
+        return Input(
+            name,
+            None,
+            f"is {image.shape[0]}x{image.shape[1]}, the converter takes {image_size[0]}x{image_size[1]}",
+        )
+    return Input(name, image)
+
+
+def read_inputs(path: str, image_size) -> list[Input]:
+    """The images of a folder (by name, sorted) or of an ``.npz`` (its ``x``), each checked.
+
+    A file that is no image, or has another size or other channels than the converter takes, is
+    an ``Input`` with ``refused`` set: the rest still convert.
+
+    Raises:
+        DapterError: one line, when ``path`` holds no image at all or is neither a folder nor an npz.
+    """
+    if os.path.isdir(path):
+        names = sorted(n for n in os.listdir(path) if n.lower().endswith(IMAGE_SUFFIXES))
+        if not names:
+            raise DapterError(f"--input {path} holds no image ({', '.join(IMAGE_SUFFIXES)})")
+        inputs = []
+        for name in names:
+            try:
+                with PIL.Image.open(os.path.join(path, name)) as image:
+                    image.load()
+                    mode, pixels = image.mode, np.asarray(image)
+            except (OSError, ValueError, PIL.UnidentifiedImageError) as e:
+                inputs.append(Input(name, None, f"cannot be read as an image ({type(e).__name__})"))
+                continue
+            if mode != "RGB":
+                inputs.append(Input(name, None, f"is {mode}, the converter takes RGB"))
+                continue
+            inputs.append(_check_image(name, pixels, image_size))
+        return inputs
+    if path.endswith(".npz") and os.path.isfile(path):
+        try:
+            with np.load(path) as f:
+                if "x" not in f:
+                    raise DapterError(f"--input {path} has no 'x' array (it has {', '.join(f.files) or 'none'})")
+                images = f["x"]
+        except (OSError, ValueError) as e:
+            raise DapterError(f"--input {path} cannot be read as an npz ({type(e).__name__})") from None
+        if images.ndim != 4:
+            raise DapterError(f"--input {path}: x must be N x H x W x 3, got shape {images.shape}")
+        width = len(str(len(images) - 1))
+        return [_check_image(f"image_{i:0{width}d}", image, image_size) for i, image in enumerate(images)]
+    raise DapterError(f"--input {path} is neither a folder of images nor an existing .npz file")
+
+
+def _output_names(inputs: list[Input]) -> list[str]:
+    """``cat.jpg`` -> ``cat.png``; two inputs with one stem keep their suffix apart (``cat_jpg.png``)."""
+    stems = [os.path.splitext(i.name)[0] for i in inputs]
+    return [
+        f"{stem}.png" if stems.count(stem) == 1 else f"{stem}_{os.path.splitext(i.name)[1].lstrip('.')}.png"
+        for stem, i in zip(stems, inputs)
+    ]
+
+
+def convert_inputs(
+    converter: LoadedConverter, inputs: list[Input], output_dir: str, npz_path: str = "", progress=None
+) -> dict:
+    """Converts every accepted input, writes ``output_dir/<name>.png`` (and ``npz_path``), and measures them.
+
+    Args:
+        converter: From ``load_converter``.
+        inputs: From ``read_inputs``.
+        output_dir: An existing folder for the PNGs and ``convert.json``.
+        npz_path: Also write the converted images as an npz (``x``, and ``names``) there; empty: not.
+        progress: Optional callable taking one line per image (and per refusal).
+
+    Returns:
+        ``convert.json``'s content: per image its entropy and PNG bytes before and after, the
+        refusals, and the means.
+    """
+    accepted = [i for i in inputs if i.image is not None]
+    names = dict(zip((id(i) for i in inputs), _output_names(inputs)))
+    records, refused = [], []
+    for item in inputs:
+        if item.image is None:
+            refused.append({"input": item.name, "reason": item.refused})
+            if progress:
+                progress(f"refused {item.name}: {item.refused}")
+    converted = (
+        converter.convert(np.stack([i.image for i in accepted])) if accepted else np.zeros((0, 1, 1, 3), np.uint8)
+    )
+    for item, image in zip(accepted, converted):
+        out_name = names[id(item)]
+        PIL.Image.fromarray(image).save(os.path.join(output_dir, out_name))
+        record = {
+            "input": item.name,
+            "output": out_name,
+            "entropy_original": float(metrics.image_entropy(item.image)),
+            "entropy_converted": float(metrics.image_entropy(image)),
+            "png_bytes_original": metrics.png_bytes(item.image[None]),
+            "png_bytes_converted": metrics.png_bytes(image[None]),
+        }
+        records.append(record)
+        if progress:
+            progress(
+                f"{item.name} -> {out_name}: entropy {record['entropy_original']:.2f} -> "
+                f"{record['entropy_converted']:.2f} bits, PNG {record['png_bytes_original']:,} -> "
+                f"{record['png_bytes_converted']:,} bytes"
+            )
+    if npz_path and accepted:
+        np.savez_compressed(npz_path, x=converted, names=np.array([names[id(i)] for i in accepted]))
+    summary = {
+        "converter": converter.path,
+        "kind": converter.kind,
+        "image_size": list(converter.image_size),
+        "output_step_after_interpreter": converter.output_step,
+        "converted": len(records),
+        "refused": refused,
+        "images": records,
+    }
+    if records:
+        summary["mean_entropy_original"] = float(np.mean([r["entropy_original"] for r in records]))
+        summary["mean_entropy_converted"] = float(np.mean([r["entropy_converted"] for r in records]))
+        summary["png_bytes_ratio"] = sum(r["png_bytes_original"] for r in records) / sum(
+            r["png_bytes_converted"] for r in records
+        )
+    write_json(os.path.join(output_dir, SUMMARY_FILE), summary)
+    return summary
