@@ -46,6 +46,8 @@ _OUTPUT_STEP = flags.DEFINE_integer(
 
 
 def main():
+    import os
+
     from dapter_tf import DapterError
     from export import convert_lib
 
@@ -60,6 +62,7 @@ def main():
         f"({converter.kind}, {converter.image_size[0]}x{converter.image_size[1]})",
         flush=True,
     )
+    os.makedirs(_OUTPUT_DIR.value, exist_ok=True)  # Checked above; made only now that there is work.
     summary = convert_lib.convert_inputs(
         converter, inputs, _OUTPUT_DIR.value, _OUTPUT_NPZ.value, progress=lambda line: print(line, flush=True)
     )
