@@ -492,6 +492,24 @@ def check_output_file(flag: str, path: str) -> None:
         raise DapterError(f"{flag} {path} cannot be written (permission denied)")
 
 
+# Flags that name what a binary writes, checked by ``run`` before any work. --workdir is the
+# binary's own output everywhere except where it names a finished run the binary reads.
+OUTPUT_FOLDER_FLAGS = ("workdir", "output_dir", "report_dir")
+OUTPUT_FILE_FLAGS = ("output_json", "output_csv", "output_npz")
+READS_WORKDIR = {"export.export_tflite", "export.release"}
+
+
+def check_output_flags(module: str) -> None:
+    """``check_output_folder`` / ``check_output_file`` on every output flag the binary defines and was given."""
+    values = flags.FLAGS.flag_values_dict()
+    for name in OUTPUT_FOLDER_FLAGS:
+        if values.get(name) and not (name == "workdir" and module in READS_WORKDIR):
+            check_output_folder(f"--{name}", values[name])
+    for name in OUTPUT_FILE_FLAGS:
+        if values.get(name):
+            check_output_file(f"--{name}", values[name])
+
+
 def run(main, tensorflow: bool = True):
     """Runs ``main`` under absl; a DapterError becomes one ``error: ...`` line and exit status 1.
 
@@ -516,6 +534,11 @@ def run(main, tensorflow: bool = True):
             # predict function for each; TensorFlow calls that "retracing" and warns, needlessly here.
             tf.get_logger().addFilter(lambda record: "triggered tf.function retracing" not in record.getMessage())
         try:
+            module = main.__module__
+            if module == "__main__":  # Run as python -m package.module: its spec names it.
+                spec = getattr(sys.modules["__main__"], "__spec__", None)
+                module = spec.name if spec else module
+            check_output_flags(module)
             main()
         except DapterError as e:
             sys.stderr.write(f"error: {e}\n")

@@ -34,7 +34,6 @@ flags.adopt_module_key_flags(flags_lib)
 def main():
     from dapter_tf import data, evaluate, report, train
 
-    flags_lib.check_output_folder("--workdir", _WORKDIR.value)
     config = _build_config(_build_data(), _training(), lambda_=_LAMBDA.value)
     task, train_set, test_set = data.load_data(config.data, seed=config.seed)
     results = train.train_dapter(config, task, train_set, test_set, _WORKDIR.value)

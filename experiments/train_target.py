@@ -38,7 +38,6 @@ flags.adopt_module_key_flags(flags_lib)
 def main():
     from dapter_tf import data, train  # Imported after flag parsing: --help stays fast.
 
-    flags_lib.check_output_folder("--workdir", _WORKDIR.value)
     config = train.TargetConfig(data=_build_data(), model=_MODEL.value, width=_WIDTH.value, **_training())
     task, train_set, test_set = data.load_data(config.data, seed=config.seed)
     results = train.train_target(config, task, train_set, test_set, _WORKDIR.value)

@@ -51,10 +51,6 @@ def main():
     from dapter_tf import DapterError
     from export import convert_lib
 
-    # Every output path is checked before any work.
-    flags_lib.check_output_folder("--output_dir", _OUTPUT_DIR.value)
-    if _OUTPUT_NPZ.value:
-        flags_lib.check_output_file("--output_npz", _OUTPUT_NPZ.value)
     converter = convert_lib.load_converter(_CONVERTER.value, _IMAGE_SIZE.value, _OUTPUT_STEP.value)
     inputs = convert_lib.read_inputs(_INPUT.value, converter.image_size)
     print(

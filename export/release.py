@@ -87,7 +87,6 @@ def main():
         raise DapterError(f"{_WORKDIR.value} is not a train_dapter workdir (no config.json)")
     if os.path.isdir(_OUTPUT_DIR.value) and os.listdir(_OUTPUT_DIR.value):
         raise DapterError(f"--output_dir {_OUTPUT_DIR.value} is not empty: a bundle goes into a new folder")
-    flags_lib.check_output_folder("--output_dir", _OUTPUT_DIR.value)
     attacks = ""
     if _ATTACK_RESULTS.value:
         # The results' own lines; their head names the paths of the attacker's machine, not the bundle's.

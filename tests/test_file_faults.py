@@ -1,4 +1,8 @@
-"""File-system faults: each gives one ``error:`` line and exit status 1 before any work, and blocks no rerun."""
+"""File-system faults: each gives one ``error:`` line and exit status 1 before any work, and blocks no rerun.
+
+``flags_lib.run`` checks every output flag (``OUTPUT_FOLDER_FLAGS``, ``OUTPUT_FILE_FLAGS``) of every
+binary before its main runs; a few binaries are tried here.
+"""
 
 import json
 import os
@@ -28,13 +32,22 @@ def a_file(tmp_path):
     [
         ("experiments.train_target", "--workdir"),
         ("experiments.train_dapter", "--workdir"),
+        ("experiments.attack", "--workdir"),
+        ("experiments.lambda_sweep", "--workdir"),
+        ("experiments.reproduce", "--report_dir"),
         ("export.convert", "--output_dir"),
+        ("android_app.tools.adb_benchmark", "--output_dir"),
     ],
 )
-def test_an_output_folder_that_is_a_file(module, flag, a_file, tiny_target_path):
+def test_an_output_folder_that_is_a_file(module, flag, a_file, tiny_target_path, tmp_path):
+    # flags_lib.run checks every output flag of every binary before its main runs.
     extra = {
         "experiments.train_dapter": [f"--target={tiny_target_path}"],
+        "experiments.attack": [f"--converter={tmp_path / 'c.keras'}"],
+        "experiments.lambda_sweep": [f"--target={tiny_target_path}"],
+        "experiments.reproduce": [f"--workdir={tmp_path / 'run'}"],
         "export.convert": [f"--converter={INT8}", f"--input={a_file.parent}"],
+        "android_app.tools.adb_benchmark": [f"--model={INT8}"],
     }.get(module, [])
     proc = run_binary(module, f"{flag}={a_file}", *extra)
     assert_one_error_line(proc, f"{flag} {a_file} is a file, not a folder")
