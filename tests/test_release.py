@@ -1,6 +1,7 @@
 """The release bundle: files and hashes, the model card's claims, and verify failing on any change."""
 
 import json
+import re
 import shutil
 
 import keras
@@ -17,7 +18,7 @@ from conftest import (
     spread_converter,
 )
 
-from dapter_tf import DapterError, classifier
+from dapter_tf import DapterError, classifier, evaluate, metrics
 from dapter_tf.model import build_converter
 from export import export_tflite_lib, release_lib
 from export.release_lib import Claim
@@ -198,6 +199,24 @@ def test_claims_round_trip_through_the_card(bundle):
         "converter_int8.tflite:max_pixel_diff", "largest abs(TFLite - Keras) pixel difference, levels", 32, "at_most"
     )
     assert by_name["bandwidth_saving"].relation == "within%" and by_name["bandwidth_saving"].tolerance == 10
+
+
+def test_the_card_gives_each_accuracy_change_with_its_noise(bundle, embedded, tiny_target_path):
+    # The release measured 200 images: the accuracy lost, and each file's drop against Keras, come
+    # with their paired standard errors, as metrics.paired_drop_interval computes them.
+    card = (bundle / "model_card.md").read_text()
+    target = classifier.load_target(tiny_target_path)
+    images, labels = embedded[1].images[:200], embedded[1].labels["label"][:200]
+    converter = keras.models.load_model(bundle / "converter.keras", safe_mode=True)
+    right = np.argmax(evaluate.target_logits(target, images), -1) == labels
+    sent = evaluate.convert_images(converter, images)
+    converted = np.argmax(evaluate.target_logits(target, sent), -1) == labels
+    drop = metrics.paired_drop_interval(right, converted)
+    assert (
+        "| target accuracy lost by converting (points, ± paired standard error) | "
+        f"{drop['drop_points']:.2f} ± {drop['error_points']:.2f} |"
+    ) in card
+    assert re.search(r"^\| `converter_int8.tflite` \|.* \| [+-]\d+\.\d\d ± \d+\.\d\d \|$", card, re.M), card
 
 
 def test_claim_relations_by_hand():
