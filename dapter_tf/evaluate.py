@@ -13,6 +13,11 @@ def target_logits(target: keras.Model, images: np.ndarray) -> np.ndarray:
     return target.predict(images.astype(np.float32) / 255.0, batch_size=BATCH_SIZE, verbose=0)
 
 
+def target_correct(target: keras.Model, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """bool (N,): whether the target's answer on each uint8 image is its label (what paired figures count)."""
+    return np.argmax(target_logits(target, images), -1) == np.asarray(labels)
+
+
 def target_accuracy(target: keras.Model, images: np.ndarray, labels: np.ndarray) -> float:
     """The target's accuracy on uint8 images."""
     return metrics.accuracy(target_logits(target, images), labels)
@@ -38,9 +43,8 @@ def summarize(
         ``png_bytes_converted``, ``bandwidth_ratio`` (converted over original) and
         ``bandwidth_saving`` (original over converted, the paper's "x times").
     """
-    labels = np.asarray(labels)
-    right_original = np.argmax(target_logits(target, originals), -1) == labels
-    right_converted = np.argmax(target_logits(target, converted), -1) == labels
+    right_original = target_correct(target, originals, labels)
+    right_converted = target_correct(target, converted, labels)
     acc_original, acc_converted = float(right_original.mean()), float(right_converted.mean())
     drop = metrics.paired_drop_interval(right_original, right_converted)
     entropy_original = float(np.mean(metrics.image_entropy(originals)))

@@ -15,8 +15,9 @@ import os
 import numpy as np
 import PIL.Image
 
-from dapter_tf import DapterError, evaluate, metrics
+from dapter_tf import DapterError, classifier, evaluate, metrics
 from dapter_tf.train import write_json
+from export import export_tflite_lib, release_lib
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 SUMMARY_FILE = "convert.json"
@@ -45,8 +46,6 @@ class LoadedConverter:
         """The uint8 images a phone would send for uint8 N x H x W x 3 ``images``."""
         if self.kind == "keras":
             return evaluate.convert_images(self.model, images)
-        from export import export_tflite_lib
-
         return export_tflite_lib.run_tflite(self.model, images, output_step=self.output_step)
 
 
@@ -56,8 +55,6 @@ def _bundle_facts(folder: str) -> dict:
     A release bundle's model card states both (its "Images" line and its ``output_step`` claim); a
     ``dapter-export-tflite`` folder's export.json states them too.
     """
-    from export import release_lib
-
     facts = {}
     card = os.path.join(folder, release_lib.MODEL_CARD)
     export_json = os.path.join(folder, "export.json")
@@ -94,8 +91,6 @@ def load_converter(path: str, image_size: int = 0, output_step: int = 0) -> Load
         raise DapterError(f"image size and output step must be >= 0, got {image_size} and {output_step}")
     facts = _bundle_facts(os.path.dirname(os.path.abspath(path)))
     if path.endswith(".keras"):
-        from dapter_tf import classifier
-
         model = classifier.load_model_file(path, "converter")
         if tuple(model.output_shape[1:]) != tuple(model.input_shape[1:]):
             raise DapterError(f"{path} is not a converter: it maps {model.input_shape[1:]} to {model.output_shape[1:]}")
@@ -119,8 +114,6 @@ def load_converter(path: str, image_size: int = 0, output_step: int = 0) -> Load
         raise DapterError(f"{path} takes {tuple(inp['shape'])}, not images: is it a converter?")
     if image_size and (image_size, image_size) != shape:
         raise DapterError(f"{path} takes {shape[0]}x{shape[1]} images; --image_size={image_size} cannot change that")
-    from export import export_tflite_lib
-
     step = 1
     contract = export_tflite_lib.read_contract(model_bytes)
     if out["dtype"] != np.float32:  # A full-int8 file ends at the sigmoid (export_tflite_lib).

@@ -363,6 +363,18 @@ def decode_output(raw: np.ndarray, scale: float, zero_point: int, output_step: i
     return snap_to_levels(metrics.to_uint8(y), output_step)
 
 
+def output_decoding_text(step="step", quantized_only: bool = False) -> str:
+    """``decode_output``'s formula in words: for the file's contract (the symbol ``step``, float
+    outputs too) and for a card's int8 paragraph (its number, quantized outputs only)."""
+    half = "step // 2" if step == "step" else step // 2
+    dequantize = "x = float32(q - zero_point) * float32(scale)"
+    return (
+        f"{dequantize if quantized_only else 'x = q (float32 output), else ' + dequantize}; "
+        f"p = round_half_even(255 * clip(x, 0, 1)) in float32; pixel = 128 + {step} * sign(p - 128) * "
+        f"floor((abs(p - 128) + {half}) / {step}), clipped to 0..255"
+    )
+
+
 # The name of the .tflite metadata entry that describes the file's input and output (a JSON text).
 CONTRACT_METADATA = "dapter_io_contract"
 CONTRACT_FORMAT = "dapter-tf io contract 1"
@@ -392,9 +404,7 @@ def output_contract(model_bytes: bytes, output_step: int) -> dict:
         "input_encoding": "x = pixel / 255 (float32 input), else q = clip(round_half_even(float32(pixel / 255) / "
         "float32(scale) + zero_point)) to the type's range",
         "output_step": int(output_step),
-        "output_decoding": "x = q (float32 output), else float32(q - zero_point) * float32(scale); "
-        "p = round_half_even(255 * clip(x, 0, 1)) in float32; pixel = 128 + step * sign(p - 128) * "
-        "floor((abs(p - 128) + step // 2) / step), clipped to 0..255 (step 1: pixel = p)",
+        "output_decoding": output_decoding_text() + " (step 1: pixel = p)",
     }
 
 
@@ -516,8 +526,8 @@ def check_parity(
         "entropy_tflite": float(np.mean(metrics.image_entropy(lite_converted))),
     }
     if target is not None:
-        right_keras = np.argmax(evaluate.target_logits(target, keras_converted), -1) == labels
-        right_lite = np.argmax(evaluate.target_logits(target, lite_converted), -1) == labels
+        right_keras = evaluate.target_correct(target, keras_converted, labels)
+        right_lite = evaluate.target_correct(target, lite_converted, labels)
         interval = metrics.paired_drop_interval(right_keras, right_lite)
         result.update(
             accuracy_keras=float(right_keras.mean()),

@@ -162,9 +162,8 @@ def measure_claims(
         "bandwidth_saving": metrics.png_bytes(images) / metrics.png_bytes(converted),
     }
     if target is not None:
-        labels = np.asarray(labels)
-        right_original = np.argmax(evaluate.target_logits(target, images), -1) == labels
-        right_converted = np.argmax(evaluate.target_logits(target, converted), -1) == labels
+        right_original = evaluate.target_correct(target, images, labels)
+        right_converted = evaluate.target_correct(target, converted, labels)
         drop = metrics.paired_drop_interval(right_original, right_converted)
         measured["accuracy_converted"] = float(right_converted.mean())
         measured["accuracy_drop_points"] = drop["drop_points"]
@@ -450,9 +449,8 @@ def render_card(info: ReleaseInfo, measured: dict, claims: list[Claim], export: 
         step = int(measured["output_step"])
         lines += [
             f"Full-int8 files (`converter_int8*.tflite`) end at the sigmoid, so the grid (step {step}) is applied to "
-            "their output: with the output tensor's q, scale and zero point, x = float32(q - zero_point) * "
-            "float32(scale); p = round_half_even(255 * clip(x, 0, 1)) in float32; pixel = 128 + "
-            f"{step} * sign(p - 128) * floor((abs(p - 128) + {step // 2}) / {step}), clipped to 0..255. "
+            "their output: with the output tensor's q, scale and zero point, "
+            f"{export_tflite_lib.output_decoding_text(step, quantized_only=True)}. "
             "This is what the parity figures above and `dapter-verify` measure "
             "(`export.export_tflite_lib.decode_output`; android_app's `OutputDecoding`). "
             "`converter_int8.tflite` takes uint8 pixels as they are (scale 1/255, zero point 0).",

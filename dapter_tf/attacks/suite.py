@@ -367,8 +367,8 @@ def run_attack_suite(input_data: AttackInputData, spec: SuiteSpec, workdir: str)
     )
     if target is not None:
         labels = test.labels[task.target_label]
-        right_original = np.argmax(evaluate.target_logits(target, test.images), -1) == labels
-        right_converted = np.argmax(evaluate.target_logits(target, converted), -1) == labels
+        right_original = evaluate.target_correct(target, test.images, labels)
+        right_converted = evaluate.target_correct(target, converted, labels)
         drop, error = metrics.paired_drop(right_original, right_converted)
         usability = dict(
             target_accuracy_original=float(right_original.mean()),
