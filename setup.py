@@ -10,7 +10,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11,<3.12",
     packages=find_packages(
-        include=["dapter_tf", "dapter_tf.*", "experiments", "export", "android_app", "android_app.tools"]
+        include=["dapter_tf", "dapter_tf.*", "cli", "experiments", "export", "android_app", "android_app.tools"]
     ),
     package_data={"dapter_tf": ["assets/*.npz", "assets/*.md", "synsets/*.tsv"]},
     install_requires=[

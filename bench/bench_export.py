@@ -25,7 +25,7 @@ import sys
 from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from experiments import flags_lib  # noqa: E402  (the repository root is on the path only now)
+from cli import runner  # noqa: E402  (the repository root is on the path only now)
 
 _CONVERTER = flags.DEFINE_string(
     "converter", "", "A trained converter (.keras file or dapter-train-dapter workdir); empty: Fig. 3, seeded random."
@@ -64,15 +64,15 @@ def main():
     import numpy as np
     import tensorflow as tf
 
-    from dapter_tf import data, train
-    from dapter_tf.model import build_converter, check_image_size, strip_output_levels
+    from dapter_tf import data, models
+    from dapter_tf.models import build_converter, check_image_size, strip_output_levels
     from export import export_tflite_lib
 
     size = _IMAGE_SIZE.value
     check_image_size(size, size)
     config = benchmark_lib.BenchmarkConfig(_NUM_THREADS.value, _WARMUP_RUNS.value, _NUM_RUNS.value).validate()
     if _CONVERTER.value:
-        converter, source = train.load_converter(_CONVERTER.value), _CONVERTER.value
+        converter, source = models.load_converter(_CONVERTER.value), _CONVERTER.value
     else:
         keras.utils.set_random_seed(0)
         converter, source = build_converter(), "Fig. 3 converter (24, 48, 96), seeded random weights"
@@ -222,4 +222,4 @@ def _cpu_name() -> str:
 
 
 if __name__ == "__main__":
-    flags_lib.run(main)
+    runner.run(main)

@@ -26,7 +26,7 @@ import time
 from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from experiments import flags_lib  # noqa: E402  (the repository root is on the path only now)
+from cli import runner  # noqa: E402  (the repository root is on the path only now)
 
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Images per step, for both loops (>= 1).")
 _STEPS = flags.DEFINE_integer("steps", 30, "Timed steps of each loop (>= 1).")
@@ -47,8 +47,8 @@ def main():
     import keras
     import numpy as np
 
-    from dapter_tf import DapterError, classifier, data, losses
-    from dapter_tf.model import build_converter
+    from dapter_tf import DapterError, data, losses, models
+    from dapter_tf.models import build_converter, targets
 
     for name, holder in (("batch_size", _BATCH_SIZE), ("steps", _STEPS), ("warmup_steps", _WARMUP_STEPS)):
         if holder.value < 1:
@@ -62,10 +62,10 @@ def main():
 
     keras.utils.set_random_seed(_SEED.value)
     if _TARGET.value.endswith(".keras"):
-        target = classifier.load_target(_TARGET.value)
+        target = models.load_target(_TARGET.value)
     else:
-        target = classifier.freeze(
-            classifier.build_target(_TARGET.value, images.shape[1:], int(labels.max()) + 1, width=_WIDTH.value)
+        target = models.freeze(
+            targets.build_target(_TARGET.value, images.shape[1:], int(labels.max()) + 1, width=_WIDTH.value)
         )
     initial_weights = build_converter().get_weights()
 
@@ -126,7 +126,7 @@ def _time_custom_loop(target, initial_weights, batches, lambda_):
     import keras
 
     from dapter_tf import train
-    from dapter_tf.model import build_converter
+    from dapter_tf.models import build_converter
 
     converter = build_converter()
     converter.set_weights(initial_weights)
@@ -151,7 +151,7 @@ def _time_fit(target, initial_weights, batches, lambda_, jit_compile):
     import tensorflow as tf
 
     from dapter_tf import losses
-    from dapter_tf.model import build_converter
+    from dapter_tf.models import build_converter
 
     converter = build_converter()
     converter.set_weights(initial_weights)
@@ -192,4 +192,4 @@ def _time_fit(target, initial_weights, batches, lambda_, jit_compile):
 
 
 if __name__ == "__main__":
-    flags_lib.run(main)
+    runner.run(main)

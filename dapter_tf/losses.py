@@ -8,9 +8,7 @@ many replicas share a batch.
 import tensorflow as tf
 
 from dapter_tf.errors import DapterError
-
-# I_128 (§4.1) in the [0, 1] pixel range the converter outputs: every pixel (128, 128, 128).
-REFERENCE_PIXEL = 128.0 / 255.0
+from dapter_tf.pixels import REFERENCE_PIXEL
 
 
 def entropy_reduction_loss(converted):

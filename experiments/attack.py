@@ -28,12 +28,12 @@ Example (CelebA, gender target, eight attributes):
 
 from absl import flags
 
-from experiments import flags_lib
+from cli import attack_flags, flags_lib, runner
 
 ATTACKS = ("auto_recognition", "reconstruction", "visual_recognition")
 
 _build_data = flags_lib.define_data_flags()
-_build_reconstruction = flags_lib.define_reconstruction_flags()
+_build_reconstruction = attack_flags.define_reconstruction_flags()
 _CONVERTER = flags.DEFINE_string(
     "converter", None, "The attacked converter's .keras file (or its dapter-train-dapter workdir).", required=True
 )
@@ -97,7 +97,8 @@ _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Folder for attacks.json, summary.txt, the plots and one folder per attack.", required=True
 )
 
-flags.adopt_module_key_flags(flags_lib)
+for module in (flags_lib, attack_flags):
+    flags.adopt_module_key_flags(module)
 
 
 def build_specs():
@@ -142,22 +143,17 @@ def build_specs():
 def main():
     import os
 
-    from dapter_tf import attacks, data, train
+    from dapter_tf import attacks
 
     specs = build_specs()
-    config = _build_data()
-    task, train_set, test_set = data.load_data(config, seed=_SEED.value)
-    converter = _CONVERTER.value
-    if os.path.isdir(converter):
-        converter = os.path.join(converter, train.CONVERTER_FILE)
-    input_data = attacks.AttackInputData(task, train_set, test_set, converter, _TARGET.value, config)
+    input_data = attack_flags.load_attack_input(_build_data(), _CONVERTER.value, _TARGET.value, _SEED.value)
     results = attacks.run_attacks(input_data, specs, _WORKDIR.value)
     print(results.summary())
     print(f"wrote {os.path.join(_WORKDIR.value, attacks.RESULTS_FILE)} and summary.txt")
 
 
 def run():
-    flags_lib.run(main)
+    runner.run(main)
 
 
 if __name__ == "__main__":

@@ -27,11 +27,11 @@ import sys
 
 from absl import flags
 
-from experiments import flags_lib
+from cli import attack_flags, flags_lib, runner
 
 _build_data = flags_lib.define_data_flags()
-_build_suite = flags_lib.define_suite_flags()
-_criteria = flags_lib.define_security_flags(max_ssim=0.2, max_label_gap_points=5.0)
+_build_suite = attack_flags.define_suite_flags()
+_criteria = attack_flags.define_security_flags(max_ssim=0.2, max_label_gap_points=5.0)
 _MAX_DROP = flags.DEFINE_float(
     "max_drop_points", 3.0, "Usability: the target may lose at most this many points on converted images."
 )
@@ -49,22 +49,18 @@ _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Folder for suite.json, summary.txt and one folder per attacker.", required=True
 )
 
-flags.adopt_module_key_flags(flags_lib)
+for module in (flags_lib, attack_flags):
+    flags.adopt_module_key_flags(module)
 
 
 def main():
     import os
 
-    from dapter_tf import attacks, data, train
+    from dapter_tf import attacks
 
     criteria = attacks.SecurityCriteria(max_drop_points=_MAX_DROP.value, **_criteria()).validate()
     spec = _build_suite(_SEED.value, criteria)
-    config = _build_data()
-    task, train_set, test_set = data.load_data(config, seed=_SEED.value)
-    converter = _CONVERTER.value
-    if os.path.isdir(converter):
-        converter = os.path.join(converter, train.CONVERTER_FILE)
-    input_data = attacks.AttackInputData(task, train_set, test_set, converter, _TARGET.value, config)
+    input_data = attack_flags.load_attack_input(_build_data(), _CONVERTER.value, _TARGET.value, _SEED.value)
     results = attacks.run_attack_suite(input_data, spec, _WORKDIR.value)
     print(f"wrote {os.path.join(_WORKDIR.value, attacks.suite.SUITE_FILE)} and summary.txt")
     if _FAIL_ON_MISS.value and not results.holds:
@@ -74,7 +70,7 @@ def main():
 
 
 def run():
-    flags_lib.run(main)
+    runner.run(main)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import dataclasses
 
 from absl import flags
 
-from experiments import flags_lib
+from cli import flags_lib, runner
 
 _build_data = flags_lib.define_data_flags()
 _CONVERTER = flags.DEFINE_string(
@@ -52,7 +52,9 @@ flags.adopt_module_key_flags(flags_lib)
 def main():
     import os
 
-    from dapter_tf import DapterError, bandwidth, data, metrics, train
+    from dapter_tf import DapterError, data, metrics, models
+    from dapter_tf.analysis import bandwidth
+    from dapter_tf.records import runs
 
     metrics.check_jpeg_quality(_JPEG_QUALITY.value)
     sizes = flags_lib.parse_ints(_SIZES.value, "--sizes")
@@ -61,7 +63,7 @@ def main():
     config = _build_data()
     # Every side is checked (a bad one fails here) before the converter loads or anything is written.
     configs = [dataclasses.replace(config, image_size=s) if s else config for s in sizes]
-    converter = train.load_converter(_CONVERTER.value)
+    converter = models.load_converter(_CONVERTER.value)
     name = _NAME.value or config.dataset
     measured = []
     for i, sized in enumerate(configs):
@@ -73,9 +75,9 @@ def main():
         "name": name,
         "task": task.name,
         "converter": _CONVERTER.value,
-        "lambda": train.converter_lambda(_CONVERTER.value),
+        "lambda": runs.converter_lambda(_CONVERTER.value),
         "jpeg_quality": _JPEG_QUALITY.value,
-        "data": train.config_to_dict(config),
+        "data": runs.config_to_dict(config),
         "sizes": measured,
     }
     path = bandwidth.save_result(_WORKDIR.value, result)
@@ -86,7 +88,7 @@ def main():
 
 
 def run():
-    flags_lib.run(main)
+    runner.run(main)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ Example (Table 4 on CelebA at 32x32, four attributes):
 
 from absl import flags
 
-from experiments import flags_lib
+from cli import flags_lib, runner
 
 _build_data = flags_lib.define_data_flags()
 _TARGETS = flags.DEFINE_list(
@@ -64,7 +64,7 @@ flags.adopt_module_key_flags(flags_lib)
 
 def load_pairs(task):
     """The named targets, converters and their paths, checked against the task before anything is measured."""
-    from dapter_tf import DapterError, classifier, train
+    from dapter_tf import DapterError, models
 
     target_paths = flags_lib.parse_pairs(_TARGETS.value, "--targets")
     converter_paths = flags_lib.parse_pairs(_CONVERTERS.value, "--converters")
@@ -80,19 +80,21 @@ def load_pairs(task):
         )
     targets, converters = {}, {}
     for name, path in target_paths.items():
-        target = classifier.load_target(path)
+        target = models.load_target(path)
         outputs, classes = target.outputs[0].shape[-1], task.label_classes[name]
         if outputs != classes:
             raise DapterError(f"{path}: has {outputs} outputs but label {name!r} has {classes} classes")
         targets[name] = target
-        converters[name] = train.load_converter(converter_paths[name])
+        converters[name] = models.load_converter(converter_paths[name])
     return targets, converters, target_paths, converter_paths
 
 
 def main():
     import os
 
-    from dapter_tf import DapterError, data, saliency, train
+    from dapter_tf import DapterError, data
+    from dapter_tf.analysis import saliency, table4
+    from dapter_tf.records import files, runs
 
     if _GRID_IMAGES.value < 0:
         raise DapterError(f"--grid_images must be >= 0, got {_GRID_IMAGES.value}")
@@ -111,7 +113,7 @@ def main():
             targets[name], converters[name], images, labels, _CLASS_SOURCE.value, layer
         )
         measures["layer"] = layer or saliency.default_layer(targets[name])
-        measures["lambda"] = train.converter_lambda(converter_paths[name])
+        measures["lambda"] = runs.converter_lambda(converter_paths[name])
         pairs[name] = measures
         if _GRID_IMAGES.value:
             n = _GRID_IMAGES.value
@@ -133,8 +135,8 @@ def main():
     table = None
     if len(targets) > 1:
         print(f"== Table 4: {len(targets)} targets x {len(converters)} converters", flush=True)
-        table = saliency.cross_converter_table(targets, converters, images, test_set.labels, _CLASS_SOURCE.value, layer)
-        saliency.plot_cross_converter(
+        table = table4.cross_converter_table(targets, converters, images, test_set.labels, _CLASS_SOURCE.value, layer)
+        table4.plot_cross_converter(
             table,
             os.path.join(workdir, "cross_converter.png"),
             f"Table 4: importance of each converter for each target ({task.name}, {len(images)} images)",
@@ -144,15 +146,15 @@ def main():
             f"Table 4 ({task.name}, {len(images)} held-out images, class C = {_CLASS_SOURCE.value}): mean importance "
             "normalised by each target's own converter",
             "",
-            saliency.format_cross_converter_table(table),
+            table4.format_cross_converter_table(table),
             "",
             f"own converter over the best other: smallest margin {min(table['margins']):.2f}x (the paper: 2.24x)",
         ]
-    train.write_json(
+    files.write_json(
         os.path.join(workdir, "gradcam.json"),
         {
             "task": task.name,
-            "data": train.config_to_dict(config),
+            "data": runs.config_to_dict(config),
             "class_source": _CLASS_SOURCE.value,
             "images": int(len(images)),
             "targets": target_paths,
@@ -165,7 +167,7 @@ def main():
 
 
 def run():
-    flags_lib.run(main)
+    runner.run(main)
 
 
 if __name__ == "__main__":

@@ -16,11 +16,11 @@ import os
 
 from absl import flags
 
-from experiments import flags_lib
+from cli import flags_lib, runner, training_flags
 
 _build_data = flags_lib.define_data_flags()
-_training = flags_lib.define_training_flags(epochs=3, batch_size=64, learning_rate=1e-3)
-_build_config = flags_lib.define_converter_flags()
+_training = training_flags.define_training_flags(epochs=3, batch_size=64, learning_rate=1e-3)
+_build_config = training_flags.define_converter_flags()
 _LAMBDAS = flags.DEFINE_list(
     "lambdas",
     "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,0.95,1.0",
@@ -34,11 +34,13 @@ _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Folder for sweep.json, sweep.png, frontier.png and one lambda_<value>/ per point.", required=True
 )
 
-flags.adopt_module_key_flags(flags_lib)
+for module in (flags_lib, training_flags):
+    flags.adopt_module_key_flags(module)
 
 
 def main():
-    from dapter_tf import DapterError, data, lambda_study
+    from dapter_tf import DapterError, data
+    from dapter_tf.train import lambda_study
 
     try:
         values = [float(v) for v in _LAMBDAS.value]
@@ -64,7 +66,7 @@ def main():
 
 
 def run():
-    flags_lib.run(main)
+    runner.run(main)
 
 
 if __name__ == "__main__":

@@ -26,13 +26,13 @@ Example (Cifar2:10: the paper's L_dap at two lambdas, and the defended recipe):
 
 from absl import flags
 
-from experiments import flags_lib
+from cli import attack_flags, flags_lib, runner, training_flags
 
 _build_data = flags_lib.define_data_flags()
-_training = flags_lib.define_training_flags(epochs=10, batch_size=64, learning_rate=1e-3)
-_build_config = flags_lib.define_converter_flags()
-_build_suite = flags_lib.define_suite_flags()
-_criteria = flags_lib.define_security_flags(max_ssim=0.2, max_label_gap_points=5.0)
+_training = training_flags.define_training_flags(epochs=10, batch_size=64, learning_rate=1e-3)
+_build_config = training_flags.define_converter_flags()
+_build_suite = attack_flags.define_suite_flags()
+_criteria = attack_flags.define_security_flags(max_ssim=0.2, max_label_gap_points=5.0)
 _MAX_DROP = flags.DEFINE_float(
     "max_drop_points", 3.0, "Usability: the target may lose at most this many points on converted images."
 )
@@ -47,11 +47,13 @@ _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Folder for frontier.json, frontier.md, frontier.png and one folder per recipe.", required=True
 )
 
-flags.adopt_module_key_flags(flags_lib)
+for module in (flags_lib, training_flags, attack_flags):
+    flags.adopt_module_key_flags(module)
 
 
 def main():
-    from dapter_tf import attacks, data, protection
+    from dapter_tf import attacks, data
+    from dapter_tf.analysis import protection
 
     recipes = [protection.parse_recipe(text) for text in _RECIPES.value]
     base = _build_config(_build_data(), _training(), lambda_=_LAMBDA.value)
@@ -64,7 +66,7 @@ def main():
 
 
 def run():
-    flags_lib.run(main)
+    runner.run(main)
 
 
 if __name__ == "__main__":

@@ -16,10 +16,10 @@ import os
 
 from absl import flags
 
-from experiments import flags_lib
+from cli import attack_flags, flags_lib, runner
 
 _build_data = flags_lib.define_data_flags()
-_build_reconstruction = flags_lib.define_reconstruction_flags()
+_build_reconstruction = attack_flags.define_reconstruction_flags()
 _SWEEP_DIR = flags.DEFINE_string(
     "sweep_dir", None, "A dapter-lambda-sweep workdir: sweep.json and lambda_<value>/converter.keras.", required=True
 )
@@ -38,7 +38,8 @@ _WORKDIR = flags.DEFINE_string(
     required=True,
 )
 
-flags.adopt_module_key_flags(flags_lib)
+for module in (flags_lib, attack_flags):
+    flags.adopt_module_key_flags(module)
 
 
 def main():
@@ -84,7 +85,7 @@ def main():
 
 
 def run():
-    flags_lib.run(main)
+    runner.run(main)
 
 
 if __name__ == "__main__":

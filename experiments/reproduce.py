@@ -32,7 +32,7 @@ import time
 
 from absl import flags
 
-from experiments import flags_lib
+from cli import runner
 
 _SCALE = flags.DEFINE_enum(
     "scale", "cpu", ["smoke", "cpu", "paper"], "How big every experiment is (see the module docstring)."
@@ -62,46 +62,50 @@ _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Rewrite the report from 
 
 
 def main():
-    from dapter_tf import DapterError, reproduce, reproduction_report
+    from dapter_tf import DapterError, pipeline
+    from dapter_tf.pipeline import reproduction_report
 
     repo_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     if not os.path.isdir(os.path.join(repo_dir, "bench")):
         raise DapterError(
             f"{repo_dir} has no bench/: run dapter-reproduce from a clone of dapter-tf (pip install -e .)"
         )
-    scale = reproduce.SCALES[_SCALE.value]
+    scale = pipeline.SCALES[_SCALE.value]
     workdir = os.path.abspath(_WORKDIR.value or os.path.join("runs", f"reproduce_{scale.name}"))
     data_dir = os.path.abspath(_DATA_DIR.value)
-    if not os.path.isdir(data_dir) and scale.cifar_source != reproduce.EMBEDDED:
+    if not os.path.isdir(data_dir) and scale.cifar_source != pipeline.EMBEDDED:
         print(f"note: {_DATA_DIR.value} does not exist: every step that reads it is skipped", flush=True)
-    plan = reproduce.select_steps(reproduce.build_plan(scale, data_dir, workdir, _SEED.value), _STEPS.value)
+    plan = pipeline.select_steps(pipeline.build_plan(scale, data_dir, workdir, _SEED.value), _STEPS.value)
     if _LIST.value:
         for step in plan:
             print(f"{step.name}: {step.what}\n  {step.as_dict()['command']}")
         return
-    missing = reproduce.available_datasets(data_dir)
+    missing = pipeline.available_datasets(data_dir)
     record = {
         "scale": scale.name,
         "scale_description": scale.description,
         "data_dir": _DATA_DIR.value,
-        "datasets": {k: ("present" if v is None else "absent") for k, v in missing.items() if k != reproduce.EMBEDDED},
+        "datasets": {k: ("present" if v is None else "absent") for k, v in missing.items() if k != pipeline.EMBEDDED},
         "seed": _SEED.value,
-        "commit": reproduce.git_commit(repo_dir),
+        "commit": pipeline.git_commit(repo_dir),
         "command": shlex.join(["dapter-reproduce", *sys.argv[1:]]),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU threads, {platform.platform(terse=True)}",
-        "not_available": reproduce.NOT_AVAILABLE,
+        "not_available": pipeline.NOT_AVAILABLE,
     }
     os.makedirs(workdir, exist_ok=True)
     if _REPORT_ONLY.value:
         # The report describes the run that made the results: its command, commits and machine.
-        record = reproduce.read_plan_record(workdir, record)
-        status = reproduce.read_status(plan, workdir)
+        record = pipeline.read_plan_record(workdir, record)
+        status = pipeline.read_status(plan, workdir)
     else:
-        reproduce.check_plan_matches(workdir, record)
+        pipeline.check_plan_matches(workdir, record)
+        undefined = pipeline.undefined_flags(plan, repo_dir)
+        if undefined:
+            raise DapterError(f"the plan gives flags its binaries do not define: {', '.join(undefined)}")
         print(f"{len(plan)} steps at scale {scale.name} into {workdir}", flush=True)
         start = time.time()
         try:
-            status = reproduce.run_plan(plan, workdir, data_dir, cwd=repo_dir, log=lambda line: print(line, flush=True))
+            status = pipeline.run_plan(plan, workdir, data_dir, cwd=repo_dir, log=lambda line: print(line, flush=True))
         except KeyboardInterrupt:
             raise DapterError("interrupted; rerun the same command to resume (finished steps are kept)") from None
         record = {**record, "wall_seconds": time.time() - start}
@@ -117,7 +121,7 @@ def main():
 
 
 def run():
-    flags_lib.run(main, tensorflow=False)
+    runner.run(main, tensorflow=False)
 
 
 if __name__ == "__main__":

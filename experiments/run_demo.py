@@ -15,7 +15,7 @@ import os
 
 from absl import flags
 
-from experiments import flags_lib
+from cli import flags_lib, runner
 
 _build_data = flags_lib.define_data_flags()
 _WORKDIR = flags.DEFINE_string("workdir", "demo_out", "Folder for everything the run writes.")
@@ -34,7 +34,9 @@ flags.adopt_module_key_flags(flags_lib)
 
 
 def main():
-    from dapter_tf import DapterError, classifier, data, evaluate, report, train
+    from dapter_tf import DapterError, data, evaluate, models, train
+    from dapter_tf.analysis import report
+    from dapter_tf.records import runs
     from export import export_tflite_lib
 
     if _CALIBRATION_STEPS.value < 1:
@@ -45,7 +47,7 @@ def main():
     target_config = train.TargetConfig(
         model=_TARGET_MODEL.value, width=_TARGET_WIDTH.value, epochs=_TARGET_EPOCHS.value, **common
     )
-    target_path = os.path.join(workdir, "target", train.TARGET_FILE)
+    target_path = os.path.join(workdir, "target", runs.TARGET_FILE)
     dapter_config = train.DapterConfig(
         target_path=target_path, lambda_=_LAMBDA.value, epochs=_DAPTER_EPOCHS.value, **common
     )
@@ -56,8 +58,8 @@ def main():
     print(f"[2/4] training the converter at lambda={dapter_config.lambda_}", flush=True)
     results = train.train_dapter(dapter_config, task, train_set, test_set, os.path.join(workdir, "converter"))
     print("[3/4] exporting .tflite files and checking them against Keras", flush=True)
-    converter = train.load_converter(os.path.join(workdir, "converter"))
-    target = classifier.load_target(target_path)
+    converter = models.load_converter(os.path.join(workdir, "converter"))
+    target = models.load_target(target_path)
     test_labels = test_set.labels[task.target_label]
     export_dir = os.path.join(workdir, "export")
     try:
@@ -85,7 +87,7 @@ def main():
 
 
 def run():
-    flags_lib.run(main)
+    runner.run(main)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ Example:
 
 from absl import flags
 
-from experiments import flags_lib
+from cli import runner
 
 _KEY = flags.DEFINE_string("key", None, "The study's answer_key.csv (written beside the page).", required=True)
 _ANSWERS = flags.DEFINE_list("answers", None, "The volunteers' exported answer CSVs, comma-separated.", required=True)
@@ -22,18 +22,18 @@ _OUTPUT = flags.DEFINE_string(
 
 
 def main():
-    from dapter_tf import train
     from dapter_tf.attacks import labelling
+    from dapter_tf.records import files
 
     scores = labelling.score_answers(_ANSWERS.value, _KEY.value)
     print(labelling.format_scores(scores))
     if _OUTPUT.value:
-        train.write_json(_OUTPUT.value, scores)
+        files.write_json(_OUTPUT.value, scores)
         print(f"wrote {_OUTPUT.value}")
 
 
 def run():
-    flags_lib.run(main)
+    runner.run(main)
 
 
 if __name__ == "__main__":

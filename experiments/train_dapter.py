@@ -8,11 +8,11 @@ Example:
 
 from absl import flags
 
-from experiments import flags_lib
+from cli import flags_lib, runner, training_flags
 
 _build_data = flags_lib.define_data_flags()
-_training = flags_lib.define_training_flags(epochs=5, batch_size=64, learning_rate=1e-3)
-_build_config = flags_lib.define_converter_flags()
+_training = training_flags.define_training_flags(epochs=5, batch_size=64, learning_rate=1e-3)
+_build_config = training_flags.define_converter_flags()
 _LAMBDA = flags.DEFINE_float(
     "lambda_",
     0.9,
@@ -28,23 +28,25 @@ _WORKDIR = flags.DEFINE_string(
 )
 
 # The shared flags are this binary's own to its users: list them in --helpshort too.
-flags.adopt_module_key_flags(flags_lib)
+for module in (flags_lib, training_flags):
+    flags.adopt_module_key_flags(module)
 
 
 def main():
-    from dapter_tf import data, evaluate, report, train
+    from dapter_tf import data, evaluate, models, train
+    from dapter_tf.analysis import report
 
     config = _build_config(_build_data(), _training(), lambda_=_LAMBDA.value)
     task, train_set, test_set = data.load_data(config.data, seed=config.seed)
     results = train.train_dapter(config, task, train_set, test_set, _WORKDIR.value)
-    converter = train.load_converter(_WORKDIR.value)
+    converter = models.load_converter(_WORKDIR.value)
     converted = evaluate.convert_images(converter, test_set.images[: report.GRID_IMAGES])
     report.write_report(_WORKDIR.value, config, results, test_set.images[: report.GRID_IMAGES], converted, task=task)
     print(report.one_line_summary(results))
 
 
 def run():
-    flags_lib.run(main)
+    runner.run(main)
 
 
 if __name__ == "__main__":

@@ -11,10 +11,10 @@ Examples:
 
 from absl import flags
 
-from experiments import flags_lib
+from cli import flags_lib, runner, training_flags
 
 _build_data = flags_lib.define_data_flags()
-_training = flags_lib.define_training_flags(epochs=10, batch_size=128, learning_rate=1e-3)
+_training = training_flags.define_training_flags(epochs=10, batch_size=128, learning_rate=1e-3)
 _MODEL = flags.DEFINE_string(
     "model",
     "resnet18",
@@ -32,23 +32,25 @@ _WORKDIR = flags.DEFINE_string(
 )
 
 # The shared flags are this binary's own to its users: list them in --helpshort too.
-flags.adopt_module_key_flags(flags_lib)
+for module in (flags_lib, training_flags):
+    flags.adopt_module_key_flags(module)
 
 
 def main():
-    from dapter_tf import data, train  # Imported after flag parsing: --help stays fast.
+    from dapter_tf import data, train
+    from dapter_tf.records import runs
 
     config = train.TargetConfig(data=_build_data(), model=_MODEL.value, width=_WIDTH.value, **_training())
     task, train_set, test_set = data.load_data(config.data, seed=config.seed)
     results = train.train_target(config, task, train_set, test_set, _WORKDIR.value)
     print(
         f"target {config.model}: test accuracy {results['test_accuracy']:.4f}; "
-        f"saved {_WORKDIR.value}/{train.TARGET_FILE}"
+        f"saved {_WORKDIR.value}/{runs.TARGET_FILE}"
     )
 
 
 def run():
-    flags_lib.run(main)
+    runner.run(main)
 
 
 if __name__ == "__main__":

@@ -27,13 +27,13 @@ import os
 
 from absl import flags
 
-from experiments import flags_lib
+from cli import attack_flags, flags_lib, runner, training_flags
 
 _build_data = flags_lib.define_data_flags()
-_training = flags_lib.define_training_flags(epochs=5, batch_size=64, learning_rate=1e-3)
-_build_config = flags_lib.define_converter_flags()
-_build_suite = flags_lib.define_suite_flags()
-_suite_criteria = flags_lib.define_security_flags(max_ssim=None, max_label_gap_points=None)
+_training = training_flags.define_training_flags(epochs=5, batch_size=64, learning_rate=1e-3)
+_build_config = training_flags.define_converter_flags()
+_build_suite = attack_flags.define_suite_flags()
+_suite_criteria = attack_flags.define_security_flags(max_ssim=None, max_label_gap_points=None)
 _START = flags.DEFINE_float("start", 0.9, "The first lambda (§7.1 starts at the paper's 0.9).")
 _STEP = flags.DEFINE_float("step", 0.02, "How far lambda moves after a round that misses a criterion (§7.1: 0.02).")
 _MAX_DROP = flags.DEFINE_float(
@@ -65,11 +65,13 @@ _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Folder for tuner.json, tuner.log, frontier.png and one round_<k>/ per round.", required=True
 )
 
-flags.adopt_module_key_flags(flags_lib)
+for module in (flags_lib, training_flags, attack_flags):
+    flags.adopt_module_key_flags(module)
 
 
 def main():
-    from dapter_tf import DapterError, data, lambda_study
+    from dapter_tf import DapterError, data
+    from dapter_tf.train import lambda_study
 
     if _SWEEP_JSON.value and not os.path.isfile(_SWEEP_JSON.value):
         raise DapterError(f"sweep file not found: {_SWEEP_JSON.value}")
@@ -137,7 +139,7 @@ def _attack_figures(measured: dict) -> str:
 
 
 def run():
-    flags_lib.run(main)
+    runner.run(main)
 
 
 if __name__ == "__main__":

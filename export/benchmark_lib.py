@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from dapter_tf import DapterError
-from dapter_tf.model import OutputBlocks, OutputLevels
+from dapter_tf.models import OutputBlocks, OutputLevels
 from export import export_tflite_lib
 
 _CUSTOM_OBJECTS = {

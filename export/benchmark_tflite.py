@@ -21,7 +21,7 @@ import os
 
 from absl import flags
 
-from experiments import flags_lib
+from cli import runner
 
 _GRAPH = flags.DEFINE_list(
     "graph", None, "The .tflite files to time (benchmark_model's --graph), comma-separated.", required=True
@@ -84,7 +84,7 @@ def main():
 
     # TensorFlow fixes its thread pools at its first op: hold it to the interpreter's thread count.
     benchmark_lib.configure_tensorflow_threads(_NUM_THREADS.value)
-    from dapter_tf import DapterError, train
+    from dapter_tf import DapterError, models
 
     config = benchmark_lib.BenchmarkConfig(
         _NUM_THREADS.value, _WARMUP_RUNS.value, _NUM_RUNS.value, _USE_XNNPACK.value
@@ -103,7 +103,7 @@ def main():
         raise DapterError(f"the --graph files take different input sizes: {sizes}")
     size = next(iter(sizes.values()))
     value = benchmark_lib.image_input(_image(size))
-    converter = train.load_converter(_KERAS.value) if _KERAS.value else None
+    converter = models.load_converter(_KERAS.value) if _KERAS.value else None
 
     rows = []
     if converter is not None:
@@ -127,7 +127,7 @@ def main():
 
 
 def run():
-    flags_lib.run(main)
+    runner.run(main)
 
 
 if __name__ == "__main__":

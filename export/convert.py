@@ -18,7 +18,7 @@ Example:
 
 from absl import flags
 
-from experiments import flags_lib
+from cli import runner
 
 _CONVERTER = flags.DEFINE_string(
     "converter", None, "A bundle's converter.keras or one of its converter_<mode>.tflite files.", required=True
@@ -74,7 +74,7 @@ def main():
 
 
 def run():
-    flags_lib.run(main)
+    runner.run(main)
 
 
 if __name__ == "__main__":

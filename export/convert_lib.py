@@ -15,8 +15,8 @@ import os
 import numpy as np
 import PIL.Image
 
-from dapter_tf import DapterError, classifier, evaluate, metrics
-from dapter_tf.train import write_json
+from dapter_tf import DapterError, evaluate, metrics, models
+from dapter_tf.records.files import write_json
 from export import export_tflite_lib, release_lib
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
@@ -91,7 +91,7 @@ def load_converter(path: str, image_size: int = 0, output_step: int = 0) -> Load
         raise DapterError(f"image size and output step must be >= 0, got {image_size} and {output_step}")
     facts = _bundle_facts(os.path.dirname(os.path.abspath(path)))
     if path.endswith(".keras"):
-        model = classifier.load_model_file(path, "converter")
+        model = models.load_model_file(path, "converter")
         if tuple(model.output_shape[1:]) != tuple(model.input_shape[1:]):
             raise DapterError(f"{path} is not a converter: it maps {model.input_shape[1:]} to {model.output_shape[1:]}")
         size = (image_size, image_size) if image_size else facts.get("image_size")

@@ -24,7 +24,7 @@ import os
 
 from absl import flags
 
-from experiments import flags_lib
+from cli import flags_lib, runner
 
 _build_data = flags_lib.define_data_flags()
 _WORKDIR = flags.DEFINE_string(
@@ -103,7 +103,8 @@ def _tolerances(modes) -> dict:
 
 
 def main():
-    from dapter_tf import DapterError, classifier, data, train
+    from dapter_tf import DapterError, data, models
+    from dapter_tf.records import runs
     from export import export_tflite_lib
 
     modes = [export_tflite_lib.check_mode(mode) for mode in _MODES.value]
@@ -113,11 +114,11 @@ def main():
     if _CALIBRATION_STEPS.value < 1:
         raise DapterError(f"--calibration_steps must be >= 1, got {_CALIBRATION_STEPS.value}")
     data_config = _build_data()
-    target_path = train.recorded_target_path(_WORKDIR.value, _TARGET.value)
+    target_path = runs.recorded_target_path(_WORKDIR.value, _TARGET.value)
     output_dir = _OUTPUT_DIR.value or os.path.join(_WORKDIR.value, "export")
-    flags_lib.check_output_folder("--output_dir", output_dir)
-    converter = train.load_converter(_WORKDIR.value)
-    target = classifier.load_target(target_path)
+    runner.check_output_folder("--output_dir", output_dir)
+    converter = models.load_converter(_WORKDIR.value)
+    target = models.load_target(target_path)
     task, train_set, test_set = data.load_data(data_config, seed=_SEED.value)
     result = export_tflite_lib.export_converter(
         converter,
@@ -138,7 +139,7 @@ def main():
 
 
 def run():
-    flags_lib.run(main)
+    runner.run(main)
 
 
 if __name__ == "__main__":

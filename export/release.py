@@ -16,13 +16,12 @@ Example:
       --max_test=2000 --output_dir=release/cifar10_resnet18
 """
 
-import json
 import os
 import shutil
 
 from absl import flags
 
-from experiments import flags_lib
+from cli import flags_lib, runner
 
 _build_data = flags_lib.define_data_flags()
 _WORKDIR = flags.DEFINE_string(
@@ -69,8 +68,10 @@ flags.adopt_module_key_flags(flags_lib)
 
 
 def main():
-    from dapter_tf import DapterError, classifier, data, train
-    from dapter_tf.attacks import AttackResults, SuiteResults
+    from dapter_tf import DapterError, data, models
+    from dapter_tf.records import runs
+    from dapter_tf.records.attacks import AttackResults
+    from dapter_tf.records.suite import SuiteResults
     from export import release_lib
 
     tolerances = release_lib.ClaimTolerances(
@@ -82,9 +83,7 @@ def main():
     )
     tolerances.validate()
     data_config = _build_data()
-    config_path = os.path.join(_WORKDIR.value, "config.json")
-    if not os.path.isfile(config_path):
-        raise DapterError(f"{_WORKDIR.value} is not a train_dapter workdir (no config.json)")
+    config = runs.read_dapter_config(_WORKDIR.value)
     if os.path.isdir(_OUTPUT_DIR.value) and os.listdir(_OUTPUT_DIR.value):
         raise DapterError(f"--output_dir {_OUTPUT_DIR.value} is not empty: a bundle goes into a new folder")
     attacks = ""
@@ -96,11 +95,9 @@ def main():
     published = f"{os.path.normpath(_OUTPUT_DIR.value)}.target.keras" if _PUBLISH_TARGET.value else ""
     if published and os.path.exists(published):
         raise DapterError(f"{published} exists: the published target goes beside a new bundle")
-    with open(config_path) as f:
-        config = json.load(f)
-    target_path = train.recorded_target_path(_WORKDIR.value, _TARGET.value)
-    target = classifier.load_target(target_path)
-    converter_path = os.path.join(_WORKDIR.value, train.CONVERTER_FILE)
+    target_path = runs.recorded_target_path(_WORKDIR.value, _TARGET.value)
+    target = models.load_target(target_path)
+    converter_path = os.path.join(_WORKDIR.value, runs.CONVERTER_FILE)
     task, test_set = data.load_test_data(data_config, seed=_SEED.value)
     info = release_lib.ReleaseInfo(
         name=_NAME.value or os.path.basename(os.path.normpath(_OUTPUT_DIR.value)),
@@ -139,7 +136,7 @@ def _describe_data(config) -> str:
 
 
 def run():
-    flags_lib.run(main)
+    runner.run(main)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import sys
 
 from absl import flags
 
-from experiments import flags_lib
+from cli import flags_lib, runner
 
 _build_data = flags_lib.define_data_flags()
 _BUNDLE = flags.DEFINE_string("bundle", None, "The release bundle's folder (from dapter-release).", required=True)
@@ -61,7 +61,8 @@ def main():
     import os
     import tempfile
 
-    from dapter_tf import DapterError, classifier, data, tasks
+    from dapter_tf import DapterError, data, models
+    from dapter_tf.data import tasks
     from export import release_lib
 
     if not os.path.isdir(_BUNDLE.value):
@@ -74,7 +75,7 @@ def main():
     # Before any image is loaded: the data must be of the bundle's task (the size is checked below).
     task = tasks.get_task(data_config.dataset, data_config.target_label, data_config.image_size)
     release_lib.check_verifier_data(_BUNDLE.value, task.name, task.target_label, task.image_size)
-    target = classifier.load_target(_TARGET.value) if _TARGET.value else None
+    target = models.load_target(_TARGET.value) if _TARGET.value else None
     if target is not None and target.output_shape[-1] != task.num_classes:
         raise DapterError(
             f"--target {_TARGET.value} has {target.output_shape[-1]} outputs but task {task.name} has "
@@ -107,7 +108,7 @@ def _attack(train_images, test_images, workdir: str) -> dict:
     """Re-measures ``attack_max_ssim``: a time-bounded reconstruction attacker against the bundle's converter."""
     import os
 
-    from dapter_tf import DapterError, classifier
+    from dapter_tf import DapterError, models
     from dapter_tf.attacks import ReconstructionSpec, reconstruction
     from export import release_lib
 
@@ -116,7 +117,7 @@ def _attack(train_images, test_images, workdir: str) -> dict:
     if release_lib.ATTACK_SSIM_CLAIM not in names:
         raise DapterError(f"--attacks: the card makes no {release_lib.ATTACK_SSIM_CLAIM} claim to re-measure")
     converter_path = os.path.join(_BUNDLE.value, release_lib.CONVERTER)
-    converter = classifier.load_model_file(converter_path, "converter")
+    converter = models.load_model_file(converter_path, "converter")
     spec = ReconstructionSpec(architecture=_ATTACK_ARCHITECTURE.value, epochs=_ATTACK_EPOCHS.value, seed=_SEED.value)
     print(
         f"--attacks: training a {spec.architecture} reconstruction attacker for at most {_ATTACK_SECONDS.value:g} s "
@@ -131,7 +132,7 @@ def _attack(train_images, test_images, workdir: str) -> dict:
 
 
 def run():
-    flags_lib.run(main)
+    runner.run(main)
 
 
 if __name__ == "__main__":

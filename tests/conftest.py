@@ -47,11 +47,11 @@ def embedded():
 @pytest.fixture(scope="session")
 def tiny_target_path(tmp_path_factory) -> str:
     """An untrained width-4 ResNet18 (with batch norm) saved as .keras, for 32x32 CIFAR-10."""
-    from dapter_tf import classifier
+    from dapter_tf.models import targets
 
     keras_path = str(tmp_path_factory.mktemp("target") / "target.keras")
     tf.keras.utils.set_random_seed(0)
-    classifier.build_target("resnet18", (32, 32, 3), 10, width=4).save(keras_path)
+    targets.build_target("resnet18", (32, 32, 3), 10, width=4).save(keras_path)
     return keras_path
 
 
@@ -106,7 +106,7 @@ def spread_converter(scale: float, seed: int = 0, **build_kwargs):
     """
     import keras
 
-    from dapter_tf.model import build_converter
+    from dapter_tf.models import build_converter
 
     keras.utils.set_random_seed(seed)
     converter = build_converter(**build_kwargs)
@@ -114,3 +114,18 @@ def spread_converter(scale: float, seed: int = 0, **build_kwargs):
     kernel, bias = out.get_weights()
     out.set_weights([kernel * scale, bias])
     return converter
+
+
+def kill_at_first_checkpoint(args: list, workdir: Path) -> None:
+    """Starts the binary ``args`` in the repository and SIGKILLs it once it has saved a checkpoint in ``workdir``."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    index = workdir / "checkpoints" / "checkpoint"
+    deadline = time.monotonic() + 240
+    while not index.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()

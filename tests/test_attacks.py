@@ -10,8 +10,12 @@ import pytest
 import tensorflow as tf
 from conftest import SHARED_DATA, assert_one_error_line, require_shared, run_binary
 
-from dapter_tf import DapterError, attacks, classifier, data, lambda_study, model, tasks, train
-from dapter_tf.attacks import auto_recognition, labelling, models, reconstruction
+from dapter_tf import DapterError, attacks, data, models, train
+from dapter_tf.attacks import auto_recognition, labelling, reconstruction, reconstructors
+from dapter_tf.data import tasks
+from dapter_tf.models import targets
+from dapter_tf.records import runs
+from dapter_tf.train import lambda_study
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +29,8 @@ def cifar_input(tmp_path_factory):
     train_set = data.load_split(task, "embedded", "train").take(256)
     test_set = data.load_split(task, "embedded", "test").take(128)
     tf.keras.utils.set_random_seed(0)
-    classifier.build_target("resnet18", (32, 32, 3), 10, width=4).save(folder / "target.keras")
-    model.build_converter((4, 8, 8)).save(folder / "converter.keras")
+    targets.build_target("resnet18", (32, 32, 3), 10, width=4).save(folder / "target.keras")
+    models.build_converter((4, 8, 8)).save(folder / "converter.keras")
     return attacks.AttackInputData(
         task, train_set, test_set, str(folder / "converter.keras"), str(folder / "target.keras")
     )
@@ -60,13 +64,13 @@ def test_ssim_and_psnr_by_hand():
 
 
 def test_reconstructor_mirrors_the_converter():
-    converter = model.build_converter((5, 6, 7))
+    converter = models.build_converter((5, 6, 7))
     assert reconstruction.converter_filters(converter) == (5, 6, 7)
-    reconstructor = models.build_symmetric_generator((5, 6, 7))
+    reconstructor = reconstructors.build_symmetric_generator((5, 6, 7))
     assert [w.shape for w in reconstructor.weights] == [
-        w.shape for w in model.build_converter((5, 6, 7), output_step=1).weights
+        w.shape for w in models.build_converter((5, 6, 7), output_step=1).weights
     ]
-    assert model.output_step_of(reconstructor) == 1  # A plain sigmoid: it may send any level.
+    assert models.output_step_of(reconstructor) == 1  # A plain sigmoid: it may send any level.
 
 
 @pytest.mark.parametrize(
@@ -124,7 +128,7 @@ def test_run_attacks_runs_all_three_and_results_round_trip(cifar_input, tmp_path
     auto, recon, visual = found.results
     test = cifar_input.test
     # The figures are the models' real accuracies on the held-out images.
-    target = classifier.load_target(cifar_input.target_path)
+    target = models.load_target(cifar_input.target_path)
     assert auto.target_accuracy_original == pytest.approx(
         float(np.mean(target.predict(test.images / 255.0, verbose=0).argmax(-1) == test.labels["label"]))
     )
@@ -155,7 +159,7 @@ def test_results_load_refuses_other_files(tmp_path):
 
 def test_pretrained_attacker_with_the_wrong_head_fails_fast(cifar_input, tmp_path):
     wrong = tmp_path / "wrong.keras"
-    classifier.build_target("lenet", (32, 32, 3), 5).save(wrong)
+    targets.build_target("lenet", (32, 32, 3), 5).save(wrong)
     spec = tiny_auto(pretrained={"superclass": str(wrong)})
     with pytest.raises(DapterError, match="has 5 outputs but label 'superclass' has 2 classes"):
         attacks.run_attacks(cifar_input, [spec], str(tmp_path / "wd"))
@@ -166,13 +170,13 @@ def test_fine_tuning_starts_from_the_pretrained_weights(cifar_input, tmp_path):
     # With a learning rate too small to move anything, the fine-tuned classifier is the given one.
     vanilla = tmp_path / "vanilla.keras"
     tf.keras.utils.set_random_seed(1)
-    classifier.build_target("lenet", (32, 32, 3), 2).save(vanilla)
+    targets.build_target("lenet", (32, 32, 3), 2).save(vanilla)
     spec = tiny_auto(pretrained={"superclass": str(vanilla)}, finetune_learning_rate=1e-12, l2=0.0)
     (result,) = attacks.run_attacks(cifar_input, [spec], str(tmp_path / "wd")).results
     assert result.attack_accuracy_converted == pytest.approx(result.attack_accuracy_converted_no_finetune)
     folder = tmp_path / "wd" / "auto_recognition" / "superclass"
-    finetuned = classifier.load_target(str(folder / "finetune" / train.TARGET_FILE))
-    for before, after in zip(classifier.load_target(str(vanilla)).get_weights(), finetuned.get_weights()):
+    finetuned = models.load_target(str(folder / "finetune" / runs.TARGET_FILE))
+    for before, after in zip(models.load_target(str(vanilla)).get_weights(), finetuned.get_weights()):
         np.testing.assert_allclose(after, before, atol=1e-6)
     assert not (folder / "pretrain").exists()
 
@@ -187,7 +191,7 @@ def test_l2_regulariser_shrinks_kernels(embedded, tmp_path):
         train.train_target(
             train.TargetConfig(l2=l2, **base), task, train_set.take(256), test_set.take(64), str(tmp_path / f"l2_{l2}")
         )
-        trained = classifier.load_target(str(tmp_path / f"l2_{l2}" / train.TARGET_FILE))
+        trained = models.load_target(str(tmp_path / f"l2_{l2}" / runs.TARGET_FILE))
         norms[l2] = sum(float(np.sum(w.numpy() ** 2)) for w in trained.weights if w.path.endswith("kernel"))
     assert norms[10.0] < 0.5 * norms[0.0]
 
@@ -199,8 +203,8 @@ def test_correlated_attack_on_real_celeba(tmp_path):
     )
     task, train_set, test_set = data.load_data(config)
     tf.keras.utils.set_random_seed(0)
-    classifier.build_target("resnet18", (32, 32, 3), 2, width=4).save(tmp_path / "target.keras")
-    model.build_converter((4, 8, 8)).save(tmp_path / "converter.keras")
+    targets.build_target("resnet18", (32, 32, 3), 2, width=4).save(tmp_path / "target.keras")
+    models.build_converter((4, 8, 8)).save(tmp_path / "converter.keras")
     inputs = attacks.AttackInputData(
         task, train_set, test_set, str(tmp_path / "converter.keras"), str(tmp_path / "target.keras"), config
     )
@@ -221,7 +225,7 @@ def test_reconstruction_sweep_runs_every_point_and_resumes(cifar_input, tmp_path
     for lambda_ in (0.0, 0.9):
         point = lambda_study.point_dir(str(sweep_dir), lambda_)
         os.makedirs(point)
-        model.build_converter((4, 8, 8)).save(os.path.join(point, train.CONVERTER_FILE))
+        models.build_converter((4, 8, 8)).save(os.path.join(point, runs.CONVERTER_FILE))
         with open(os.path.join(point, "config.json"), "w") as f:
             json.dump({"lambda_": lambda_}, f)
         points.append({"lambda": lambda_, "entropy_ratio": 0.5, "accuracy_drop_points": 1.0})
@@ -376,8 +380,8 @@ def test_attack_binary_runs_on_the_embedded_sample(tmp_path):
     folder = tmp_path / "m"
     folder.mkdir()
     tf.keras.utils.set_random_seed(0)
-    classifier.build_target("lenet", (32, 32, 3), 2).save(folder / "target.keras")
-    model.build_converter((4, 8, 8)).save(folder / "converter.keras")
+    targets.build_target("lenet", (32, 32, 3), 2).save(folder / "target.keras")
+    models.build_converter((4, 8, 8)).save(folder / "converter.keras")
     workdir = tmp_path / "wd"
     proc = run_binary(
         "experiments.attack",

@@ -9,7 +9,8 @@ import pytest
 import tensorflow as tf
 from conftest import assert_one_error_line, run_binary
 
-from dapter_tf import DapterError, bandwidth, data, metrics, model
+from dapter_tf import DapterError, data, metrics, models
+from dapter_tf.analysis import bandwidth
 
 
 def test_savings_by_hand():
@@ -58,7 +59,7 @@ def test_bad_encoder_settings(call, message):
 
 def flat_converter():
     """A converter whose last convolution is all zeros: sigmoid(0) = 0.5, every pixel sent as 128."""
-    converter = model.build_converter((4, 8, 8))
+    converter = models.build_converter((4, 8, 8))
     layer = converter.get_layer("conv8_out")
     layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
     return converter
@@ -90,7 +91,7 @@ def test_load_test_data_gives_load_data_s_test_split():
 def converter_path(tmp_path_factory):
     tf.keras.utils.set_random_seed(0)
     path = tmp_path_factory.mktemp("converter") / "converter.keras"
-    model.build_converter((4, 8, 8)).save(path)
+    models.build_converter((4, 8, 8)).save(path)
     return str(path)
 
 

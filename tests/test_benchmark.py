@@ -10,7 +10,7 @@ import pytest
 from conftest import REPO, assert_one_error_line, run_binary
 
 from dapter_tf import DapterError
-from dapter_tf.model import build_converter
+from dapter_tf.models import build_converter
 from export import benchmark_lib, export_tflite_lib, timing
 from export.benchmark_lib import BenchmarkConfig
 

@@ -4,15 +4,13 @@ import ast
 import importlib.util
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, assert_one_error_line, run_binary, save_npz
+from conftest import REPO, assert_one_error_line, kill_at_first_checkpoint, run_binary, save_npz
 
 
 @pytest.fixture(scope="module")
@@ -130,9 +128,9 @@ def test_train_target_trains_a_zoo_model_that_loads_back_safely(tmp_path):
         f"--workdir={workdir}",
     )
     assert proc.returncode == 0, proc.stderr
-    from dapter_tf import classifier
+    from dapter_tf import models
 
-    target = classifier.load_target(str(workdir / "target.keras"))  # safe_mode=True
+    target = models.load_target(str(workdir / "target.keras"))  # safe_mode=True
     assert target.name == "vgg11" and target.output_shape == (None, 10)
     assert json.loads((workdir / "results.json").read_text())["steps"] == 2
 
@@ -169,14 +167,7 @@ def test_sigkill_then_rerun_resumes_from_the_last_checkpoint(tiny_target_path, t
         "--checkpoint_every_steps=5",
         "--eval_images=50",
     ]
-    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    index = workdir / "checkpoints" / "checkpoint"
-    deadline = time.monotonic() + 240
-    while not index.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_at_first_checkpoint(args, workdir)
     assert not (workdir / "results.json").exists()  # Killed mid-run: no results yet.
 
     rerun = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dapter_tf import DapterError, classifier
+from dapter_tf import DapterError, models
+from dapter_tf.models import targets
 
 # (name, side, width): tiny widths keep the 224x224 forms affordable on 2 CPU cores. Some tiny
 # widths of the ImageNet ResNets corrupt the heap in TF 2.21's oneDNN backward pass on these CPUs
@@ -25,13 +26,13 @@ ZOO = [
 
 
 def test_the_zoo_is_the_papers_five_networks_in_both_sizes():
-    assert sorted(classifier.TARGET_BUILDERS) == sorted(name for name, _, _ in ZOO)
+    assert sorted(targets.TARGET_BUILDERS) == sorted(name for name, _, _ in ZOO)
 
 
 @pytest.mark.parametrize("name, side, width", ZOO, ids=[z[0] for z in ZOO])
 def test_zoo_model_builds_trains_a_step_saves_and_loads_back(name, side, width, tmp_path):
     keras.utils.set_random_seed(0)
-    model = classifier.build_target(name, (side, side, 3), 7, width=width)
+    model = targets.build_target(name, (side, side, 3), 7, width=width)
     images = np.random.default_rng(0).random((2, side, side, 3), dtype=np.float32)
     labels = np.array([1, 5])
     assert model(images).shape == (2, 7)
@@ -47,7 +48,7 @@ def test_zoo_model_builds_trains_a_step_saves_and_loads_back(name, side, width, 
     assert any(not np.array_equal(b, w.numpy()) for b, w in zip(before, model.trainable_variables))
     path = str(tmp_path / f"{name}.keras")
     model.save(path)
-    loaded = classifier.load_target(path)  # safe_mode=True
+    loaded = models.load_target(path)  # safe_mode=True
     np.testing.assert_allclose(loaded(images, training=False), model(images, training=False), atol=1e-5)
 
 
@@ -69,32 +70,32 @@ def _weight_layers(model):
 )
 def test_networks_have_their_names_worth_of_weight_layers(name, side, layers):
     # He et al. and Simonyan & Zisserman count the weighted layers on the main path.
-    model = classifier.build_target(name, (side, side, 3), 10, width=2)
+    model = targets.build_target(name, (side, side, 3), 10, width=2)
     assert len(_weight_layers(model)) == layers
 
 
 def test_imagenet_forms_shrink_224_to_7x7_before_pooling():
-    model = classifier.build_target("resnet18_imagenet", (224, 224, 3), 10, width=2)
+    model = targets.build_target("resnet18_imagenet", (224, 224, 3), 10, width=2)
     pool = next(x for x in model.layers if x.__class__.__name__ == "GlobalAveragePooling2D")
     assert pool.input.shape[1:3] == (7, 7)
-    vgg = classifier.build_target("vgg16_imagenet", (224, 224, 3), 10, width=2)
+    vgg = targets.build_target("vgg16_imagenet", (224, 224, 3), 10, width=2)
     assert vgg.get_layer("pool5").output.shape[1:3] == (7, 7)
     assert vgg.get_layer("fc1").units == 4096 * 2 // 64
 
 
 def test_unknown_target_names_the_known_ones():
     with pytest.raises(DapterError, match="unknown target model 'vgg99'; choose one of: lenet, resnet18, "):
-        classifier.build_target("vgg99", (32, 32, 3), 10)
+        targets.build_target("vgg99", (32, 32, 3), 10)
 
 
 def test_imagenet_form_refuses_tiny_images():
     with pytest.raises(DapterError, match="resnet50_imagenet needs images of at least 32x32, got 16x16"):
-        classifier.build_target("resnet50_imagenet", (16, 16, 3), 10, width=1)
+        targets.build_target("resnet50_imagenet", (16, 16, 3), 10, width=1)
 
 
 def test_load_target_is_frozen_and_gives_the_saved_outputs(tiny_target_path):
     original = keras.models.load_model(tiny_target_path)
-    target = classifier.load_target(tiny_target_path)
+    target = models.load_target(tiny_target_path)
     assert not target.trainable and not target.trainable_weights
     images = np.random.default_rng(0).random((2, 32, 32, 3), dtype=np.float32)
     np.testing.assert_allclose(target(images, training=False), original(images, training=False), atol=1e-6)
@@ -102,11 +103,11 @@ def test_load_target_is_frozen_and_gives_the_saved_outputs(tiny_target_path):
 
 def test_load_target_missing_file(tmp_path):
     with pytest.raises(DapterError, match="target model file not found"):
-        classifier.load_target(str(tmp_path / "nope.keras"))
+        models.load_target(str(tmp_path / "nope.keras"))
 
 
 def test_load_target_corrupt_file(tmp_path):
     path = tmp_path / "broken.keras"
     path.write_bytes(b"this is not a keras archive")
     with pytest.raises(DapterError, match="not a loadable .keras model"):
-        classifier.load_target(str(path))
+        models.load_target(str(path))

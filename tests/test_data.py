@@ -8,7 +8,8 @@ import pytest
 from conftest import save_npz
 
 from dapter_tf import DapterError, data
-from dapter_tf.tasks import CIFAR10_CLASS_NAMES, get_task
+from dapter_tf.data import sources
+from dapter_tf.data.tasks import CIFAR10_CLASS_NAMES, get_task
 
 
 def test_embedded_sample_is_real_balanced_cifar10(embedded):
@@ -182,7 +183,7 @@ def test_tfds_features_become_the_tasks_labels(dataset, label, tmp_path):
     import tensorflow_datasets as tfds
 
     task = get_task(dataset, target_label=label, image_size=32)
-    with tfds.testing.mock_data(num_examples=8), mock.patch.object(data, "check_reachable"):
+    with tfds.testing.mock_data(num_examples=8), mock.patch.object(sources, "check_reachable"):
         images = data.load_tfds(task, "test", data_dir=str(tmp_path), download=True)
     assert images.images.shape == (8, 32, 32, 3) and images.images.dtype == np.uint8
     assert set(images.labels) == set(task.label_classes)

@@ -2,22 +2,21 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO, tiny_dapter_config
+from conftest import REPO, kill_at_first_checkpoint, tiny_dapter_config
 
-from dapter_tf import DapterError, classifier, train
+from dapter_tf import DapterError, models, train
+from dapter_tf.data.tasks import get_task
 from dapter_tf.defences import adversarial
 from dapter_tf.defences.adversarial import AdversarialDecoders, AdversaryConfig
-from dapter_tf.model import build_converter, check_image_size, output_block_of, strip_output_levels
-from dapter_tf.tasks import get_task
+from dapter_tf.models import build_converter, check_image_size, output_block_of, strip_output_levels
+from dapter_tf.records import runs
 from export import export_tflite_lib
 
 TASK = get_task("cifar10")
@@ -164,20 +163,20 @@ def test_a_block_converter_exports_to_tflite_and_matches_keras(embedded):
 
 def test_workdir_record_without_the_new_fields_resumes_with_their_defaults(tmp_path):
     config = tiny_dapter_config("t.keras")
-    record = train.config_to_dict(config)
+    record = runs.config_to_dict(config)
     for new in ("output_block", "adversary"):
         del record[new]
     os.makedirs(tmp_path / "old")
     (tmp_path / "old" / "config.json").write_text(json.dumps(record))
-    train.prepare_workdir(str(tmp_path / "old"), config)  # A run made before the defences existed.
+    runs.prepare_workdir(str(tmp_path / "old"), config)  # A run made before the defences existed.
     (tmp_path / "old" / "config.json").write_text(json.dumps(record))
     with pytest.raises(DapterError, match="differs in: adversary"):
-        train.prepare_workdir(str(tmp_path / "old"), tiny_dapter_config("t.keras", adversary=AdversaryConfig(1.0)))
+        runs.prepare_workdir(str(tmp_path / "old"), tiny_dapter_config("t.keras", adversary=AdversaryConfig(1.0)))
 
 
 def test_defended_training_logs_both_players_and_leaves_the_target_alone(embedded, tiny_target_path, tmp_path):
     train_set, test_set = embedded[0].take(128), embedded[1].take(32)
-    before = classifier.load_target(tiny_target_path).get_weights()
+    before = models.load_target(tiny_target_path).get_weights()
     config = tiny_dapter_config(
         tiny_target_path, output_block=4, adversary=AdversaryConfig(weight=2.0, filters=(4, 8), restart_every=2)
     )
@@ -186,9 +185,9 @@ def test_defended_training_logs_both_players_and_leaves_the_target_alone(embedde
         assert np.isfinite(results[key]), key
     assert results["train/L_total"] == pytest.approx(results["train/L_dap"] + 2.0 * results["train/L_adv"])
     assert results["output_block"] == 4 and results["adversary_weight"] == 2.0
-    for b, a in zip(before, classifier.load_target(tiny_target_path).get_weights()):
+    for b, a in zip(before, models.load_target(tiny_target_path).get_weights()):
         np.testing.assert_array_equal(b, a)
-    assert output_block_of(train.load_converter(str(tmp_path))) == 4
+    assert output_block_of(models.load_converter(str(tmp_path))) == 4
 
 
 def _checkpointed(workdir) -> dict:
@@ -227,14 +226,7 @@ def test_adversarial_training_resumes_after_sigkill_to_the_weights_of_an_uninter
     assert straight.returncode == 0, straight.stderr
 
     workdir = tmp_path / "killed"
-    proc = subprocess.Popen(args(workdir), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    index = workdir / "checkpoints" / "checkpoint"
-    deadline = time.monotonic() + 240
-    while not index.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_at_first_checkpoint(args(workdir), workdir)
     assert not (workdir / "results.json").exists()
     rerun = subprocess.run(args(workdir), cwd=REPO, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr

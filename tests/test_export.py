@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from conftest import REPO, spread_converter
 
-from dapter_tf import DapterError, classifier, evaluate, metrics
-from dapter_tf.model import build_converter, snap_to_levels, strip_output_levels
+from dapter_tf import DapterError, evaluate, metrics, models
+from dapter_tf.models import build_converter, snap_to_levels, strip_output_levels
 from export import export_tflite_lib
 from export.export_tflite_lib import DEFAULT_TOLERANCES, MODES, Tolerance
 
@@ -51,7 +51,7 @@ def test_snap_to_levels_by_hand():
 @pytest.fixture(scope="module")
 def exported(converter, embedded, tiny_target_path, tmp_path_factory):
     train_set, test_set = embedded
-    target = classifier.load_target(tiny_target_path)
+    target = models.load_target(tiny_target_path)
     out = tmp_path_factory.mktemp("export")
     result = export_tflite_lib.export_converter(
         converter,
@@ -139,7 +139,7 @@ def every_mode(spread_converter, embedded, tiny_target_path, tmp_path_factory):
     out = tmp_path_factory.mktemp("every_mode")
     return export_tflite_lib.export_converter(
         spread_converter,
-        classifier.load_target(tiny_target_path),
+        models.load_target(tiny_target_path),
         str(out),
         train_set.images,
         test_set.images[:200],
@@ -291,7 +291,7 @@ def test_parity_failures_by_hand():
 
 def test_parity_gate_fails_naming_mode_and_figure_unless_forced(spread_converter, embedded, tiny_target_path, tmp_path):
     train_set, test_set = embedded
-    target = classifier.load_target(tiny_target_path)
+    target = models.load_target(tiny_target_path)
     strict = {
         "int8": Tolerance(max_pixel_diff_steps=0, mean_pixel_diff=0.0, accuracy_drop_points=100, entropy_change_bits=10)
     }
@@ -355,7 +355,7 @@ def test_export_at_a_size_the_target_does_not_take_is_refused_leaving_shipped_fi
     ):
         export_tflite_lib.export_converter(
             converter,
-            classifier.load_target(tiny_target_path),
+            models.load_target(tiny_target_path),
             str(output_dir),
             images,
             images,
@@ -371,7 +371,7 @@ def exported_record(converter, embedded, tiny_target_path, tmp_path_factory):
     train_set, test_set = embedded
     record = export_tflite_lib.export_converter(
         converter,
-        classifier.load_target(tiny_target_path),
+        models.load_target(tiny_target_path),
         str(output_dir),
         train_set.images,
         test_set.images[:32],

@@ -1,6 +1,6 @@
 """File-system faults: each gives one ``error:`` line and exit status 1 before any work, and blocks no rerun.
 
-``flags_lib.run`` checks every output flag (``OUTPUT_FOLDER_FLAGS``, ``OUTPUT_FILE_FLAGS``) of every
+``runner.run`` checks every output flag (``OUTPUT_FOLDER_FLAGS``, ``OUTPUT_FILE_FLAGS``) of every
 binary before its main runs; a few binaries are tried here.
 """
 
@@ -10,8 +10,8 @@ import os
 import pytest
 from conftest import REPO, assert_one_error_line, run_binary
 
+from cli import runner
 from dapter_tf import DapterError
-from experiments import flags_lib
 
 BUNDLE = REPO / "results" / "release" / "cifar10_reference"
 INT8 = BUNDLE / "converter_int8.tflite"
@@ -40,7 +40,7 @@ def a_file(tmp_path):
     ],
 )
 def test_an_output_folder_that_is_a_file(module, flag, a_file, tiny_target_path, tmp_path):
-    # flags_lib.run checks every output flag of every binary before its main runs.
+    # runner.run checks every output flag of every binary before its main runs.
     extra = {
         "experiments.train_dapter": [f"--target={tiny_target_path}"],
         "experiments.attack": [f"--converter={tmp_path / 'c.keras'}"],
@@ -99,14 +99,14 @@ def test_a_read_only_folder(tmp_path):
 
 
 def test_check_output_paths_by_hand(tmp_path, a_file, monkeypatch):
-    flags_lib.check_output_folder("--x", str(tmp_path / "new" / "deeper"))  # May be created: passes.
+    runner.check_output_folder("--x", str(tmp_path / "new" / "deeper"))  # May be created: passes.
     assert not (tmp_path / "new").exists()  # And nothing was made.
-    flags_lib.check_output_file("--y", str(tmp_path / "out.json"))
+    runner.check_output_file("--y", str(tmp_path / "out.json"))
     with pytest.raises(DapterError, match="is a folder, not a file"):
-        flags_lib.check_output_file("--y", str(tmp_path))
+        runner.check_output_file("--y", str(tmp_path))
     # Read-only, as a non-root user sees it (root's os.access says yes to everything).
     monkeypatch.setattr(os, "access", lambda path, mode: False)
     with pytest.raises(DapterError, match=r"--x .* cannot be written \(.* is not writable\)"):
-        flags_lib.check_output_folder("--x", str(tmp_path / "run"))
+        runner.check_output_folder("--x", str(tmp_path / "run"))
     with pytest.raises(DapterError, match="cannot be written \\(permission denied\\)"):
-        flags_lib.check_output_file("--y", str(tmp_path / "out.json"))
+        runner.check_output_file("--y", str(tmp_path / "out.json"))

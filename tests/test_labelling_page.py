@@ -8,8 +8,9 @@ import time
 import numpy as np
 import pytest
 
-from dapter_tf import data, model, tasks
+from dapter_tf import data, models
 from dapter_tf.attacks import labelling
+from dapter_tf.data import tasks
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -89,7 +90,7 @@ def test_label_reload_export_and_score_in_chromium(browser, tmp_path):
     # Real images: the embedded CIFAR-10 sample through a converter, asked about vehicle/animal.
     task = tasks.get_task("cifar2_10", target_label="label")
     test_set = data.load_split(task, "embedded", "test").take(200)
-    converted = (model.build_converter((4, 8, 8)).predict(test_set.images / 255.0, verbose=0) * 255).astype(np.uint8)
+    converted = (models.build_converter((4, 8, 8)).predict(test_set.images / 255.0, verbose=0) * 255).astype(np.uint8)
     page, key, n = labelling.write_kit(converted, test_set.labels, str(tmp_path / "kit"), ["superclass"], 3, 0, "Study")
     assert n == 6
 

@@ -7,8 +7,9 @@ import pytest
 from conftest import tiny_dapter_config
 from PIL import Image
 
-from dapter_tf import DapterError, lambda_study, train
-from dapter_tf.tasks import get_task
+from dapter_tf import DapterError, models, train
+from dapter_tf.data.tasks import get_task
+from dapter_tf.train import lambda_study
 
 TASK = get_task("cifar10")
 TUNER = lambda_study.TunerConfig()
@@ -128,11 +129,11 @@ def test_init_converter_starts_from_the_given_weights(embedded, tiny_target_path
     train_set, test_set = embedded[0].take(32), embedded[1].take(32)
     first = train.train_dapter(_config(tiny_target_path), TASK, train_set, test_set, str(tmp_path / "a"))
     assert first["steps"] == 1
-    source = train.load_converter(str(tmp_path / "a"))
+    source = models.load_converter(str(tmp_path / "a"))
     # A learning rate too small to move the weights visibly: the copy is what remains.
     config = _config(tiny_target_path, init_converter=str(tmp_path / "a"), learning_rate=1e-12)
     train.train_dapter(config, TASK, train_set, test_set, str(tmp_path / "b"))
-    started = train.load_converter(str(tmp_path / "b"))
+    started = models.load_converter(str(tmp_path / "b"))
     for a, b in zip(source.get_weights(), started.get_weights()):
         np.testing.assert_allclose(a, b, atol=1e-6)
     with pytest.raises(DapterError, match="other layer shapes than --filters asks for"):

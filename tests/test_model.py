@@ -7,7 +7,7 @@ import tensorflow as tf
 from conftest import spread_converter
 
 from dapter_tf import DapterError
-from dapter_tf.model import OutputLevels, build_converter, check_image_size, output_step_of
+from dapter_tf.models import OutputLevels, build_converter, check_image_size, output_step_of
 
 
 @pytest.fixture(scope="module")

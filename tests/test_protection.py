@@ -6,7 +6,9 @@ import keras
 import pytest
 from conftest import assert_one_error_line, run_binary, tiny_dapter_config
 
-from dapter_tf import DapterError, classifier, protection
+from dapter_tf import DapterError
+from dapter_tf.analysis import protection
+from dapter_tf.models import targets
 
 
 def test_recipes_parse_into_config_fields_and_families():
@@ -50,7 +52,7 @@ def test_recipes_are_checked_against_the_config_before_anything_trains():
 def test_the_frontier_binary_trains_attacks_and_resumes_per_recipe(tmp_path):
     keras.utils.set_random_seed(0)
     target = str(tmp_path / "target.keras")
-    classifier.build_target("resnet18", (32, 32, 3), 2, width=4).save(target)
+    targets.build_target("resnet18", (32, 32, 3), 2, width=4).save(target)
     args = [
         "--dataset=cifar2_10",
         f"--target={target}",

@@ -18,8 +18,8 @@ from conftest import (
     spread_converter,
 )
 
-from dapter_tf import DapterError, classifier, evaluate, metrics
-from dapter_tf.model import build_converter
+from dapter_tf import DapterError, evaluate, metrics, models
+from dapter_tf.models import build_converter
 from export import export_tflite_lib, release_lib
 from export.release_lib import Claim
 
@@ -42,7 +42,7 @@ def workdir(tmp_path_factory, tiny_target_path, embedded):
     train_set, test_set = embedded
     export_tflite_lib.export_converter(
         converter,
-        classifier.load_target(tiny_target_path),
+        models.load_target(tiny_target_path),
         str(root / "export"),
         train_set.images,
         test_set.images[:200],
@@ -77,7 +77,7 @@ def bundle(workdir, tmp_path_factory, tiny_target_path, embedded):
         _info(),
         test_set.images[:200],
         test_set.labels["label"][:200],
-        classifier.load_target(tiny_target_path),
+        models.load_target(tiny_target_path),
         tiny_target_path,
     )
     return path
@@ -95,7 +95,7 @@ def _failed(findings):
 
 def test_fresh_bundle_verifies(bundle, verifier_images, tiny_target_path):
     images, labels = verifier_images
-    findings = release_lib.verify_bundle(str(bundle), images, labels, classifier.load_target(tiny_target_path))
+    findings = release_lib.verify_bundle(str(bundle), images, labels, models.load_target(tiny_target_path))
     assert _failed(findings) == [], [f for f in findings if not f.ok]
     checked = {f.subject for f in findings}
     assert BUNDLE_FILES - {"manifest.json"} <= checked
@@ -123,7 +123,7 @@ def test_bundle_holds_exactly_its_files_and_never_the_target(bundle, tiny_target
     assert release_lib.sha256(tiny_target_path) not in {e["sha256"] for e in manifest["files"].values()}
     # The bundled .keras is the converter alone: no weight of it is a weight of the target.
     converter = keras.models.load_model(bundle / "converter.keras", compile=False)
-    target = classifier.load_target(tiny_target_path)
+    target = models.load_target(tiny_target_path)
     target_weights = [w.tobytes() for w in target.get_weights()]
     assert converter.count_params() == build_converter().count_params()
     assert not any(w.tobytes() in target_weights for w in converter.get_weights() if w.size > 8)
@@ -205,7 +205,7 @@ def test_the_card_gives_each_accuracy_change_with_its_noise(bundle, embedded, ti
     # The release measured 200 images: the accuracy lost, and each file's drop against Keras, come
     # with their paired standard errors, as metrics.paired_drop_interval computes them.
     card = (bundle / "model_card.md").read_text()
-    target = classifier.load_target(tiny_target_path)
+    target = models.load_target(tiny_target_path)
     images, labels = embedded[1].images[:200], embedded[1].labels["label"][:200]
     converter = keras.models.load_model(bundle / "converter.keras", safe_mode=True)
     right = np.argmax(evaluate.target_logits(target, images), -1) == labels
@@ -242,7 +242,7 @@ def test_claim_relations_by_hand():
 
 def test_release_refuses_broken_files_a_used_folder_and_the_target(workdir, tmp_path, tiny_target_path, embedded):
     images, labels = embedded[1].images[:50], embedded[1].labels["label"][:50]
-    target = classifier.load_target(tiny_target_path)
+    target = models.load_target(tiny_target_path)
     args = (_info(), images, labels, target, tiny_target_path)
     broken = tmp_path / "broken_export"
     shutil.copytree(workdir / "export", broken)
@@ -441,7 +441,7 @@ def identity_bundle(tmp_path_factory, tiny_target_path, embedded):
     converter = _identity_like_converter()
     converter.save(root / "converter.keras")
     train_set, test_set = embedded
-    target = classifier.load_target(tiny_target_path)
+    target = models.load_target(tiny_target_path)
     images, labels = test_set.images[:100], test_set.labels["label"][:100]
     export_tflite_lib.export_converter(converter, target, str(root / "export"), train_set.images, images, labels,
                                        modes=("float32",))  # fmt: skip

@@ -2,7 +2,7 @@
 
 import pytest
 
-from dapter_tf import report
+from dapter_tf.analysis import report
 
 
 def _results(drop, low, high):

@@ -11,7 +11,8 @@ import time
 import pytest
 from conftest import REPO, SHARED_DATA, assert_one_error_line, run_binary
 
-from dapter_tf import DapterError, reproduce, reproduction_report
+from dapter_tf import DapterError, pipeline
+from dapter_tf.pipeline import reproduction_report
 
 
 def _write(path, obj):
@@ -20,9 +21,9 @@ def _write(path, obj):
         json.dump(obj, f)
 
 
-@pytest.mark.parametrize("scale", sorted(reproduce.SCALES))
+@pytest.mark.parametrize("scale", sorted(pipeline.SCALES))
 def test_every_plan_runs_each_step_after_what_it_needs_and_writes_only_into_its_workdir(scale, tmp_path):
-    plan = reproduce.build_plan(reproduce.SCALES[scale], "/data", str(tmp_path / "w"))
+    plan = pipeline.build_plan(pipeline.SCALES[scale], "/data", str(tmp_path / "w"))
     names = [step.name for step in plan]
     assert len(names) == len(set(names))
     for i, step in enumerate(plan):
@@ -33,7 +34,7 @@ def test_every_plan_runs_each_step_after_what_it_needs_and_writes_only_into_its_
 
 
 def test_the_cpu_plan_covers_every_experiment_of_the_paper():
-    names = {s.name for s in reproduce.build_plan(reproduce.SCALES["cpu"], "/data", "/w")}
+    names = {s.name for s in pipeline.build_plan(pipeline.SCALES["cpu"], "/data", "/w")}
     experiments = {
         "cifar10/target",
         "cifar10/dapter",
@@ -64,30 +65,30 @@ def test_the_cpu_plan_covers_every_experiment_of_the_paper():
 
 
 def test_select_steps_adds_what_the_named_steps_need_and_names_an_unknown_one():
-    plan = reproduce.build_plan(reproduce.SCALES["cpu"], "/data", "/w")
-    assert [s.name for s in reproduce.select_steps(plan, ["cifar2_10/attack"])] == [
+    plan = pipeline.build_plan(pipeline.SCALES["cpu"], "/data", "/w")
+    assert [s.name for s in pipeline.select_steps(plan, ["cifar2_10/attack"])] == [
         "cifar10/target",
         "cifar2_10/target",
         "cifar2_10/dapter",
         "cifar2_10/attack",
     ]
-    assert {s.name for s in reproduce.select_steps(plan, ["lfw"])} == {
+    assert {s.name for s in pipeline.select_steps(plan, ["lfw"])} == {
         "lfw/target",
         "lfw/dapter",
         "lfw/attack",
         "lfw/bandwidth",
     }
     with pytest.raises(DapterError, match="no step or group 'cifar100'"):
-        reproduce.select_steps(plan, ["cifar100"])
+        pipeline.select_steps(plan, ["cifar100"])
 
 
 def test_a_step_without_its_dataset_or_its_input_is_skipped_with_the_reason_and_a_failure_is_recorded(tmp_path):
-    ok = reproduce.Step("a/ok", "json.tool", ("--help",), "prints help", (reproduce.EMBEDDED,))
-    no_data = reproduce.Step("b/faces", "json.tool", ("--help",), "needs faces", ("celeba",))
-    fails = reproduce.Step("c/fails", "no_such_module_here", (), "fails", (reproduce.EMBEDDED,))
-    after_failed = reproduce.Step("c/after", "json.tool", ("--help",), "needs c/fails", (), ("c/fails",))
+    ok = pipeline.Step("a/ok", "json.tool", ("--help",), "prints help", (pipeline.EMBEDDED,))
+    no_data = pipeline.Step("b/faces", "json.tool", ("--help",), "needs faces", ("celeba",))
+    fails = pipeline.Step("c/fails", "no_such_module_here", (), "fails", (pipeline.EMBEDDED,))
+    after_failed = pipeline.Step("c/after", "json.tool", ("--help",), "needs c/fails", (), ("c/fails",))
     lines = []
-    status = reproduce.run_plan(
+    status = pipeline.run_plan(
         [ok, no_data, fails, after_failed], str(tmp_path / "w"), str(tmp_path / "none"), cwd=str(REPO), log=lines.append
     )
     assert status["a/ok"]["status"] == "ran"
@@ -100,23 +101,23 @@ def test_a_step_without_its_dataset_or_its_input_is_skipped_with_the_reason_and_
     )
     assert status["c/after"] == {"status": "skipped", "reason": "needs c/fails, which did not finish"}
     # A second run runs nothing that finished: only the failed step again.
-    status = reproduce.run_plan(
+    status = pipeline.run_plan(
         [ok, fails], str(tmp_path / "w"), str(tmp_path / "none"), cwd=str(REPO), log=lines.append
     )
     assert status["a/ok"]["status"] == "done" and status["c/fails"]["status"] == "failed"
-    starts = [e["step"] for e in reproduce.read_events(str(tmp_path / "w")) if e["event"] == "start"]
+    starts = [e["step"] for e in pipeline.read_events(str(tmp_path / "w")) if e["event"] == "start"]
     assert starts == ["a/ok", "c/fails", "c/fails"]
     # A finished step whose command has changed since (a newer plan) runs again.
     changed = dataclasses.replace(ok, args=("--help", "--sort-keys"))
-    status = reproduce.run_plan([changed], str(tmp_path / "w"), str(tmp_path / "none"), cwd=str(REPO), log=lines.append)
+    status = pipeline.run_plan([changed], str(tmp_path / "w"), str(tmp_path / "none"), cwd=str(REPO), log=lines.append)
     assert status["a/ok"]["status"] == "ran" and "finished earlier with another command" in lines[-3]
 
 
 def test_a_step_whose_input_was_remade_runs_again_with_its_old_output_moved_aside(tmp_path):
     workdir = tmp_path / "w"
-    make = reproduce.Step("g/make", "json.tool", ("--help",), "makes", (), (), str(workdir / "g/make"))
-    use = reproduce.Step("g/use", "json.tool", ("--help",), "uses", (), ("g/make",), str(workdir / "g/use"))
-    run = lambda plan: reproduce.run_plan(plan, str(workdir), str(tmp_path), cwd=str(REPO), log=lines.append)  # noqa: E731
+    make = pipeline.Step("g/make", "json.tool", ("--help",), "makes", (), (), str(workdir / "g/make"))
+    use = pipeline.Step("g/use", "json.tool", ("--help",), "uses", (), ("g/make",), str(workdir / "g/use"))
+    run = lambda plan: pipeline.run_plan(plan, str(workdir), str(tmp_path), cwd=str(REPO), log=lines.append)  # noqa: E731
     lines = []
     run([make, use])
     (workdir / "g/use").mkdir(parents=True)
@@ -126,17 +127,17 @@ def test_a_step_whose_input_was_remade_runs_again_with_its_old_output_moved_asid
     status = run([dataclasses.replace(make, args=("--help", "--indent=2")), use])
     assert status["g/make"]["status"] == "ran" and status["g/use"]["status"] == "ran"
     assert "[2/2] g/use: g/make ran again after it finished; running it again" in lines
-    (moved,) = os.listdir(workdir / reproduce.SUPERSEDED_DIR)
-    assert moved.startswith("g__use-") and os.listdir(workdir / reproduce.SUPERSEDED_DIR / moved) == ["result.json"]
+    (moved,) = os.listdir(workdir / pipeline.SUPERSEDED_DIR)
+    assert moved.startswith("g__use-") and os.listdir(workdir / pipeline.SUPERSEDED_DIR / moved) == ["result.json"]
     assert not (workdir / "g/use").exists()
 
 
 def test_a_workdir_keeps_its_scale_and_seed(tmp_path):
     record = {"scale": "smoke", "data_dir": "d", "seed": 0}
-    reproduce.check_plan_matches(str(tmp_path), record)
-    reproduce.check_plan_matches(str(tmp_path), dict(record))
+    pipeline.check_plan_matches(str(tmp_path), record)
+    pipeline.check_plan_matches(str(tmp_path), dict(record))
     with pytest.raises(DapterError, match="holds a run with seed=0, not 1"):
-        reproduce.check_plan_matches(str(tmp_path), dict(record, seed=1))
+        pipeline.check_plan_matches(str(tmp_path), dict(record, seed=1))
 
 
 def _processes_mentioning(text: str) -> list[int]:
@@ -167,7 +168,7 @@ def test_killing_reproduce_mid_way_and_rerunning_repeats_no_finished_step(tmp_pa
     deadline = time.time() + 240
     # Kill it (SIGKILL: no chance to clean up) once the target has finished and the converter is training.
     while time.time() < deadline:
-        started = [e["step"] for e in reproduce.read_events(str(workdir)) if e["event"] == "start"]
+        started = [e["step"] for e in pipeline.read_events(str(workdir)) if e["event"] == "start"]
         if "cifar10/dapter" in started:
             break
         assert first.poll() is None, first.stdout.read()
@@ -179,12 +180,12 @@ def test_killing_reproduce_mid_way_and_rerunning_repeats_no_finished_step(tmp_pa
     first.wait()
     time.sleep(2)
     assert _processes_mentioning(str(workdir)) == [], "the killed run's step outlived it"
-    assert reproduce.read_marker(str(workdir), "cifar10/dapter") is None
+    assert pipeline.read_marker(str(workdir), "cifar10/dapter") is None
 
     second = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "[1/3] cifar10/target: finished earlier" in second.stdout
-    events = reproduce.read_events(str(workdir))
+    events = pipeline.read_events(str(workdir))
     starts = [e["step"] for e in events if e["event"] == "start"]
     done = [e["step"] for e in events if e["event"] == "done"]
     assert starts == ["cifar10/target", "cifar10/dapter", "cifar10/dapter", "cifar10/export"]
@@ -198,7 +199,7 @@ def test_the_binary_names_an_unknown_step_and_a_workdir_of_another_scale_in_one_
         run_binary("experiments.reproduce", "--scale=smoke", "--steps=cifar100", f"--workdir={tmp_path}"),
         "--steps: no step or group 'cifar100' in this plan",
     )
-    _write(str(tmp_path / reproduce.PLAN_FILE), {"scale": "cpu", "data_dir": "../shared/data", "seed": 0})
+    _write(str(tmp_path / pipeline.PLAN_FILE), {"scale": "cpu", "data_dir": "../shared/data", "seed": 0})
     assert_one_error_line(
         run_binary("experiments.reproduce", "--scale=smoke", "--report_only", f"--workdir={tmp_path}"),
         "holds a run with scale='cpu', not 'smoke'",
@@ -225,7 +226,7 @@ def test_report_only_rewrites_the_report_of_the_run_in_the_workdir_with_that_run
         "machine": "m",
         "not_available": {},
     }
-    _write(str(tmp_path / reproduce.PLAN_FILE), record)
+    _write(str(tmp_path / pipeline.PLAN_FILE), record)
     proc = run_binary("experiments.reproduce", "--scale=smoke", "--report_only", f"--workdir={tmp_path}")
     assert proc.returncode == 0, proc.stderr
     assert " 3. reconstruction attack SSIM at λ = 0.9: met" in proc.stdout
@@ -359,7 +360,7 @@ def test_a_claim_without_its_results_says_which_step_did_not_run_and_why(tmp_pat
 
 
 def test_the_converter_of_fig3_counts_eight_convolutions(tmp_path):
-    from dapter_tf.model import build_converter
+    from dapter_tf.models import build_converter
 
     path = str(tmp_path / "converter.keras")
     build_converter((32, 32, 3)).save(path)
@@ -389,7 +390,7 @@ def test_the_report_copies_plots_and_cifar_pictures_but_never_a_face(tmp_path):
         "machine": "m",
         "not_available": {"X": "y"},
     }
-    plan = reproduce.build_plan(reproduce.SCALES["cpu"], str(tmp_path), str(workdir))
+    plan = pipeline.build_plan(pipeline.SCALES["cpu"], str(tmp_path), str(workdir))
     claims = reproduction_report.build_claims(str(workdir), {}, "cpu")
     path = reproduction_report.write_report(str(report_dir), str(workdir), record, plan, {}, claims)
     assert sorted(os.listdir(report_dir)) == ["converted_cifar10.png", "report.json", "report.md"]
@@ -402,7 +403,7 @@ def test_the_report_copies_plots_and_cifar_pictures_but_never_a_face(tmp_path):
 
 @pytest.mark.skipif(not (SHARED_DATA / "cifar10").exists(), reason=f"needs {SHARED_DATA}: not in a fresh clone")
 def test_the_shared_data_has_every_dataset_the_cpu_plan_reads():
-    assert reproduce.available_datasets(str(SHARED_DATA)) == {
+    assert pipeline.available_datasets(str(SHARED_DATA)) == {
         "cifar10": None,
         "celeba": None,
         "lfw": None,
@@ -439,10 +440,18 @@ def test_the_reconstruction_claim_takes_the_suites_strongest_attacker_and_names_
 
 
 def test_every_task_of_the_protection_table_has_a_defended_recipe():
-    plan = {s.name: s for s in reproduce.build_plan(reproduce.SCALES["paper"], "/data", "/w")}
+    plan = {s.name: s for s in pipeline.build_plan(pipeline.SCALES["paper"], "/data", "/w")}
     for group, _ in reproduction_report.PROTECTION:
         defended = plan[f"{group}/defended"]
-        assert set(reproduce.DEFENDED_RECIPES[group]) <= set(defended.args)
+        assert set(pipeline.DEFENDED_RECIPES[group]) <= set(defended.args)
         assert plan[f"{group}/defended_suite"].after[0] == f"{group}/defended"
     assert "--max_ssim_over_mean_image=0.05" in plan["celeba/suite"].args
     assert "--suite_pretrained=label=/w/cifar10/target/target.keras" in plan["cifar2_10/suite"].args
+
+
+def test_every_step_of_every_plan_gives_only_flags_its_binary_defines():
+    plans = [pipeline.build_plan(pipeline.SCALES[scale], "/data", "/w") for scale in pipeline.SCALES]
+    assert pipeline.undefined_flags([step for plan in plans for step in plan], str(REPO)) == []
+    # A flag its binary lacks (a rename) is named with its step.
+    renamed = pipeline.Step("cifar10/target", "experiments.train_target", ("--epoch=3", "--noaugment"), "x")
+    assert pipeline.undefined_flags([renamed], str(REPO)) == ["cifar10/target: --epoch"]

@@ -8,7 +8,10 @@ import pytest
 import tensorflow as tf
 from conftest import assert_one_error_line, run_binary
 
-from dapter_tf import DapterError, classifier, data, model, saliency, tasks
+from dapter_tf import DapterError, data, models
+from dapter_tf.analysis import saliency, table4
+from dapter_tf.data import tasks
+from dapter_tf.models import targets
 
 
 def red_green_model(strides: int = 1) -> keras.Model:
@@ -47,7 +50,7 @@ def test_grad_cam_lights_the_only_region_that_can_matter():
     np.testing.assert_allclose(maps, expected, atol=1e-7)
     np.testing.assert_allclose(saliency.importance(maps), [4 / 16])
     # A frozen target (as load_target gives) has the same maps.
-    np.testing.assert_allclose(saliency.grad_cam(classifier.freeze(red_green_model()), both, [1]), expected, atol=1e-7)
+    np.testing.assert_allclose(saliency.grad_cam(models.freeze(red_green_model()), both, [1]), expected, atol=1e-7)
     # Class 0's logit is constant: no pixel supports it. Nor does a green patch support class 1.
     np.testing.assert_array_equal(saliency.grad_cam(m, both, [0]), np.zeros((1, 4, 4)))
     np.testing.assert_array_equal(saliency.grad_cam(m, patches(green=True), [1]), np.zeros((1, 4, 4)))
@@ -63,11 +66,11 @@ def test_grad_cam_resizes_coarse_maps_to_the_input():
     np.testing.assert_allclose(saliency.importance(maps), [4.0], atol=1e-6)
 
 
-@pytest.mark.parametrize("name", sorted(classifier.TARGET_BUILDERS))
+@pytest.mark.parametrize("name", sorted(targets.TARGET_BUILDERS))
 def test_every_zoo_model_has_a_default_layer_and_maps(name):
-    side = classifier.TARGET_BUILDERS[name][3]
+    side = targets.TARGET_BUILDERS[name][3]
     tf.keras.utils.set_random_seed(0)
-    m = classifier.build_target(name, (side, side, 3), 2, width=6 if name == "lenet" else 4)
+    m = targets.build_target(name, (side, side, 3), 2, width=6 if name == "lenet" else 4)
     layer_name = saliency.default_layer(m)
     names = [layer.name for layer in m.layers]
     chosen = names.index(layer_name)
@@ -87,7 +90,7 @@ def test_every_zoo_model_has_a_default_layer_and_maps(name):
 
 
 def test_lenet_default_layer_is_conv2_and_another_can_be_chosen():
-    m = classifier.build_target("lenet", (32, 32, 3), 2)
+    m = targets.build_target("lenet", (32, 32, 3), 2)
     assert saliency.default_layer(m) == "conv2"
     images = np.random.default_rng(1).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
     default = saliency.grad_cam(m, images, [1, 1])
@@ -106,7 +109,7 @@ def test_lenet_default_layer_is_conv2_and_another_can_be_chosen():
     ],
 )
 def test_grad_cam_refuses_bad_input(kwargs, message):
-    m = classifier.build_target("lenet", (32, 32, 3), 2)
+    m = targets.build_target("lenet", (32, 32, 3), 2)
     args = dict(images=np.zeros((2, 32, 32, 3), np.uint8), classes=[0, 1])
     args.update(kwargs)
     with pytest.raises(DapterError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -123,8 +126,8 @@ def test_no_convolution_no_grad_cam():
 def test_importance_and_table_normalisation_by_hand():
     np.testing.assert_allclose(saliency.importance(np.array([[[0, 1], [2, -3]]])), [6.0])
     table = [[2.0, 1.0], [4.0, 8.0]]
-    np.testing.assert_allclose(saliency.normalize_rows(table), [[1.0, 0.5], [0.5, 1.0]])
-    np.testing.assert_allclose(saliency.row_margins(table), [2.0, 2.0])
+    np.testing.assert_allclose(table4.normalize_rows(table), [[1.0, 0.5], [0.5, 1.0]])
+    np.testing.assert_allclose(table4.row_margins(table), [2.0, 2.0])
     # The paper's Table 4: its smallest margin is row A's 1 / 0.446, the "at least 2.24x" of §7.2.
     paper = [
         [1, 7.21e-3, 5.02e-4, 4.46e-1],
@@ -132,20 +135,20 @@ def test_importance_and_table_normalisation_by_hand():
         [9.61e-2, 7.52e-2, 1, 2.83e-1],
         [5.02e-10, 1.11e-10, 0.0, 1],
     ]
-    margins = saliency.row_margins(paper)
+    margins = table4.row_margins(paper)
     assert margins.min() == pytest.approx(2.24, abs=0.005) and margins.argmin() == 0
     np.testing.assert_allclose(margins[:3], [1 / 0.446, 1 / 0.122, 1 / 0.283])
-    np.testing.assert_allclose(saliency.row_margins([[1, 0.5], [0, 1]]), [2.0, np.inf])
-    zero_diagonal = saliency.normalize_rows([[0.0, 1.0], [1.0, 1.0]])
+    np.testing.assert_allclose(table4.row_margins([[1, 0.5], [0, 1]]), [2.0, np.inf])
+    zero_diagonal = table4.normalize_rows([[0.0, 1.0], [1.0, 1.0]])
     assert np.isnan(zero_diagonal[0]).all() and np.allclose(zero_diagonal[1], [1.0, 1.0])
-    assert saliency.row_margins([[1.0, 3.0], [1.0, 2.0]])[0] == pytest.approx(1 / 3)  # Own converter not leading.
+    assert table4.row_margins([[1.0, 3.0], [1.0, 2.0]])[0] == pytest.approx(1 / 3)  # Own converter not leading.
     with pytest.raises(DapterError, match="at least two"):
-        saliency.row_margins([[1.0]])
+        table4.row_margins([[1.0]])
 
 
 def test_which_images_and_classes_are_explained():
-    binary = classifier.build_target("lenet", (32, 32, 3), 2)
-    ten = classifier.build_target("lenet", (32, 32, 3), 10)
+    binary = targets.build_target("lenet", (32, 32, 3), 2)
+    ten = targets.build_target("lenet", (32, 32, 3), 10)
     images = np.zeros((4, 32, 32, 3), np.uint8)
     index, classes = saliency.select_explained(binary, images, [0, 1, 1, 0], "auto")
     np.testing.assert_array_equal(index, [1, 2])  # An attribute's presence, where it is present.
@@ -186,19 +189,19 @@ def two_pairs(tmp_path_factory):
     tf.keras.utils.set_random_seed(0)
     paths = {}
     for label, classes in (("superclass", 2), ("label", 10)):
-        classifier.build_target("lenet", (32, 32, 3), classes).save(folder / f"{label}.keras")
-        model.build_converter((4, 8, 8)).save(folder / f"{label}_converter.keras")
+        targets.build_target("lenet", (32, 32, 3), classes).save(folder / f"{label}.keras")
+        models.build_converter((4, 8, 8)).save(folder / f"{label}_converter.keras")
         paths[label] = (str(folder / f"{label}.keras"), str(folder / f"{label}_converter.keras"))
     return paths
 
 
 def test_cross_converter_table_on_the_embedded_sample(two_pairs):
-    from dapter_tf import evaluate, train
+    from dapter_tf import evaluate
 
     test_set = data.load_split(tasks.get_task("cifar2_10"), "embedded", "test").take(24)
-    targets = {k: classifier.load_target(t) for k, (t, _) in two_pairs.items()}
-    converters = {k: train.load_converter(c) for k, (_, c) in two_pairs.items()}
-    table = saliency.cross_converter_table(targets, converters, test_set.images, test_set.labels)
+    targets = {k: models.load_target(t) for k, (t, _) in two_pairs.items()}
+    converters = {k: models.load_converter(c) for k, (_, c) in two_pairs.items()}
+    table = table4.cross_converter_table(targets, converters, test_set.images, test_set.labels)
     assert table["names"] == ["superclass", "label"] and table["images"] == 24
     raw = np.array(table["importance"])
     np.testing.assert_allclose(np.diag(table["normalized"]), [1.0, 1.0])
@@ -216,7 +219,7 @@ def test_cross_converter_table_on_the_embedded_sample(two_pairs):
     accuracy = evaluate.target_accuracy(targets["label"], seen, test_set.labels["label"])
     assert table["accuracy"][1][1] == pytest.approx(accuracy)
     with pytest.raises(DapterError, match="must pair up by name"):
-        saliency.cross_converter_table(targets, {"label": converters["label"]}, test_set.images, test_set.labels)
+        table4.cross_converter_table(targets, {"label": converters["label"]}, test_set.images, test_set.labels)
 
 
 def test_gradcam_binary_writes_table_and_grids(two_pairs, tmp_path):

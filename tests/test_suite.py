@@ -8,10 +8,20 @@ import numpy as np
 import pytest
 from conftest import assert_one_error_line, run_binary
 
-from dapter_tf import DapterError, attacks, classifier, data, lambda_study, model, tasks
-from dapter_tf.attacks import AttackInputData, ReconstructionSpec, SecurityCriteria, SuiteResults, SuiteSpec, models
-from dapter_tf.attacks import suite as suite_lib
-from dapter_tf.attacks.data_structures import AutoRecognitionResult, ReconstructionResult
+from dapter_tf import DapterError, attacks, data, models
+from dapter_tf.attacks import (
+    AttackInputData,
+    ReconstructionSpec,
+    SecurityCriteria,
+    SuiteResults,
+    SuiteSpec,
+    reconstructors,
+)
+from dapter_tf.data import tasks
+from dapter_tf.models import targets
+from dapter_tf.records import suite as suite_lib
+from dapter_tf.records.attacks import AutoRecognitionResult, ReconstructionResult
+from dapter_tf.train import lambda_study
 
 
 def _reconstruction(attacker, ssim, mean_image=0.12):
@@ -95,8 +105,8 @@ def test_criteria_validate(criteria, message):
 
 
 def test_the_unet_attacker_is_much_larger_and_needs_its_image_sides():
-    unet = models.build_reconstructor("unet", models.DEFAULT_UNET_FILTERS)
-    symmetric = models.build_reconstructor("symmetric", model.DEFAULT_FILTERS)
+    unet = reconstructors.build_reconstructor("unet", reconstructors.DEFAULT_UNET_FILTERS)
+    symmetric = reconstructors.build_reconstructor("symmetric", models.DEFAULT_FILTERS)
     assert unet.count_params() > 10 * symmetric.count_params()
     assert unet(np.zeros((2, 32, 32, 3), np.float32)).shape == (2, 32, 32, 3)
     task = tasks.get_task("celeba", image_size=36)
@@ -120,7 +130,7 @@ def cifar2_10(tmp_path_factory):
     folder = tmp_path_factory.mktemp("suite")
     task = tasks.get_task("cifar2_10")
     keras.utils.set_random_seed(0)
-    classifier.build_target("resnet18", (32, 32, 3), 2, width=4).save(folder / "target.keras")
+    targets.build_target("resnet18", (32, 32, 3), 2, width=4).save(folder / "target.keras")
     identity = _save_converter(folder / "identity.keras", keras.layers.Activation("linear"))
     constant = _save_converter(
         folder / "constant.keras",
@@ -234,7 +244,7 @@ def test_attack_suite_binary_end_to_end_and_its_errors(tiny_target_path, tmp_pat
     assert not (tmp_path / "w").exists()
 
     keras.utils.set_random_seed(0)
-    model.build_converter((4, 8, 8), output_block=8).save(tmp_path / "converter.keras")
+    models.build_converter((4, 8, 8), output_block=8).save(tmp_path / "converter.keras")
     args = [
         f"--converter={tmp_path / 'converter.keras'}",
         f"--target={tiny_target_path}",

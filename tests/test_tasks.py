@@ -15,8 +15,9 @@ import pytest
 from conftest import SHARED_DATA, require_shared
 from PIL import Image
 
-from dapter_tf import DapterError, data, folders
-from dapter_tf.tasks import CELEBA_ATTRIBUTES, TASKS, get_task
+from dapter_tf import DapterError, data
+from dapter_tf.data import folders
+from dapter_tf.data.tasks import CELEBA_ATTRIBUTES, TASKS, get_task
 
 CELEBA = SHARED_DATA / "celeba"
 LFW_RGB = SHARED_DATA / "lfw" / "rgb150"

@@ -9,10 +9,11 @@ import pytest
 import tensorflow as tf
 from conftest import tiny_dapter_config
 
-from dapter_tf import DapterError, classifier, train
+from dapter_tf import DapterError, models, train
 from dapter_tf.data import ImageSet
-from dapter_tf.model import build_converter
-from dapter_tf.tasks import get_task
+from dapter_tf.data.tasks import get_task
+from dapter_tf.models import build_converter, targets
+from dapter_tf.records import runs
 
 TASK = get_task("cifar10")
 
@@ -24,7 +25,7 @@ def _small(embedded, n_train=128, n_test=32):
 
 def test_dapter_step_moves_the_converter_and_never_the_target(embedded):
     keras.utils.set_random_seed(0)
-    target = classifier.freeze(classifier.build_target("resnet18", (32, 32, 3), 10, width=4))
+    target = models.freeze(targets.build_target("resnet18", (32, 32, 3), 10, width=4))
     converter = build_converter((4, 8, 8))
     optimizer = keras.optimizers.Adam(1e-2)
     optimizer.build(converter.trainable_variables)
@@ -43,12 +44,12 @@ def test_dapter_step_moves_the_converter_and_never_the_target(embedded):
 
 def test_train_dapter_end_to_end_leaves_the_target_file_alone(embedded, tiny_target_path, tmp_path):
     train_set, test_set = _small(embedded)
-    before = classifier.load_target(tiny_target_path).get_weights()
+    before = models.load_target(tiny_target_path).get_weights()
     results = train.train_dapter(tiny_dapter_config(tiny_target_path), TASK, train_set, test_set, str(tmp_path))
     for k in ("accuracy_original", "accuracy_converted", "entropy_original", "entropy_converted", "bandwidth_ratio"):
         assert np.isfinite(results[k])
     assert results["steps"] == 4 and results["resumed_from_step"] == 0
-    for b, a in zip(before, classifier.load_target(tiny_target_path).get_weights()):
+    for b, a in zip(before, models.load_target(tiny_target_path).get_weights()):
         np.testing.assert_array_equal(b, a)
     assert {"config.json", "results.json", "converter.keras", "checkpoints", "tb"} <= set(os.listdir(tmp_path))
     assert os.listdir(tmp_path / "tb")  # TensorBoard event file.
@@ -69,7 +70,7 @@ def test_mirrored_target_training_runs_two_replicas(embedded, tmp_path):
     config = train.TargetConfig(model="lenet", epochs=1, batch_size=32, strategy="mirrored")
     results = train.train_target(config, TASK, train_set, test_set, str(tmp_path))
     assert results["replicas"] == 2 and results["steps"] == 2
-    assert classifier.load_target(str(tmp_path / train.TARGET_FILE)).output_shape == (None, 10)
+    assert models.load_target(str(tmp_path / runs.TARGET_FILE)).output_shape == (None, 10)
 
 
 def test_resumed_run_equals_an_uninterrupted_one(embedded, tiny_target_path, tmp_path):
@@ -84,8 +85,8 @@ def test_resumed_run_equals_an_uninterrupted_one(embedded, tiny_target_path, tmp
         tiny_dapter_config(tiny_target_path, epochs=2), TASK, train_set, test_set, str(tmp_path / "split")
     )
     assert resumed["resumed_from_step"] == 4 and resumed["steps"] == 8 == straight["steps"]
-    a = train.load_converter(str(tmp_path / "straight")).get_weights()
-    b = train.load_converter(str(tmp_path / "split")).get_weights()
+    a = models.load_converter(str(tmp_path / "straight")).get_weights()
+    b = models.load_converter(str(tmp_path / "split")).get_weights()
     for x, y in zip(a, b):
         np.testing.assert_allclose(x, y, atol=1e-5)
 
@@ -106,7 +107,7 @@ def test_too_few_images_for_one_batch(embedded, tiny_target_path, tmp_path):
 
 def test_target_with_the_wrong_number_of_classes(embedded, tmp_path):
     path = str(tmp_path / "five.keras")
-    classifier.build_target("lenet", (32, 32, 3), 5).save(path)
+    targets.build_target("lenet", (32, 32, 3), 5).save(path)
     train_set, test_set = _small(embedded)
     with pytest.raises(DapterError, match="has 5 outputs but task 'cifar10' has 10 classes"):
         train.train_dapter(tiny_dapter_config(path), TASK, train_set, test_set, str(tmp_path / "w"))
@@ -142,7 +143,7 @@ def test_rerunning_a_finished_run_is_a_no_op_that_keeps_its_records(embedded, ti
     train_set, test_set = _small(embedded)
     config = tiny_dapter_config(tiny_target_path)
     first = train.train_dapter(config, TASK, train_set, test_set, str(tmp_path))
-    kept = ("results.json", "config.json", train.CONVERTER_FILE)
+    kept = ("results.json", "config.json", runs.CONVERTER_FILE)
     before = {name: (tmp_path / name).read_bytes() for name in kept}
     again = train.train_dapter(config, TASK, train_set, test_set, str(tmp_path))
     assert {name: (tmp_path / name).read_bytes() for name in kept} == before
@@ -160,12 +161,12 @@ def test_the_recorded_target_opens_from_any_directory(tiny_target_path, tmp_path
     workdir.mkdir(parents=True)
     (workdir / "config.json").write_text(json.dumps({"target_path": "../../t/target.keras"}))
     monkeypatch.chdir(workdir.parent)
-    assert train.recorded_target_path(str(workdir)) == os.path.join(str(workdir), "../../t/target.keras")
-    assert train.recorded_target_path(str(workdir), "given.keras") == "given.keras"
+    assert runs.recorded_target_path(str(workdir)) == os.path.join(str(workdir), "../../t/target.keras")
+    assert runs.recorded_target_path(str(workdir), "given.keras") == "given.keras"
     (workdir / "config.json").write_text(json.dumps({"target_path": "gone.keras"}))
     with pytest.raises(
         DapterError, match="names target gone.keras, which is not found from here or from .*: give --target"
     ):
-        train.recorded_target_path(str(workdir))
+        runs.recorded_target_path(str(workdir))
     with pytest.raises(DapterError, match="is not a train_dapter workdir"):
-        train.recorded_target_path(str(tmp_path))
+        runs.recorded_target_path(str(tmp_path))

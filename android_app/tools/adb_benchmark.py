@@ -23,8 +23,8 @@ import sys
 
 from absl import flags
 
+from cli import runner
 from dapter_tf import DapterError
-from experiments import flags_lib
 
 _MODEL = flags.DEFINE_list("model", None, "The .tflite files to benchmark, comma-separated.", required=True)
 _SERIAL = flags.DEFINE_list(
@@ -128,7 +128,7 @@ def main():
 
 
 def run():
-    flags_lib.run(main, tensorflow=False)
+    runner.run(main, tensorflow=False)
 
 
 if __name__ == "__main__":

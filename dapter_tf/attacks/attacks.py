@@ -2,18 +2,12 @@
 
 import os
 
-from dapter_tf import classifier, evaluate, train
+from dapter_tf import evaluate, models
 from dapter_tf.attacks import auto_recognition, labelling, plotting, reconstruction
-from dapter_tf.attacks.data_structures import (
-    AttackInputData,
-    AttackResults,
-    AttackType,
-    AutoRecognitionSpec,
-    ReconstructionSpec,
-    VisualResult,
-    VisualSpec,
-)
+from dapter_tf.attacks.data_structures import AttackInputData, AutoRecognitionSpec, ReconstructionSpec, VisualSpec
 from dapter_tf.errors import DapterError
+from dapter_tf.records import runs
+from dapter_tf.records.attacks import AttackResults, AttackType, VisualResult
 
 RESULTS_FILE = "attacks.json"
 SUMMARY_FILE = "summary.txt"
@@ -55,14 +49,9 @@ def run_attacks(input_data: AttackInputData, specs, workdir: str) -> AttackResul
         spec.validate(input_data.task)
     if AttackType.AUTO_RECOGNITION in kinds and not input_data.target_path:
         raise DapterError("the auto-recognition attack needs the target model (target_path)")
-    converter = train.load_converter(input_data.converter_path)
-    target = classifier.load_target(input_data.target_path) if input_data.target_path else None
-    task = input_data.task
-    if target is not None and target.output_shape[-1] != task.num_classes:
-        raise DapterError(
-            f"{input_data.target_path} has {target.output_shape[-1]} outputs but the target label "
-            f"{task.target_label!r} of task {task.name!r} has {task.num_classes} classes"
-        )
+    converter = models.load_converter(input_data.converter_path)
+    target = models.load_target(input_data.target_path) if input_data.target_path else None
+    input_data.check_target(target)
     os.makedirs(workdir, exist_ok=True)
 
     results = []
@@ -86,7 +75,7 @@ def run_attacks(input_data: AttackInputData, specs, workdir: str) -> AttackResul
 def _plot_auto_recognition(results, input_data: AttackInputData, workdir: str) -> None:
     task = input_data.task
     converter = os.path.basename(os.path.dirname(os.path.abspath(input_data.converter_path)))
-    lambda_ = train.converter_lambda(input_data.converter_path)
+    lambda_ = runs.converter_lambda(input_data.converter_path)
     at = "" if lambda_ is None else f" (lambda {lambda_:g})"
     title = f"{task.description}\nauto-recognition against converter {converter}{at}"
     correlated = [r for r in results if r.acc_ideal_hat is not None]

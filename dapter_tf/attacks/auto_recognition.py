@@ -15,10 +15,12 @@ import os
 
 import numpy as np
 
-from dapter_tf import classifier, evaluate, metrics, train
-from dapter_tf.attacks.data_structures import AttackInputData, AutoRecognitionResult, AutoRecognitionSpec
+from dapter_tf import evaluate, metrics, models, train
+from dapter_tf.attacks.data_structures import AttackInputData, AutoRecognitionSpec
 from dapter_tf.data import ImageSet
 from dapter_tf.errors import DapterError
+from dapter_tf.records import runs
+from dapter_tf.records.attacks import AutoRecognitionResult
 
 
 def correlation_bounds(target_labels: np.ndarray, attack_labels: np.ndarray) -> dict:
@@ -83,7 +85,7 @@ def run_auto_recognition(input_data: AttackInputData, spec: AutoRecognitionSpec,
         label_dir = os.path.join(workdir, label)
         print(f"== auto-recognition of {label!r} -> {label_dir}", flush=True)
         pretrained = spec.pretrained.get(label) or _pretrain(input_data, spec, attack_task, own, label_dir)
-        vanilla = classifier.load_model_file(pretrained, "pretrained attack classifier")
+        vanilla = models.load_model_file(pretrained, "pretrained attack classifier")
         attack_labels = test.labels[label]
         attack_original = evaluate.target_accuracy(vanilla, test.images, attack_labels)
         attack_no_finetune = evaluate.target_accuracy(vanilla, test_converted.images, attack_labels)
@@ -144,7 +146,7 @@ def _pretrain(
     workdir = os.path.join(label_dir, "pretrain")
     print(f"   pre-training a {spec.model} on original images -> {workdir}", flush=True)
     train.train_target(config, attack_task, own, input_data.test, workdir)
-    path = os.path.join(workdir, train.TARGET_FILE)
+    path = os.path.join(workdir, runs.TARGET_FILE)
     if not os.path.isfile(path):
         raise DapterError(f"pre-training wrote no classifier to {path}")
     return path

@@ -1,31 +1,23 @@
-"""What the attacks of §5 take and give: attack kinds, the attack input, specs and results.
+"""What the attacks of §5 take: the attack input and one spec per attack (their results: ``records.attacks``).
 
 Shaped like tensorflow/privacy's membership-inference module: an enum of attack kinds, an input
 that ``validate()`` checks before anything trains, one spec dataclass per attack (each with its own
-``validate()``), and results that print a summary and round-trip through a JSON file.
+``validate()``); the results that print a summary and round-trip through a JSON file are records.
 """
 
 import dataclasses
-import enum
-import json
 import os
 
+from dapter_tf.attacks import reconstructors
 from dapter_tf.data import DataConfig, ImageSet
+from dapter_tf.data.tasks import Task
 from dapter_tf.errors import DapterError
-from dapter_tf.tasks import Task
+from dapter_tf.models import targets
 
 # The paper's visual study (§7.3.2) asked volunteers about these four CelebA attributes.
 PAPER_VISUAL_ATTRIBUTES = ("Arched_Eyebrows", "Bangs", "Chubby", "Eyeglasses")
 # The auto-recognition attackers: §5.1's transfer learning, and a classifier trained from scratch.
 LABELLING_ATTACKERS = ("finetuned", "scratch")
-
-
-class AttackType(enum.Enum):
-    """The three attacks of §5."""
-
-    AUTO_RECOGNITION = "auto_recognition"  # §5.1: a fine-tuned classifier labels converted images.
-    VISUAL_RECOGNITION = "visual_recognition"  # §5.2: people label converted images.
-    RECONSTRUCTION = "reconstruction"  # §5.3: a generator restores the originals.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +58,15 @@ class AttackInputData:
                 f"train images are {self.train.images.shape[1:]} but test images are {self.test.images.shape[1:]}"
             )
 
+    def check_target(self, target) -> None:
+        """Raises DapterError unless ``target`` (or None: no target) answers with the task's classes."""
+        task = self.task
+        if target is not None and target.output_shape[-1] != task.num_classes:
+            raise DapterError(
+                f"{self.target_path} has {target.output_shape[-1]} outputs but the target label "
+                f"{task.target_label!r} of task {task.name!r} has {task.num_classes} classes"
+            )
+
 
 def _check_labels(labels, task: Task, what: str) -> tuple:
     labels = tuple(labels) or task.attack_labels
@@ -97,7 +98,7 @@ class AutoRecognitionSpec:
 
     Attributes:
         attack_labels: Labels to attack (empty: all the task's attack labels).
-        model: Architecture of classifiers trained here (``classifier.TARGET_BUILDERS``); §7.3.1
+        model: Architecture of classifiers trained here (``targets.TARGET_BUILDERS``); §7.3.1
             uses the target's own, ResNet18.
         width: Their width (``None``: the builder's default).
         pretrained: Attack label -> ``.keras`` file of a classifier the adversary already has for it.
@@ -134,8 +135,6 @@ class AutoRecognitionSpec:
 
     def validate(self, task: Task) -> None:
         """Raises DapterError on labels the task lacks, an unknown attacker, or an out-of-range number."""
-        from dapter_tf import classifier
-
         unknown = [a for a in self.attackers if a not in LABELLING_ATTACKERS]
         if unknown or not self.attackers or len(set(self.attackers)) != len(self.attackers):
             raise DapterError(
@@ -148,7 +147,7 @@ class AutoRecognitionSpec:
                 raise DapterError(f"a pretrained classifier is given for {label!r}, which is not attacked")
             if not os.path.isfile(path):
                 raise DapterError(f"pretrained classifier for {label!r} not found: {path}")
-        classifier.check_target_name(self.model)
+        targets.check_target_name(self.model)
         _check_positive(self, "pretrain_epochs", "finetune_epochs", "batch_size")
         if self.attack_images < 0:
             raise DapterError(f"attack_images must be >= 0, got {self.attack_images}")
@@ -163,11 +162,11 @@ class ReconstructionSpec:
     """The image-reconstruction attack (§5.3): a generator trained to undo the fixed converter.
 
     Attributes:
-        architecture: The attacker (``attacks.models.RECONSTRUCTORS``): ``symmetric``, the paper's
+        architecture: The attacker (``attacks.reconstructors.RECONSTRUCTORS``): ``symmetric``, the paper's
             generator mirroring the converter, or ``unet``, a much stronger four-level U-Net.
         filters: The attacker's channels: for ``symmetric`` at full, half and quarter resolution
             (empty: the converter's own, so the generator mirrors it as §5.3 says); for ``unet``
-            one per level (empty: ``attacks.models.DEFAULT_UNET_FILTERS``).
+            one per level (empty: ``attacks.reconstructors.DEFAULT_UNET_FILTERS``).
         epochs: Passes over the (converted, original) training pairs.
         batch_size: Global batch size.
         learning_rate: Adam's learning rate (cosine decay to 0).
@@ -187,9 +186,7 @@ class ReconstructionSpec:
 
     def validate(self, task: Task) -> None:
         """Raises DapterError on an unknown attacker, out-of-range numbers, bad filters or image sizes."""
-        from dapter_tf.attacks import models
-
-        models.check_reconstructor(self.architecture)
+        reconstructors.check_reconstructor(self.architecture)
         if self.filters and min(self.filters) < 1:
             raise DapterError(f"filters must be positive channel counts, got {self.filters}")
         if self.filters and self.architecture == "symmetric" and len(self.filters) != 3:
@@ -201,7 +198,7 @@ class ReconstructionSpec:
             raise DapterError(f"train_images must be >= 0, got {self.train_images}")
         if not self.learning_rate > 0:
             raise DapterError(f"learning_rate must be > 0, got {self.learning_rate}")
-        multiple = models.side_multiple(self.architecture, self.attacker_filters())
+        multiple = reconstructors.side_multiple(self.architecture, self.attacker_filters())
         if any(side % multiple for side in task.image_size):
             raise DapterError(
                 f"the {self.architecture} attacker needs image sides that are multiples of {multiple}, "
@@ -210,10 +207,8 @@ class ReconstructionSpec:
 
     def attacker_filters(self) -> tuple:
         """``filters``, or the default U-Net's for ``unet`` without them (``symmetric`` defaults to the converter's)."""
-        from dapter_tf.attacks import models
-
         if self.architecture == "unet" and not self.filters:
-            return models.DEFAULT_UNET_FILTERS
+            return reconstructors.DEFAULT_UNET_FILTERS
         return self.filters
 
 
@@ -251,197 +246,3 @@ class VisualSpec:
                     f"visual recognition asks yes/no questions: {label!r} has {task.label_classes[label]} classes"
                 )
         _check_positive(self, "per_class")
-
-
-@dataclasses.dataclass(frozen=True)
-class AutoRecognitionResult:
-    """One attack label's auto-recognition attack (Fig. 11; with binary labels, Fig. 12).
-
-    Accuracies are fractions, losses percentage points (original minus converted).
-
-    Attributes:
-        attack_label: The label attacked.
-        target_accuracy_original: The target on original held-out images.
-        target_accuracy_converted: The target on their converted versions.
-        target_loss_points: The target task's accuracy loss.
-        attack_accuracy_original: The adversary's classifier on original images (Acc_vanilla).
-        attack_accuracy_converted_no_finetune: The same classifier, not fine-tuned, on converted images.
-        attack_accuracy_converted: The fine-tuned classifier on converted images: the attack.
-        attack_loss_points: The attack task's accuracy loss.
-        loss_ratio: attack loss over target loss (``None`` where the target lost nothing).
-        majority_accuracy: Always answering the attack label's most frequent class.
-        images_train: Images the adversary fine-tuned on.
-        images_test: Held-out images measured.
-        p_co: With two binary labels: how often target and attack labels agree (§7.3.1).
-        acc_ideal: |P_co - 0.5| + 0.5 (Eq. 5).
-        acc_ideal_hat: Acc_ideal x Acc_vanilla (Eq. 6): the paper's ideal attack accuracy.
-        acc_best_given_target: The best any attacker can do knowing only the target label: the
-            attack's majority class within each target class (at least ``acc_ideal``). Any labels.
-        attacker: ``finetuned`` (§5.1) or ``scratch`` (trained on converted images only; its
-            "without fine-tuning" figure is the pre-trained classifier's, as for ``finetuned``).
-    """
-
-    attack_label: str
-    target_accuracy_original: float
-    target_accuracy_converted: float
-    target_loss_points: float
-    attack_accuracy_original: float
-    attack_accuracy_converted_no_finetune: float
-    attack_accuracy_converted: float
-    attack_loss_points: float
-    loss_ratio: float | None
-    majority_accuracy: float
-    images_train: int
-    images_test: int
-    p_co: float | None = None
-    acc_ideal: float | None = None
-    acc_ideal_hat: float | None = None
-    acc_best_given_target: float | None = None
-    attack_type: str = AttackType.AUTO_RECOGNITION.value
-    attacker: str = "finetuned"
-
-    def summary(self) -> str:
-        ratio = "n/a (target lost nothing)" if self.loss_ratio is None else f"{self.loss_ratio:.1f}x"
-        by = "" if self.attacker == "finetuned" else f" ({self.attacker} attacker)"
-        line = (
-            f"auto-recognition of {self.attack_label}{by}: target {self.target_accuracy_original:.4f} -> "
-            f"{self.target_accuracy_converted:.4f} ({self.target_loss_points:+.2f} points lost); attack "
-            f"{self.attack_accuracy_original:.4f} -> {self.attack_accuracy_converted:.4f} "
-            f"({self.attack_loss_points:+.2f} points lost; {self.attack_accuracy_converted_no_finetune:.4f} "
-            f"without fine-tuning); loss ratio {ratio}; majority class {self.majority_accuracy:.4f}"
-        )
-        if self.acc_best_given_target is not None:
-            line += f"; best given the target label {self.acc_best_given_target:.4f}"
-        if self.acc_ideal is not None:
-            line += f"; P_co {self.p_co:.3f}, Acc_ideal {self.acc_ideal:.3f}"
-            line += f", Acc_ideal x Acc_vanilla {self.acc_ideal_hat:.4f}"
-        return line
-
-
-@dataclasses.dataclass(frozen=True)
-class ReconstructionResult:
-    """The reconstruction attack on held-out images (Fig. 9(b), Fig. 13).
-
-    Attributes:
-        ssim: Mean SSIM (scikit-image) of reconstructed against original images.
-        psnr: PSNR (dB) of reconstructed against original images, from their mean squared error.
-        ssim_converted: Mean SSIM of the converted images themselves against the originals.
-        psnr_converted: PSNR of the converted images against the originals.
-        ssim_mean_image: Mean SSIM of the training images' mean image against every original:
-            what a "reconstruction" knowing nothing of the image scores (aligned faces score high).
-        psnr_mean_image: PSNR of that mean image against the originals.
-        images_train: (converted, original) pairs the reconstructor trained on.
-        images_test: Held-out images measured.
-        epochs: Training epochs.
-        grid: The Fig. 13-style PNG (original, converted, reconstructed rows).
-        lambda_: The converter's lambda, where its workdir records it.
-        attacker: The reconstruction attacker (``attacks.models.RECONSTRUCTORS``).
-        parameters: Its number of parameters.
-    """
-
-    ssim: float
-    psnr: float
-    ssim_converted: float
-    psnr_converted: float
-    images_train: int
-    images_test: int
-    epochs: int
-    grid: str
-    lambda_: float | None = None
-    ssim_mean_image: float | None = None
-    psnr_mean_image: float | None = None
-    attack_type: str = AttackType.RECONSTRUCTION.value
-    attacker: str = "symmetric"
-    parameters: int | None = None
-
-    def summary(self) -> str:
-        at = "" if self.lambda_ is None else f" at lambda {self.lambda_:g}"
-        by = "" if self.attacker == "symmetric" else f" ({self.attacker} attacker)"
-        line = (
-            f"reconstruction{at}{by}: SSIM {self.ssim:.4f}, PSNR {self.psnr:.2f} dB on {self.images_test} held-out "
-            f"images (converted images themselves: SSIM {self.ssim_converted:.4f}, PSNR {self.psnr_converted:.2f} dB"
-        )
-        if self.ssim_mean_image is not None:
-            line += f"; the mean training image: SSIM {self.ssim_mean_image:.4f}, PSNR {self.psnr_mean_image:.2f} dB"
-        return line + ")"
-
-
-@dataclasses.dataclass(frozen=True)
-class VisualResult:
-    """The labelling-study kit written for the visual-recognition attack.
-
-    Attributes:
-        page: The self-contained HTML page people label on.
-        answer_key: The CSV of true answers, kept apart from the page.
-        attributes: The attributes asked about.
-        items: Images on the page.
-    """
-
-    page: str
-    answer_key: str
-    attributes: tuple
-    items: int
-    attack_type: str = AttackType.VISUAL_RECOGNITION.value
-
-    def summary(self) -> str:
-        return (
-            f"visual recognition: {self.items} converted images about {', '.join(self.attributes)} on {self.page}; "
-            f"answer key in {self.answer_key} (score with dapter-score-labelling)"
-        )
-
-
-_RESULT_TYPES = {
-    AttackType.AUTO_RECOGNITION.value: AutoRecognitionResult,
-    AttackType.RECONSTRUCTION.value: ReconstructionResult,
-    AttackType.VISUAL_RECOGNITION.value: VisualResult,
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class AttackResults:
-    """Every attack run against one converter.
-
-    Attributes:
-        task: The task's name.
-        converter_path: The converter attacked.
-        target_path: Its target.
-        results: One result per attack (and per attack label).
-    """
-
-    task: str
-    converter_path: str
-    target_path: str
-    results: tuple
-
-    def summary(self) -> str:
-        """One line per result, under a line naming the converter."""
-        head = f"attacks on {self.converter_path} (task {self.task}, target {self.target_path or 'n/a'}):"
-        return "\n".join([head] + [f"  {r.summary()}" for r in self.results])
-
-    def save(self, path: str) -> None:
-        """Writes the results as JSON, atomically."""
-        from dapter_tf.train import write_json
-
-        write_json(path, dataclasses.asdict(self))
-
-    @classmethod
-    def load(cls, path: str) -> "AttackResults":
-        """Reads results written by ``save``.
-
-        Raises:
-            DapterError: if the file is missing or is not attack results.
-        """
-        if not os.path.isfile(path):
-            raise DapterError(f"attack results not found: {path}")
-        try:
-            with open(path) as f:
-                raw = json.load(f)
-            results = []
-            for r in raw["results"]:
-                kind = _RESULT_TYPES[r["attack_type"]]
-                if kind is VisualResult:
-                    r = {**r, "attributes": tuple(r["attributes"])}
-                results.append(kind(**r))
-            return cls(raw["task"], raw["converter_path"], raw["target_path"], tuple(results))
-        except (ValueError, KeyError, TypeError) as e:
-            raise DapterError(f"{path}: not attack results ({type(e).__name__}: {e})") from None

@@ -2,7 +2,7 @@
 
 The adversary trains a generator to map converted images back to their originals with
 L_recover = ||I_r - I||_2, the converter fixed: the paper's, symmetric to the converter (the same
-eight-layer U-Net, with a plain sigmoid output), or a much stronger U-Net (``attacks.models``). In
+eight-layer U-Net, with a plain sigmoid output), or a much stronger U-Net (``attacks.reconstructors``). In
 the paper's strongest setting, which this module uses, he trains on the converter's own training
 images. Quality is SSIM (scikit-image) and PSNR on held-out images; below an SSIM of 0.2 the paper
 calls the images unrecoverable.
@@ -18,11 +18,15 @@ import numpy as np
 import tensorflow as tf
 from skimage.metrics import structural_similarity
 
-from dapter_tf import evaluate, lambda_study, report, train
-from dapter_tf.attacks import models
-from dapter_tf.attacks.data_structures import AttackInputData, ReconstructionResult, ReconstructionSpec
+from dapter_tf import evaluate, models, train
+from dapter_tf.analysis import report
+from dapter_tf.attacks import reconstructors
+from dapter_tf.attacks.data_structures import AttackInputData, ReconstructionSpec
 from dapter_tf.data import ImageSet
 from dapter_tf.errors import DapterError
+from dapter_tf.records import files, runs
+from dapter_tf.records.attacks import ReconstructionResult
+from dapter_tf.train import lambda_study
 
 RECONSTRUCTOR_FILE = "reconstructor.keras"
 
@@ -43,7 +47,7 @@ class _LoopConfig:
 
 
 def converter_filters(converter: keras.Model) -> tuple:
-    """The channels of a converter's full-, half- and quarter-resolution layers (``model.build_converter``)."""
+    """The channels of a converter's full-, half- and quarter-resolution layers (``models.build_converter``)."""
     try:
         return tuple(int(converter.get_layer(n).filters) for n in ("conv1", "conv4_down", "conv5_down"))
     except ValueError:
@@ -88,12 +92,12 @@ def train_reconstructor(
     config = _LoopConfig(spec, converter_path, spec.epochs, spec.batch_size, spec.seed)
     if len(pairs) < spec.batch_size:
         raise DapterError(f"{len(pairs)} training pairs do not fill one batch of {spec.batch_size}")
-    train.prepare_workdir(workdir, config)
+    runs.prepare_workdir(workdir, config)
     keras.utils.set_random_seed(spec.seed)
     strategy = train.build_strategy(config.strategy)
     steps = spec.epochs * (len(pairs) // spec.batch_size)
     with strategy.scope():
-        reconstructor = models.build_reconstructor(spec.architecture, filters)
+        reconstructor = reconstructors.build_reconstructor(spec.architecture, filters)
         optimizer = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(spec.learning_rate, steps))
         optimizer.build(reconstructor.trainable_variables)
 
@@ -110,19 +114,10 @@ def train_reconstructor(
         return {"L_recover": loss}
 
     checkpoint = tf.train.Checkpoint(reconstructor=reconstructor, optimizer=optimizer)
-    train.run_training_loop(
-        workdir=workdir,
-        strategy=strategy,
-        checkpoint=checkpoint,
-        optimizer=optimizer,
-        step_fn=step_fn,
-        train_set=pairs,
-        labels=pairs.labels["original"],
-        config=config,
-        eval_fn=dict,
-        deadline=None if max_seconds is None else time.time() + max_seconds,
-    )
-    train.save_model(reconstructor, os.path.join(workdir, RECONSTRUCTOR_FILE))
+    deadline = None if max_seconds is None else time.time() + max_seconds
+    trainable = train.Trainable(checkpoint, optimizer, step_fn)
+    train.run_training_loop(workdir, strategy, trainable, pairs, pairs.labels["original"], config, deadline)
+    models.save_model(reconstructor, os.path.join(workdir, RECONSTRUCTOR_FILE))
     return reconstructor
 
 
@@ -187,13 +182,13 @@ def reconstruct_images(
         images_test=len(originals),
         epochs=spec.epochs,
         grid=grid,
-        lambda_=train.converter_lambda(converter_path),
+        lambda_=runs.converter_lambda(converter_path),
         ssim_mean_image=mean_ssim(originals, mean_image),
         psnr_mean_image=psnr(originals, mean_image),
         attacker=spec.architecture,
         parameters=int(reconstructor.count_params()),
     )
-    train.write_json(os.path.join(workdir, "results.json"), dataclasses.asdict(result))
+    files.write_json(os.path.join(workdir, "results.json"), dataclasses.asdict(result))
     print(f"   {result.summary()}", flush=True)
     return result
 
@@ -229,11 +224,11 @@ def reconstruction_sweep(
                 measured = json.load(f)
             print(f"== lambda {lambda_:.3f} ({i + 1}/{len(sweep_points)}): done before, read from {out}", flush=True)
         else:
-            converter_path = os.path.join(lambda_study.point_dir(sweep_dir, lambda_), train.CONVERTER_FILE)
+            converter_path = os.path.join(lambda_study.point_dir(sweep_dir, lambda_), runs.CONVERTER_FILE)
             print(f"== lambda {lambda_:.3f} ({i + 1}/{len(sweep_points)}) -> {out}", flush=True)
             point_input = dataclasses.replace(input_data, converter_path=converter_path)
             point_input.validate()
-            converter = train.load_converter(converter_path)
+            converter = models.load_converter(converter_path)
             measured = dataclasses.asdict(run_reconstruction(point_input, spec, out, converter))
         points.append(
             {
@@ -242,5 +237,5 @@ def reconstruction_sweep(
                 **{k: sweep_point.get(k) for k in ("entropy_ratio", "accuracy_drop_points")},
             }
         )
-        train.write_json(os.path.join(workdir, "ssim_sweep.json"), {"sweep_dir": sweep_dir, "points": points})
+        files.write_json(os.path.join(workdir, "ssim_sweep.json"), {"sweep_dir": sweep_dir, "points": points})
     return points

@@ -7,7 +7,7 @@ Two mechanisms, alone or together (README, "Defences"):
 * ``adversarial``: an ensemble of online decoders, trained in alternation with the converter to
   invert it and restarted in turn, whose success over the mean image is added to the converter's
   loss (a min-max in the training loop, checkpointed with the converter).
-* the coarse output code, ``model.build_converter(output_block=b)``: the converter sends one colour
+* the coarse output code, ``models.build_converter(output_block=b)``: the converter sends one colour
   per b x b block, so its output cannot hold more than (H / b) (W / b) colours of the photo, whatever
   it learns. It lives with the converter because it ships with it (it is part of the ``.tflite``).
 

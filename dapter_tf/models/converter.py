@@ -5,15 +5,9 @@ import numpy as np
 import tensorflow as tf
 
 from dapter_tf.errors import DapterError
-from dapter_tf.losses import REFERENCE_PIXEL
+from dapter_tf.pixels import DEFAULT_OUTPUT_STEP, REFERENCE_PIXEL
 
 DEFAULT_FILTERS = (24, 48, 96)
-# The converter sends pixels on the grid 128 + k * 16 (OutputLevels). On CIFAR-10 against a ResNet18,
-# 4 epochs at lambda 0.95 gave 72.4 % accuracy at 54 % of the originals' entropy where the plain
-# sigmoid (step 1) gave 67.5 % at 76 %; README, "Training recipe", has the figures.
-DEFAULT_OUTPUT_STEP = 16
-# Two stride-2 down-samplings, mirrored by two stride-2 up-samplings.
-SIDE_MULTIPLE = 4
 # The largest output block (``output_block``): a 64x64 image is then a single block.
 MAX_OUTPUT_BLOCK = 64
 
@@ -189,16 +183,3 @@ def snap_to_levels(pixels: np.ndarray, step: int) -> np.ndarray:
     offset = pixels.astype(np.int32) - 128
     levels = 128 + step * np.sign(offset) * ((np.abs(offset) + step // 2) // step)
     return np.clip(levels, 0, 255).astype(np.uint8)
-
-
-def check_image_size(height: int, width: int, output_block: int = 1) -> None:
-    """Raises DapterError unless both sides are positive multiples of 4 (the converter's down-sampling).
-
-    With output blocks, the sides must be multiples of the block side too.
-    """
-    if height <= 0 or width <= 0 or height % SIDE_MULTIPLE or width % SIDE_MULTIPLE:
-        raise DapterError(
-            f"the converter needs image sides that are multiples of {SIDE_MULTIPLE}, got {height}x{width}"
-        )
-    if height % output_block or width % output_block:
-        raise DapterError(f"output blocks of {output_block}x{output_block} pixels do not tile {height}x{width} images")

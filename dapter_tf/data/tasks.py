@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from dapter_tf.errors import DapterError
+from dapter_tf.pixels import check_image_size
 
 CIFAR10_CLASS_NAMES = (
     "airplane",
@@ -157,8 +158,6 @@ class Task:
         """Returns the task with square ``size`` x ``size`` images (0 keeps the task's own size)."""
         if not size:
             return self
-        from dapter_tf.model import check_image_size
-
         check_image_size(size, size)
         return dataclasses.replace(self, image_size=(size, size))
 

@@ -27,8 +27,9 @@ import os
 import numpy as np
 from PIL import Image
 
+from dapter_tf.data.images import ImageSet
+from dapter_tf.data.tasks import CELEBA_ATTRIBUTES, Task
 from dapter_tf.errors import DapterError
-from dapter_tf.tasks import CELEBA_ATTRIBUTES, Task
 
 SPLIT_SEED = 2021
 TEST_FRACTION = 0.2
@@ -55,8 +56,6 @@ def read_folder(task: Task, data_dir: str, split: str, max_images: int = 0, seed
     Raises:
         DapterError: if the folder is missing, its layout is not recognised, or a file is unreadable.
     """
-    from dapter_tf.data import ImageSet
-
     if not os.path.isdir(data_dir):
         raise DapterError(f"dataset folder not found: {data_dir}")
     if split not in ("train", "test"):

@@ -13,8 +13,9 @@ import json
 import os
 
 from dapter_tf import train
+from dapter_tf.analysis.plots import pyplot, save_figure
 from dapter_tf.errors import DapterError
-from dapter_tf.plots import pyplot, save_figure
+from dapter_tf.records import files, runs
 
 FRONTIER_FILE = "frontier.json"
 TABLE_FILE = "frontier.md"
@@ -158,7 +159,7 @@ def run_frontier(
         "task": task.description,
         "title": title or task.description,
         "target": base.target_path,
-        "base": train.config_to_dict(base),
+        "base": runs.config_to_dict(base),
         "suite": dataclasses.asdict(suite_spec),
         "points": [],
     }
@@ -170,7 +171,7 @@ def run_frontier(
         print(f"== recipe {recipe.name} ({i + 1}/{len(recipes)}): {recipe.overrides or 'the base config'}", flush=True)
         trained = os.path.isfile(os.path.join(converter_dir, "results.json"))
         if trained:
-            train.prepare_workdir(converter_dir, config)  # A converter of another recipe fails here.
+            runs.prepare_workdir(converter_dir, config)  # A converter of another recipe fails here.
         if trained and os.path.isfile(saved):
             _check_suite_spec(suite_dir, frontier["suite"])
             suite = SuiteResults.load(saved)
@@ -179,7 +180,7 @@ def run_frontier(
             _write_suite_spec(suite_dir, frontier["suite"])
             if not trained:
                 train.train_dapter(config, task, train_set, test_set, converter_dir)
-            converter_path = os.path.join(converter_dir, train.CONVERTER_FILE)
+            converter_path = os.path.join(converter_dir, runs.CONVERTER_FILE)
             input_data = AttackInputData(task, train_set, test_set, converter_path, base.target_path, base.data)
             suite = run_attack_suite(input_data, suite_spec, suite_dir)
         frontier["points"].append(frontier_point(recipe, config, suite))
@@ -198,7 +199,7 @@ def _write_suite_spec(suite_dir: str, spec: dict) -> None:
         _check_suite_spec(suite_dir, spec)
         return
     os.makedirs(suite_dir, exist_ok=True)
-    train.write_json(path, spec)
+    files.write_json(path, spec)
 
 
 def _check_suite_spec(suite_dir: str, spec: dict) -> None:
@@ -301,7 +302,7 @@ def write_frontier(frontier: dict, workdir: str) -> None:
     """Writes ``frontier.json``, ``frontier.md`` and ``frontier.png`` into ``workdir``."""
     from dapter_tf.attacks.suite import SecurityCriteria
 
-    train.write_json(os.path.join(workdir, FRONTIER_FILE), frontier)
+    files.write_json(os.path.join(workdir, FRONTIER_FILE), frontier)
     with open(os.path.join(workdir, TABLE_FILE), "w") as f:
         f.write(f"# {frontier['title']}\n\n{frontier_table(frontier)}\n")
     criteria = SecurityCriteria(**frontier["suite"]["criteria"])

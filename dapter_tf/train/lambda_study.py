@@ -5,14 +5,14 @@ every round resumes on its own after a crash and a finished one is never trained
 """
 
 import dataclasses
-import json
 import os
 
-from dapter_tf import classifier, evaluate, losses, train
+from dapter_tf import evaluate, losses, models, train
 from dapter_tf.data import ImageSet
+from dapter_tf.data.tasks import Task
 from dapter_tf.errors import DapterError
-from dapter_tf.plots import pyplot, save_figure
-from dapter_tf.tasks import Task
+from dapter_tf.records import files, runs
+from dapter_tf.train.lambda_plots import plot_frontier, plot_sweep  # noqa: F401 (re-exported)
 
 DEFAULT_LAMBDAS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 SWEEP_FILE = "sweep.json"
@@ -22,14 +22,6 @@ TUNER_FILE = "tuner.json"
 def point_dir(workdir: str, lambda_: float) -> str:
     """The workdir of the sweep point for ``lambda_``, e.g. ``workdir/lambda_0.900``."""
     return os.path.join(workdir, f"lambda_{lambda_:.3f}")
-
-
-def _read_results(path: str):
-    results = os.path.join(path, "results.json")
-    if not os.path.exists(results):
-        return None
-    with open(results) as f:
-        return json.load(f)
 
 
 def _point(lambda_: float, results: dict, **extra) -> dict:
@@ -77,7 +69,7 @@ def run_sweep(
     points = []
     for i, lambda_ in enumerate(lambdas):
         path = point_dir(workdir, lambda_)
-        results = _read_results(path)
+        results = runs.read_results(path)
         if results is None:
             print(f"== lambda {lambda_:.3f} ({i + 1}/{len(lambdas)}) -> {path}", flush=True)
             results = train.train_dapter(dataclasses.replace(config, lambda_=lambda_), task, train_set, test_set, path)
@@ -87,10 +79,10 @@ def run_sweep(
         sweep = {
             "task": task.description,
             "target": config.target_path,
-            "config": train.config_to_dict(config),
+            "config": runs.config_to_dict(config),
             "points": points,
         }
-        train.write_json(os.path.join(workdir, SWEEP_FILE), sweep)
+        files.write_json(os.path.join(workdir, SWEEP_FILE), sweep)
     return sweep
 
 
@@ -277,7 +269,7 @@ def tune_lambda(
     def attack(converter_dir: str, measured_on: ImageSet, folder: str):
         if not tuner.uses_suite:
             return None
-        converter_path = os.path.join(converter_dir, train.CONVERTER_FILE)
+        converter_path = os.path.join(converter_dir, runs.CONVERTER_FILE)
         data = AttackInputData(task, train_set, measured_on, converter_path, config.target_path, config.data)
         return run_attack_suite(data, suite, folder)
 
@@ -293,7 +285,7 @@ def tune_lambda(
         epochs = tuner.first_epochs if k == 0 else tuner.finetune_epochs
         round_config = dataclasses.replace(config, lambda_=lambda_, epochs=epochs, init_converter=init)
         print(f"== round {k}: lambda {lambda_:.3f}, {epochs} epoch(s) -> {path}", flush=True)
-        results = _read_results(path) or train.train_dapter(round_config, task, train_set, val_set, path)
+        results = runs.read_results(path) or train.train_dapter(round_config, task, train_set, val_set, path)
         round_suite = attack(path, val_set, os.path.join(path, "suite"))
         secure, usable = judge(results, tuner, round_suite)
         tried.append(lambda_)
@@ -311,15 +303,15 @@ def tune_lambda(
             f"{results['entropy_converted']:.2f} bits ({100 * results['entropy_ratio']:.1f} %){attacked} -> {why}",
             flush=True,
         )
-        train.write_json(os.path.join(workdir, TUNER_FILE), {**log, "rounds": rounds})
+        files.write_json(os.path.join(workdir, TUNER_FILE), {**log, "rounds": rounds})
         if new is None:
             stopped, met = why, secure and usable
             break
-        lambda_, init = new, os.path.join(path, train.CONVERTER_FILE)
+        lambda_, init = new, os.path.join(path, runs.CONVERTER_FILE)
     final_path = os.path.join(workdir, f"round_{rounds[-1]['round']:02d}")
-    target = classifier.load_target(config.target_path)
+    target = models.load_target(config.target_path)
     final = evaluate.evaluate_converter(
-        train.load_converter(final_path), target, test_set.images, test_set.labels[task.target_label]
+        models.load_converter(final_path), target, test_set.images, test_set.labels[task.target_label]
     )
     final_suite = attack(final_path, test_set, os.path.join(workdir, "final_suite"))
     final_secure, final_usable = judge(final, tuner, final_suite)
@@ -330,89 +322,11 @@ def tune_lambda(
         met=met,
         final_round=rounds[-1]["round"],
         final_lambda=rounds[-1]["lambda"],
-        final_converter=os.path.join(final_path, train.CONVERTER_FILE),
+        final_converter=os.path.join(final_path, runs.CONVERTER_FILE),
         final={**final, "secure": final_secure, "usable": final_usable},
     )
-    train.write_json(os.path.join(workdir, TUNER_FILE), log)
+    files.write_json(os.path.join(workdir, TUNER_FILE), log)
     return log
-
-
-def plot_sweep(sweep: dict, path: str, title: str, max_drop_points: float = 3.0) -> None:
-    """Draws Fig. 8 for one task: target accuracy and mean entropy of converted images against lambda."""
-    plt = pyplot()
-
-    points = sweep["points"]
-    lambdas = [p["lambda"] for p in points]
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    ax.plot(lambdas, [p["accuracy_converted"] for p in points], "o-", color="tab:blue", label="accuracy (converted)")
-    ax.axhline(points[0]["accuracy_original"], color="tab:blue", ls=":", label="accuracy (originals)")
-    ax.axhline(
-        points[0]["accuracy_original"] - max_drop_points / 100,
-        color="tab:gray",
-        ls="--",
-        lw=0.8,
-        label=f"originals - {max_drop_points:g} points",
-    )
-    ax.set_xlabel("λ")
-    ax.set_ylabel("target accuracy", color="tab:blue")
-    ax.set_ylim(0, 1)
-    right = ax.twinx()
-    right.plot(lambdas, [p["entropy_converted"] for p in points], "s-", color="tab:red", label="entropy (converted)")
-    right.axhline(points[0]["entropy_original"], color="tab:red", ls=":", label="entropy (originals)")
-    right.set_ylabel("mean image entropy (bits)", color="tab:red")
-    right.set_ylim(0, 24)
-    lines = ax.get_legend_handles_labels()
-    more = right.get_legend_handles_labels()
-    ax.legend(lines[0] + more[0], lines[1] + more[1], loc="lower left", fontsize=7)
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    save_figure(fig, path)
-
-
-def plot_frontier(series: dict, path: str, title: str, tuner: TunerConfig | None = None) -> None:
-    """Draws accuracy drop against entropy ratio for sweeps and tuner rounds, with the target corner.
-
-    Args:
-        series: Label -> list of points (sweep points or tuner rounds).
-        path: The PNG to write.
-        title: The figure's title.
-        tuner: Draws its criteria as the corner to reach.
-    """
-    plt = pyplot()
-
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    drops = [p["accuracy_drop_points"] for ps in series.values() for p in ps]
-    bottom = min(-2.0, *drops)
-    if tuner is not None:
-        ax.fill_between(
-            [0, tuner.max_entropy_ratio],
-            bottom,
-            tuner.max_drop_points,
-            color="tab:green",
-            alpha=0.12,
-            label="paper's targets (both met)",
-        )
-        ax.axhline(tuner.max_drop_points, color="tab:green", ls="--", lw=0.8)
-        ax.axvline(tuner.max_entropy_ratio, color="tab:green", ls="--", lw=0.8)
-    for (label, points), marker in zip(series.items(), "os^vD<>"):
-        x = [p["entropy_ratio"] for p in points]
-        y = [p["accuracy_drop_points"] for p in points]
-        ax.plot(x, y, marker + "-", label=label, ms=4, lw=1)
-        for p, xi, yi in zip(points, x, y):
-            ax.annotate(f"{p['lambda']:.2f}", (xi, yi), fontsize=6, xytext=(3, 3), textcoords="offset points")
-    ax.set_xlabel("entropy of converted / original images")
-    # Linear up to 10 points, logarithmic beyond: the corner that matters stays readable next to
-    # lambda = 1's collapse.
-    ax.set_yscale("symlog", linthresh=10)
-    ticks = [t for t in (-10, -5, 0, 3, 5, 10, 20, 50, 100) if bottom <= t <= max(10, *drops) * 1.2]
-    ax.set_yticks(ticks, [str(t) for t in ticks])
-    ax.set_ylabel("target accuracy drop (points; log above 10)")
-    ax.set_xlim(0, 1.05)
-    ax.set_ylim(bottom=bottom)
-    ax.legend(fontsize=7)
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    save_figure(fig, path)
 
 
 def summarize_sweep(points) -> str:

@@ -1,7 +1,5 @@
 """Target (DLIS) models: builders registered by name, and loading a trained target frozen."""
 
-import os
-
 import keras
 
 from dapter_tf.errors import DapterError
@@ -205,37 +203,3 @@ def build_target(name: str, input_shape, num_classes: int, width: int | None = N
             f"{name} needs images of at least {smallest}x{smallest}, got {input_shape[0]}x{input_shape[1]}"
         )
     return builder(input_shape, num_classes, width=width, **kwargs)
-
-
-def freeze(model: keras.Model) -> keras.Model:
-    """Marks ``model`` untrainable: the provider's target never changes while the converter trains."""
-    model.trainable = False
-    return model
-
-
-def load_model_file(path: str, what: str) -> keras.Model:
-    """Loads a ``.keras`` file safely: ``safe_mode=True`` refuses to deserialise code (Lambda layers).
-
-    Args:
-        path: The file.
-        what: What it should hold ("target model", "converter"), named in errors.
-
-    Raises:
-        DapterError: if the file is missing or is not a loadable Keras model.
-    """
-    if not os.path.isfile(path):
-        raise DapterError(f"{what} file not found: {path}")
-    try:
-        return keras.models.load_model(path, compile=False, safe_mode=True)
-    except Exception as e:  # Keras raises many types for a bad file; all mean the same to the user.
-        first_line = str(e).splitlines()[0] if str(e) else ""
-        raise DapterError(f"{path}: not a loadable .keras model ({type(e).__name__}: {first_line})") from None
-
-
-def load_target(path: str) -> keras.Model:
-    """Loads a trained target from a ``.keras`` file, safely (a target may come from elsewhere) and frozen.
-
-    Raises:
-        DapterError: if the file is missing or is not a loadable Keras model.
-    """
-    return freeze(load_model_file(path, "target model"))

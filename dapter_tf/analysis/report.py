@@ -6,7 +6,7 @@ import os
 import numpy as np
 import PIL.Image
 
-from dapter_tf.train import write_json
+from dapter_tf.records.files import write_json
 
 GRID_IMAGES = 16
 _GRID_COLUMNS = 8

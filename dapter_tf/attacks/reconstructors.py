@@ -12,7 +12,7 @@ Registered by name, as SIMBA registers its attacks; ``ReconstructionSpec.archite
 import keras
 
 from dapter_tf.errors import DapterError
-from dapter_tf.model import build_converter
+from dapter_tf.models import build_converter
 
 DEFAULT_UNET_FILTERS = (32, 64, 128, 256)
 

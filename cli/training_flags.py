@@ -1,0 +1,147 @@
+"""Flags of the binaries that train: the training loop, the converter and the adversarial defence."""
+
+from absl import flags
+
+from cli.flags_lib import parse_ints
+from dapter_tf import pixels
+
+
+def define_training_flags(*, epochs: int, batch_size: int, learning_rate: float):
+    """Defines the flags every training binary has; returns a function giving their values as a dict."""
+    holders = {
+        "epochs": flags.DEFINE_integer("epochs", epochs, "Passes over the training images (>= 1)."),
+        "batch_size": flags.DEFINE_integer(
+            "batch_size",
+            batch_size,
+            "Global batch size; under --strategy=mirrored it is split evenly "
+            "across replicas, so it must be a multiple of their number.",
+        ),
+        "learning_rate": flags.DEFINE_float(
+            "learning_rate",
+            learning_rate,
+            "Adam's learning rate (> 0). Target training decays it to 0 over the run (cosine); converter "
+            "training keeps it constant unless --cosine_decay.",
+        ),
+        "seed": flags.DEFINE_integer("seed", 0, "Seeds weight initialisation, data order and shuffling."),
+        "strategy": flags.DEFINE_string(
+            "strategy",
+            "default",
+            "tf.distribute strategy: 'default' (one device) or 'mirrored' "
+            "(synchronous data parallelism over all local GPUs, or all logical CPUs without GPUs).",
+        ),
+        "augment": flags.DEFINE_bool("augment", True, "Random flips and 4-pixel shifts of training images."),
+        "checkpoint_every_steps": flags.DEFINE_integer(
+            "checkpoint_every_steps",
+            200,
+            "Save a checkpoint this often, and at every epoch's end; "
+            "a rerun with the same --workdir resumes from the last one.",
+        ),
+    }
+    return lambda: {k: v.value for k, v in holders.items()}
+
+
+def define_converter_flags():
+    """Defines the flags of converter training against a target; returns a function building a DapterConfig.
+
+    The returned function takes the data and training values (``define_data_flags`` and
+    ``define_training_flags``) and keyword overrides.
+    """
+    target = flags.DEFINE_string(
+        "target", None, "The trained target's .keras file (from dapter-train-target); it stays frozen.", required=True
+    )
+    filters = flags.DEFINE_list("filters", "24,48,96", "The converter's channels at full, half and quarter resolution.")
+    eval_images = flags.DEFINE_integer(
+        "eval_images", 1000, "Test images measured after every epoch (TensorBoard); the final report uses all."
+    )
+    output_step = flags.DEFINE_integer(
+        "output_step",
+        pixels.DEFAULT_OUTPUT_STEP,
+        "The converter sends pixels on the grid 128 + k * step (levels of 255), trained with a "
+        "straight-through gradient (README, 'Training recipe'): pixels within step/2 of 128 are sent as 128. "
+        "1 is the paper's plain sigmoid output. In 1..128.",
+    )
+    cosine_decay = flags.DEFINE_bool(
+        "cosine_decay", False, "Decay the converter's learning rate to 0 over the run (cosine); off: constant."
+    )
+    init_converter = flags.DEFINE_string(
+        "init_converter", "", "Start from this trained converter (.keras file or workdir) instead of random weights."
+    )
+    build_adversary = define_defence_flags()
+    acc_labels = flags.DEFINE_enum(
+        "acc_labels",
+        "true",
+        ["true", "target"],
+        "What L_acc compares the target's answer on converted images with: true, the label (Eq. 4), or "
+        "target, the target's own softmax on the original image (distillation, beyond the paper: it helps a "
+        "converter that must compute the answer itself, as under --output_block).",
+    )
+    output_block = flags.DEFINE_integer(
+        "output_block",
+        1,
+        "Defence beyond the paper, the coarse output code: the converter sends one colour per "
+        "block of this many x this many pixels (a power of two; image sides must be multiples of it), "
+        "so its output cannot hold more of the photo than (H/b) x (W/b) colours. 1: the paper's converter.",
+    )
+
+    def build(data, training: dict, **overrides):
+        from dapter_tf import train
+
+        channels = parse_ints(filters.value, "--filters")
+        values = dict(
+            data=data,
+            target_path=target.value,
+            filters=channels,
+            eval_images=eval_images.value,
+            output_step=output_step.value,
+            cosine_decay=cosine_decay.value,
+            init_converter=init_converter.value,
+            output_block=output_block.value,
+            adversary=build_adversary(),
+            acc_labels=acc_labels.value,
+            **training,
+        )
+        values.update(overrides)
+        return train.DapterConfig(**values)
+
+    return build
+
+
+def define_defence_flags():
+    """Defines the adversarial defence's flags (README, "Defences"); returns a function building its config."""
+    weight = flags.DEFINE_float(
+        "adversary_weight",
+        0.0,
+        "Defence beyond the paper, adversarial reconstruction: the weight mu of L_adv in "
+        "L_dap + mu * L_adv, where L_adv is the strongest online decoder's gain over the mean training "
+        "image (0 to 1). 0: off, the paper's L_dap alone.",
+    )
+    decoders = flags.DEFINE_integer(
+        "adversary_decoders", 2, "Adversarial defence: online decoders trained in alternation with the converter."
+    )
+    filters = flags.DEFINE_list(
+        "adversary_filters", "32,64", "Adversarial defence: each decoder's channels at full and half resolution."
+    )
+    restart_every = flags.DEFINE_integer(
+        "adversary_restart_every",
+        500,
+        "Adversarial defence: re-initialise each decoder every this many steps, staggered across "
+        "decoders, so the converter cannot overfit one decoder (0: never).",
+    )
+    learning_rate = flags.DEFINE_float(
+        "adversary_learning_rate", 1e-3, "Adversarial defence: the decoders' Adam learning rate."
+    )
+    steps = flags.DEFINE_integer("adversary_steps", 1, "Adversarial defence: decoder updates per converter step.")
+
+    def build():
+        from dapter_tf.defences.adversarial import AdversaryConfig
+
+        return AdversaryConfig(
+            weight=weight.value,
+            decoders=decoders.value,
+            filters=parse_ints(filters.value, "--adversary_filters"),
+            restart_every=restart_every.value,
+            learning_rate=learning_rate.value,
+            decoder_steps=steps.value,
+        )
+
+    return build

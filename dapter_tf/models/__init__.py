@@ -1,0 +1,45 @@
+"""Models: the converter of Fig. 3 with its output grid, the target zoo, and their model files.
+
+``converter`` (the U-Net and its output layers), ``saving`` (atomic saving, safe loading of a
+target or converter), ``targets`` (target builders by name). ``targets`` is imported on its own
+(``from dapter_tf.models import targets``), so that what builds a release never loads the zoo.
+"""
+
+from dapter_tf.models.converter import (
+    DEFAULT_FILTERS,
+    DEFAULT_OUTPUT_STEP,
+    MAX_OUTPUT_BLOCK,
+    OutputBlocks,
+    OutputLevels,
+    build_converter,
+    check_output_block,
+    check_output_step,
+    output_block_of,
+    output_step_of,
+    snap_to_levels,
+    strip_output_levels,
+)
+from dapter_tf.models.saving import freeze, load_converter, load_model_file, load_target, save_model
+from dapter_tf.pixels import SIDE_MULTIPLE, check_image_size
+
+__all__ = [
+    "DEFAULT_FILTERS",
+    "DEFAULT_OUTPUT_STEP",
+    "MAX_OUTPUT_BLOCK",
+    "OutputBlocks",
+    "OutputLevels",
+    "SIDE_MULTIPLE",
+    "build_converter",
+    "check_image_size",
+    "check_output_block",
+    "check_output_step",
+    "freeze",
+    "load_converter",
+    "load_model_file",
+    "load_target",
+    "output_block_of",
+    "output_step_of",
+    "save_model",
+    "snap_to_levels",
+    "strip_output_levels",
+]

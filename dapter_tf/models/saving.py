@@ -1,0 +1,61 @@
+"""Model files: saving a model atomically, and loading a target (frozen) or a converter safely."""
+
+import os
+
+import keras
+
+from dapter_tf.errors import DapterError
+from dapter_tf.models import converter as _converter  # noqa: F401  (registers the converter's layers)
+from dapter_tf.records.runs import CONVERTER_FILE
+
+
+def save_model(model: keras.Model, path: str) -> None:
+    """Saves ``model`` as a ``.keras`` file, atomically."""
+    tmp = f"{path[: -len('.keras')]}.tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def freeze(model: keras.Model) -> keras.Model:
+    """Marks ``model`` untrainable: the provider's target never changes while the converter trains."""
+    model.trainable = False
+    return model
+
+
+def load_model_file(path: str, what: str) -> keras.Model:
+    """Loads a ``.keras`` file safely: ``safe_mode=True`` refuses to deserialise code (Lambda layers).
+
+    Args:
+        path: The file.
+        what: What it should hold ("target model", "converter"), named in errors.
+
+    Raises:
+        DapterError: if the file is missing or is not a loadable Keras model.
+    """
+    if not os.path.isfile(path):
+        raise DapterError(f"{what} file not found: {path}")
+    try:
+        return keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as e:  # Keras raises many types for a bad file; all mean the same to the user.
+        first_line = str(e).splitlines()[0] if str(e) else ""
+        raise DapterError(f"{path}: not a loadable .keras model ({type(e).__name__}: {first_line})") from None
+
+
+def load_target(path: str) -> keras.Model:
+    """Loads a trained target from a ``.keras`` file, safely (a target may come from elsewhere) and frozen.
+
+    Raises:
+        DapterError: if the file is missing or is not a loadable Keras model.
+    """
+    return freeze(load_model_file(path, "target model"))
+
+
+def load_converter(path: str) -> keras.Model:
+    """Loads a trained converter from a ``.keras`` file or from a train_dapter workdir.
+
+    Raises:
+        DapterError: if there is no loadable converter there.
+    """
+    if os.path.isdir(path):
+        path = os.path.join(path, CONVERTER_FILE)
+    return load_model_file(path, "converter")

@@ -1,0 +1,57 @@
+"""Atomic file writes: a crash never leaves half a file where a finished one is expected."""
+
+import hashlib
+import json
+import os
+
+import numpy as np
+
+from dapter_tf.errors import DapterError
+
+
+def write_json(path: str, obj) -> None:
+    """Writes ``obj`` as indented JSON, atomically (temp file, then rename)."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True, default=json_default)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def json_default(value):
+    """``json.dump``'s ``default``: numpy scalars as Python numbers, tuples as lists."""
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def sha256(path: str) -> str:
+    """The SHA-256 of a file, in hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_record(path: str, what: str, parse):
+    """``parse`` of the JSON a record's ``save`` wrote at ``path``.
+
+    Args:
+        path: The file.
+        what: What it holds ("attack results"), named in errors.
+        parse: ``dict -> record``; a missing key or a wrong value (KeyError, TypeError, ValueError)
+            means the file is not such a record.
+
+    Raises:
+        DapterError: if the file is missing or is not such a record.
+    """
+    if not os.path.isfile(path):
+        raise DapterError(f"{what} not found: {path}")
+    try:
+        with open(path) as f:
+            return parse(json.load(f))
+    except (ValueError, KeyError, TypeError) as e:
+        raise DapterError(f"{path}: not {what} ({type(e).__name__}: {e})") from None

@@ -1,0 +1,145 @@
+"""The configs of a training run: a target's (``TargetConfig``) and a converter's (``DapterConfig``).
+
+Frozen dataclasses that check themselves when made, so a binary turns its flags into one valid
+config (or one error line) before anything is trained or written.
+"""
+
+import dataclasses
+import os
+
+from dapter_tf import losses
+from dapter_tf.data.loading import DataConfig
+from dapter_tf.defences.adversarial import AdversaryConfig
+from dapter_tf.errors import DapterError
+from dapter_tf.models import targets
+from dapter_tf.models.converter import DEFAULT_FILTERS, DEFAULT_OUTPUT_STEP, check_output_block, check_output_step
+
+STRATEGIES = ("default", "mirrored")
+# What L_acc compares the target's answer on converted images with (DapterConfig.acc_labels).
+ACC_LABELS = ("true", "target")
+
+
+def _check_training_fields(config) -> None:
+    if config.epochs < 1:
+        raise DapterError(f"epochs must be >= 1, got {config.epochs}")
+    if config.batch_size < 1:
+        raise DapterError(f"batch_size must be >= 1, got {config.batch_size}")
+    if not config.learning_rate > 0:
+        raise DapterError(f"learning_rate must be > 0, got {config.learning_rate}")
+    if config.strategy not in STRATEGIES:
+        raise DapterError(f"unknown strategy {config.strategy!r}; choose one of: {', '.join(STRATEGIES)}")
+    if config.checkpoint_every_steps < 1:
+        raise DapterError(f"checkpoint_every_steps must be >= 1, got {config.checkpoint_every_steps}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetConfig:
+    """Training of a target (DLIS) model: what the provider already has before DAPter.
+
+    Attributes:
+        data: Where the images come from.
+        model: A name from ``targets.TARGET_BUILDERS``.
+        width: The model's width (``None``: the builder's default).
+        epochs: Passes over the training images.
+        batch_size: Global batch size, split across replicas.
+        learning_rate: Adam's initial learning rate, decayed to 0 over the run (cosine).
+        seed: Seeds weights, shuffling and the data order.
+        strategy: ``"default"`` (one device) or ``"mirrored"`` (every local GPU, or every logical CPU).
+        augment: Random flips and 4-pixel shifts.
+        checkpoint_every_steps: Save a checkpoint this often (and at every epoch's end).
+        init_model: A trained classifier's ``.keras`` file to start from (transfer learning, as the
+            auto-recognition attacker of §5.1 fine-tunes one); its architecture replaces ``model``
+            and ``width``. Empty: random initialisation.
+        l2: Weight of the L2 regulariser, ``l2 * sum(||kernel||^2) / 2`` over the convolution and
+            dense kernels, added to the cross-entropy (§5.1's "regularization part"); 0: none.
+    """
+
+    data: DataConfig = DataConfig()
+    model: str = "resnet18"
+    width: int | None = None
+    epochs: int = 10
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    seed: int = 0
+    strategy: str = "default"
+    augment: bool = True
+    checkpoint_every_steps: int = 200
+    init_model: str = ""
+    l2: float = 0.0
+
+    def __post_init__(self):
+        targets.check_target_name(self.model)
+        if self.width is not None and self.width < 1:
+            raise DapterError(f"width must be >= 1, got {self.width}")
+        if not self.l2 >= 0:
+            raise DapterError(f"l2 must be >= 0, got {self.l2}")
+        _check_training_fields(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class DapterConfig:
+    """Training of a converter against a frozen target on L_dap (Eq. 1).
+
+    Attributes:
+        data: Where the images come from.
+        target_path: The trained target's ``.keras`` file.
+        lambda_: lambda of Eq. 1, in [0, 1]; 0.9 is the paper's sweet point (§7.1).
+        filters: The converter's channels at full, half and quarter resolution.
+        epochs: Passes over the training images.
+        batch_size: Global batch size, split across replicas.
+        learning_rate: Adam's learning rate (the initial one with ``cosine_decay``).
+        seed: Seeds weights, shuffling and the data order.
+        strategy: ``"default"`` or ``"mirrored"``.
+        augment: Random flips and 4-pixel shifts of the training images.
+        checkpoint_every_steps: Save a checkpoint this often (and at every epoch's end).
+        eval_images: Test images measured at the end of every epoch (TensorBoard); the final
+            measurement uses all of them.
+        output_step: The converter sends pixels on the grid 128 + k * ``output_step`` levels
+            (``models.OutputLevels``); 1 is the paper's plain sigmoid output.
+        init_converter: A trained converter's ``.keras`` file (or workdir) to start from, as the
+            fine-tuning rounds of the lambda tuner (§7.1) do; empty: random initialisation.
+        cosine_decay: Decay the learning rate to 0 over the run (cosine), as target training does;
+            off, it stays constant.
+        output_block: The coarse output code (``models.build_converter``): one colour per
+            ``output_block`` x ``output_block`` block; 1 is the paper's converter.
+        adversary: The adversarial reconstruction defence (``defences.adversarial``); its default
+            (weight 0) is the paper's L_dap alone.
+        acc_labels: What L_acc compares the target's answer on converted images with: ``true``, the
+            label (Eq. 4), or ``target``, the target's own softmax on the original image
+            (``losses.distillation_loss``, beyond the paper).
+    """
+
+    data: DataConfig = DataConfig()
+    target_path: str = ""
+    lambda_: float = 0.9
+    filters: tuple = DEFAULT_FILTERS
+    epochs: int = 5
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    seed: int = 0
+    strategy: str = "default"
+    augment: bool = True
+    checkpoint_every_steps: int = 200
+    eval_images: int = 1000
+    output_step: int = DEFAULT_OUTPUT_STEP
+    init_converter: str = ""
+    cosine_decay: bool = False
+    output_block: int = 1
+    adversary: AdversaryConfig = AdversaryConfig()
+    acc_labels: str = "true"
+
+    def __post_init__(self):
+        losses.check_lambda(self.lambda_)
+        check_output_step(self.output_step)
+        check_output_block(self.output_block)
+        if self.acc_labels not in ACC_LABELS:
+            raise DapterError(f"acc_labels must be one of {', '.join(ACC_LABELS)}, got {self.acc_labels!r}")
+        if not self.target_path:
+            raise DapterError("a target model is needed: give the .keras file of a trained target")
+        # Recorded absolute, so that export and release find it from any directory.
+        object.__setattr__(self, "target_path", os.path.abspath(self.target_path))
+        if len(self.filters) != 3 or min(self.filters) < 1:
+            raise DapterError(f"filters must be three positive channel counts, got {self.filters}")
+        if self.eval_images < 1:
+            raise DapterError(f"eval_images must be >= 1, got {self.eval_images}")
+        _check_training_fields(self)

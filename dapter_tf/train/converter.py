@@ -1,0 +1,193 @@
+"""Training of a converter on L_dap (Eq. 1) against the frozen target.
+
+Every file a run leaves in its workdir is written atomically (temp file, then rename), so a crash
+never leaves half a file.
+"""
+
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from dapter_tf import evaluate, losses
+from dapter_tf.data.images import ImageSet
+from dapter_tf.data.tasks import Task
+from dapter_tf.defences.adversarial import AdversarialDecoders, mean_image_error
+from dapter_tf.errors import DapterError
+from dapter_tf.models import saving
+from dapter_tf.models.converter import build_converter
+from dapter_tf.pixels import check_image_size
+from dapter_tf.records import runs
+from dapter_tf.train.config import DapterConfig
+from dapter_tf.train.loop import Trainable, run_training_loop
+from dapter_tf.train.strategy import build_strategy, check_batches
+
+
+def build_dapter_step(
+    converter: keras.Model,
+    target: keras.Model,
+    optimizer,
+    lambda_: float,
+    global_batch_size: int,
+    adversary: AdversarialDecoders | None = None,
+    trivial_error: float = 1.0,
+    acc_labels: str = "true",
+):
+    """Builds one replica's L_dap training step (the GAN-generator pattern of keras-io's guides).
+
+    Both models run inside the tape, but only the converter's weights get gradients; the target is
+    called with ``training=False`` so its batch-norm statistics do not move either. With an
+    adversary, its decoders first train on this batch's converted images (the converter fixed),
+    then the converter trains on L_dap + weight * L_adv against the updated decoders
+    (``defences.adversarial``): the two players alternate, as a GAN's discriminator and generator.
+
+    Args:
+        converter: The converter being trained.
+        target: The frozen target.
+        optimizer: Updates the converter.
+        lambda_: lambda of Eq. 1.
+        global_batch_size: Examples per step over all replicas; losses are averaged over it.
+        adversary: The online decoders of the adversarial defence, or ``None`` (L_dap alone).
+        trivial_error: E0 of L_adv (the mean training image's mean squared error).
+        acc_labels: ``true`` (Eq. 4) or ``target`` (distil the target's answer on the original).
+
+    Returns:
+        ``step_fn(images, labels) -> {"L_dap", "L_eta", "L_acc"}`` (with an adversary also
+        ``"L_adv"``, ``"L_total"`` and each decoder's ``"adversary_<k>_mse"``), each a replica's
+        share of the global batch mean.
+    """
+    lambda_ = losses.check_lambda(lambda_)
+
+    def step_fn(images, labels):
+        soft_labels = None
+        if acc_labels == "target":
+            soft_labels = tf.stop_gradient(tf.nn.softmax(target(images, training=False)))
+        with tf.GradientTape() as tape:
+            converted = converter(images, training=True)
+            decoder_losses = {}
+            if adversary is not None:
+                with tape.stop_recording():
+                    decoder_losses = adversary.train_step(converted, images)
+            logits = target(converted, training=False)
+            terms = losses.dap_loss(converted, labels, logits, lambda_, soft_labels)
+            terms["total"] = terms["dap"]
+            if adversary is not None:
+                terms["adv"] = adversary.penalty(converted, images, trivial_error)
+                terms["total"] = terms["dap"] + adversary.config.weight * terms["adv"]
+            mean = {k: tf.nn.compute_average_loss(v, global_batch_size=global_batch_size) for k, v in terms.items()}
+        grads = tape.gradient(mean["total"], converter.trainable_variables)
+        optimizer.apply(grads, converter.trainable_variables)
+        out = {"L_dap": mean["dap"], "L_eta": mean["eta"], "L_acc": mean["acc"]}
+        if adversary is not None:
+            out.update({"L_adv": mean["adv"], "L_total": mean["total"], **decoder_losses})
+        return out
+
+    return step_fn
+
+
+def train_dapter(config: DapterConfig, task: Task, train_set: ImageSet, test_set: ImageSet, workdir: str) -> dict:
+    """Trains a converter on L_dap against the frozen target; saves ``workdir/converter.keras``.
+
+    Only the converter's weights move: the target is frozen, called with ``training=False`` (its
+    batch-norm statistics stay put) and left out of the gradient.
+
+    Returns:
+        Results: the full test-set measurement of ``evaluate.evaluate_converter`` plus training info.
+    """
+    strategy = build_strategy(config.strategy)
+    check_batches(config, len(train_set), strategy)
+    with strategy.scope():
+        target = saving.load_target(config.target_path)  # Fails fast, before the workdir exists.
+    _check_target_fits(config, task, train_set, target)
+    if config.init_converter:
+        initial = saving.load_converter(config.init_converter)  # Fails fast too.
+    runs.prepare_workdir(workdir, config)
+    finished = runs.finished_results(workdir, config, len(train_set), runs.CONVERTER_FILE)
+    if finished is not None:
+        print(f"{workdir} holds this run, finished: nothing to do (its results are kept)", flush=True)
+        return finished
+    keras.utils.set_random_seed(config.seed)
+    labels = train_set.labels[task.target_label]
+    adversary, trivial_error = None, 1.0
+    with strategy.scope():
+        converter = build_converter(config.filters, output_step=config.output_step, output_block=config.output_block)
+        if config.init_converter:
+            _copy_weights(initial, converter, config.init_converter)
+        rate = config.learning_rate
+        if config.cosine_decay:
+            rate = keras.optimizers.schedules.CosineDecay(rate, config.epochs * (len(train_set) // config.batch_size))
+        optimizer = keras.optimizers.Adam(rate)
+        optimizer.build(converter.trainable_variables)
+        if config.adversary.enabled:
+            # The decoders' prior: what the adversary knows without any converted image.
+            mean_image = train_set.images.mean(axis=0, dtype=np.float64).astype(np.float32) / 255.0
+            trivial_error = mean_image_error(train_set.images, mean_image)
+            adversary = AdversarialDecoders(config.adversary, mean_image, config.batch_size, config.seed)
+
+    step_fn = build_dapter_step(
+        converter, target, optimizer, config.lambda_, config.batch_size, adversary, trivial_error, config.acc_labels
+    )
+    test_labels = test_set.labels[task.target_label]
+    eval_set = test_set.take(config.eval_images)
+
+    def eval_fn():
+        m = evaluate.evaluate_converter(
+            converter, target, eval_set.images, eval_set.labels[task.target_label], with_bandwidth=False
+        )
+        return {k: m[k] for k in ("accuracy_converted", "entropy_converted", "entropy_ratio")}
+
+    checkpoint = tf.train.Checkpoint(
+        converter=converter, optimizer=optimizer, **(adversary.trackables() if adversary else {})
+    )
+
+    def restart_decoders(step: int) -> None:
+        for k in adversary.restart_due(step):
+            adversary.restart(k, step)
+
+    start = time.time()
+    trainable = Trainable(checkpoint, optimizer, step_fn, eval_fn, restart_decoders if adversary else None)
+    loop = run_training_loop(workdir, strategy, trainable, train_set, labels, config)
+    train_seconds = time.time() - start
+    saving.save_model(converter, os.path.join(workdir, runs.CONVERTER_FILE))
+    results = {
+        "lambda": config.lambda_,
+        "output_block": config.output_block,
+        "adversary_weight": config.adversary.weight,
+        "replicas": int(strategy.num_replicas_in_sync),
+        "converter_parameters": int(converter.count_params()),
+        "train_seconds": train_seconds,
+        **loop,
+        **evaluate.evaluate_converter(converter, target, test_set.images, test_labels),
+    }
+    runs.write_results(workdir, results)
+    return results
+
+
+def _copy_weights(source: keras.Model, converter: keras.Model, where: str) -> None:
+    shapes = [tuple(w.shape) for w in source.get_weights()]
+    if shapes != [tuple(w.shape) for w in converter.get_weights()]:
+        raise DapterError(
+            f"{where}: that converter has other layer shapes than --filters asks for; cannot start from it"
+        )
+    converter.set_weights(source.get_weights())
+
+
+def _check_target_fits(config: DapterConfig, task: Task, train_set: ImageSet, target: keras.Model) -> None:
+    """Refuses, before the workdir is made, a target of another task or image size than the data's.
+
+    A refused run then leaves nothing behind that would block the corrected one.
+    """
+    if target.output_shape[-1] != task.num_classes:
+        raise DapterError(
+            f"{config.target_path} has {target.output_shape[-1]} outputs but task {task.name!r} "
+            f"has {task.num_classes} classes"
+        )
+    check_image_size(*train_set.images.shape[1:3], config.output_block)
+    takes = tuple(target.input_shape[1:3])
+    if None not in takes and takes != tuple(train_set.images.shape[1:3]):
+        raise DapterError(
+            f"{config.target_path} takes {takes[0]}x{takes[1]} images but the data are "
+            f"{train_set.images.shape[1]}x{train_set.images.shape[2]}: train at the target's size (--image_size)"
+        )

@@ -1,0 +1,173 @@
+"""The model card of a release: what the converter is, how to decode its output, its claims and its attack figures."""
+
+import dataclasses
+import datetime
+import re
+
+from dapter_tf import DapterError
+from export import export_tflite_lib
+from export.claims import (
+    ATTACK_SSIM_CLAIM,
+    CLAIMS_HEADING,
+    TFLITE_NAME,
+    Claim,
+    format_value,
+    measured_files,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReleaseInfo:
+    """What the card says about where the converter comes from (not measured)."""
+
+    name: str
+    task: str
+    target_label: str
+    target_name: str
+    lambda_: float | None
+    data: str
+    image_size: tuple
+    attacks: str = ""
+    published_target: str = ""
+
+
+def _suite_section(suite) -> list[str]:
+    """The card's table of every attacker of the attack suite, with the baselines and the verdicts."""
+    lines = [
+        "## Attack suite (the security index)",
+        "",
+        "Every attacker was trained after the converter froze, on converted images of the converter's own "
+        f"training images (the labellers on all {suite.images_train:,}; each reconstruction row says how many), "
+        f"and measured on {suite.images_test:,} held-out images (`dapter-attack-suite`).",
+        "",
+        "| attacker | figure | value | baseline |",
+        "|---|---|---|---|",
+    ]
+    for r in suite.reconstruction:
+        lines.append(
+            f"| reconstruction, {r.attacker} ({r.parameters or 0:,} parameters, {r.epochs} epochs on "
+            f"{r.images_train:,} pairs) | SSIM / PSNR | "
+            f"{r.ssim:.4f} / {r.psnr:.2f} dB | "
+            f"mean training image {r.ssim_mean_image:.4f} / {r.psnr_mean_image:.2f} dB |"
+        )
+    for r in suite.labelling:
+        lines.append(
+            f"| labelling {r.attack_label}, {r.attacker} | accuracy on converted images | "
+            f"{r.attack_accuracy_converted:.4f} (originals {r.attack_accuracy_original:.4f}) | "
+            f"knowing only the target label {r.acc_best_given_target:.4f} |"
+        )
+    lines += ["", "| criterion | verdict | detail |", "|---|---|---|"]
+    for v in suite.verdicts():
+        lines.append(f"| {v.name} | {({True: 'holds', False: 'missed', None: 'not measured'})[v.holds]} | {v.detail} |")
+    return lines + [""]
+
+
+def render_card(info: ReleaseInfo, measured: dict, claims: list[Claim], export: dict, images: int, suite=None) -> str:
+    """The model card's Markdown: description, measured figures, parity table, attacks, and the claims table."""
+    height, width = info.image_size
+    lines = [
+        f"# Model card: {info.name}",
+        "",
+        "A DAPter converter (Wu et al., WWW 2021): it runs on the user's phone and removes from each image",
+        "what the cloud service's target model does not need, so the service still works but the images",
+        "are hard to label for other models. The target model is not part of this release.",
+        "",
+        "## Task",
+        "",
+        f"- Task: {info.task}; the target serves `{info.target_label}`",
+        f"- Target: {info.target_name} (kept by the provider, not released)"
+        + (f"; published beside this bundle as `{info.published_target}`" if info.published_target else ""),
+        f"- λ (L_dap = λ L_eta + (1 - λ) L_acc): {info.lambda_ if info.lambda_ is not None else 'not recorded'}",
+        f"- Images: {height}x{width} RGB, uint8; converted pixels on the grid 128 + k * {int(measured['output_step'])}",
+        f"- Measured on: {images} held-out images of {info.data}",
+        f"- Released: {datetime.date.today().isoformat()} with dapter-tf",
+        "",
+        "## Measured",
+        "",
+        "| figure | value |",
+        "|---|---|",
+        f"| mean entropy, converted (bits) | {measured['entropy_converted']:.3f} |",
+        f"| entropy, converted / original | {measured['entropy_ratio']:.3f} |",
+        f"| PNG bandwidth saving (original / converted bytes) | {measured['bandwidth_saving']:.2f}x |",
+    ]
+    if "accuracy_drop_points" in measured:
+        lines.append(f"| target accuracy on converted images | {measured['accuracy_converted']:.4f} |")
+        lines.append(
+            "| target accuracy lost by converting (points, ± paired standard error) | "
+            f"{measured['accuracy_drop_points']:.2f} ± {measured['accuracy_drop_error_points']:.2f} |"
+        )
+    lines += [
+        "",
+        "## TFLite files and parity with the Keras converter",
+        "",
+        "| file | bytes | max pixel diff | mean pixel diff | entropy change (bits) "
+        "| target accuracy drop vs Keras (points, ± standard error) |",
+        "|---|---|---|---|---|---|",
+    ]
+    files = sorted(measured_files(measured))
+    for name in files:
+        mode = TFLITE_NAME.match(name).group("mode")
+        drop = measured.get(f"{name}:accuracy_drop_vs_keras_points")
+        error = measured.get(f"{name}:accuracy_drop_vs_keras_error")
+        lines.append(
+            f"| `{name}` | {export['files'][mode]['bytes']:,} | {measured[f'{name}:max_pixel_diff']:.0f} | "
+            f"{measured[f'{name}:mean_pixel_diff']:.3f} | {measured[f'{name}:entropy_change']:.3f} | "
+            f"{'' if drop is None else f'{drop:+.2f} ± {error:.2f}'} |"
+        )
+    lines.append("")
+    if any(name.startswith("converter_int8") for name in files):
+        step = int(measured["output_step"])
+        lines += [
+            f"Full-int8 files (`converter_int8*.tflite`) end at the sigmoid, so the grid (step {step}) is applied to "
+            "their output: with the output tensor's q, scale and zero point, "
+            f"{export_tflite_lib.output_decoding_text(step, quantized_only=True)}. "
+            "This is what the parity figures above and `dapter-verify` measure "
+            "(`export.export_tflite_lib.decode_output`; android_app's `OutputDecoding`). "
+            "`converter_int8.tflite` takes uint8 pixels as they are (scale 1/255, zero point 0).",
+            "",
+        ]
+    if files and all("contract" in export["files"][TFLITE_NAME.match(n).group("mode")] for n in files):
+        lines += [
+            "Every `.tflite` file carries its input and output contract in its own metadata (entry "
+            f"`{export_tflite_lib.CONTRACT_METADATA}`, JSON: dtype, scale, zero point, the grid step, the formulas).",
+            "",
+        ]
+    if suite is not None:
+        lines += _suite_section(suite)
+    if info.attacks:
+        lines += ["## Attacks (reported; `verify` does not re-run them)", "", "```", info.attacks, "```", ""]
+    lines += [
+        CLAIMS_HEADING,
+        "",
+        "`dapter-verify` re-measures each claim on the verifier's own held-out images of the task",
+        "(the accuracy claims only when given a target) and fails on any that does not hold. Bring a",
+        "random sample of a few hundred or more: the means of one class alone differ from the task's.",
+        "With `--attacks` it also trains a reconstruction attacker of its own for a bounded time on the",
+        f"verifier's training images and checks `{ATTACK_SSIM_CLAIM}`; the labelling gaps are re-measured",
+        "only by a full `dapter-attack-suite` run.",
+        "",
+        "| claim | what | value | holds if |",
+        "|---|---|---|---|",
+    ]
+    for claim in claims:
+        lines.append(f"| `{claim.name}` | {claim.description} | {format_value(claim.value)} | {claim.holds_if()} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+_CARD_TASK = re.compile(r"^- Task: (?P<task>\S+); the target serves `(?P<label>[^`]+)`", re.MULTILINE)
+
+
+_CARD_IMAGES = re.compile(r"^- Images: (?P<height>\d+)x(?P<width>\d+) RGB", re.MULTILINE)
+
+
+def parse_card_task(card: str) -> tuple[str, str, tuple[int, int]]:
+    """The task, target label and image size a model card's "Task" section states.
+
+    Raises:
+        DapterError: if the card does not state them.
+    """
+    task, images = _CARD_TASK.search(card), _CARD_IMAGES.search(card)
+    if task is None or images is None:
+        raise DapterError("the model card states no task and image size ('- Task: ...' and '- Images: HxW RGB')")
+    return task["task"], task["label"], (int(images["height"]), int(images["width"]))

@@ -1,0 +1,185 @@
+"""The import rules of the layout (README, "Layout"): each part of the data flow imports only what comes before it.
+
+Every import of every module is read with ``ast`` (function-local ones too), and the rules are
+checked on what each module reaches, directly or through other modules of the project. Nothing is
+imported, so the test needs no TensorFlow and runs in a second.
+"""
+
+import ast
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PACKAGES = ("dapter_tf", "cli", "experiments", "export", "bench", "android_app")
+# Modules every part may import: one error type, and the pixel conventions (both import nothing else).
+LEAVES = ("dapter_tf.errors", "dapter_tf.pixels")
+# The release: what builds and verifies a bundle a phone app ships.
+RELEASE = ("export.release", "export.release_lib", "export.card", "export.claims")
+# The one binary of export/ that runs attack code: dapter-verify --attacks re-runs the reconstruction
+# attack a card claims (its figure is re-measured, not trusted).
+VERIFY = "export.verify"
+
+
+def module_name(path: pathlib.Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(source: str, module: str) -> set[str]:
+    """Every module ``source`` names in an import (``from a import b`` names ``a`` and ``a.b``)."""
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            assert not node.level, f"{module}: the project uses no relative imports"
+            base = node.module
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
+
+
+def project_graph(sources: dict[str, str]) -> dict[str, set[str]]:
+    """Module -> the project modules it imports (names that are attributes, not modules, are dropped)."""
+    graph = {}
+    for module, source in sources.items():
+        reached = set()
+        for name in imports_of(source, module):
+            # A name resolves to the longest prefix that is a module of the project.
+            parts = name.split(".")
+            for n in range(len(parts), 0, -1):
+                if ".".join(parts[:n]) in sources:
+                    reached.add(".".join(parts[:n]))
+                    break
+            if name.split(".")[0] in ("absl",):
+                reached.add(name)
+        graph[module] = reached
+    return graph
+
+
+def reach(graph: dict[str, set[str]], module: str) -> set[str]:
+    """Every module ``module`` imports, directly or through project modules (importing a package's module
+    also runs the package's ``__init__``)."""
+    seen, todo = set(), [module]
+    while todo:
+        for name in graph.get(todo.pop(), ()):
+            parents = [".".join(name.split(".")[:n]) for n in range(1, name.count(".") + 1)]
+            for m in [name, *parents]:
+                if m not in seen and m != module:
+                    seen.add(m)
+                    todo.append(m)
+    return seen
+
+
+def within(name: str, *prefixes: str) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def violations(sources: dict[str, str]) -> list[str]:
+    """Every broken rule, as ``module -> what it must not import: rule``."""
+    graph = project_graph(sources)
+    broken = []
+
+    def forbid(modules, forbidden, rule, allowed=()):
+        for module in modules:
+            for name in sorted(reach(graph, module)):
+                # A package's own __init__ runs on any import from it; the root's imports only errors.
+                if within(name, *forbidden) and not within(name, *allowed) and name not in PACKAGES:
+                    broken.append(f"{module} -> {name}: {rule}")
+
+    library = [m for m in sources if within(m, "dapter_tf")]
+    forbid(
+        library,
+        ("absl.flags", "cli", "experiments", "export", "bench", "android_app"),
+        "the library imports no flags module and no binary",
+    )
+    forbid(
+        [m for m in library if within(m, "dapter_tf.models")],
+        ("dapter_tf.train", "dapter_tf.data", "dapter_tf.losses"),
+        "models import nothing of training, data or losses",
+    )
+    forbid([m for m in library if within(m, "dapter_tf.data")], ("dapter_tf.models",), "data imports no model")
+    forbid(
+        [m for m in library if within(m, "dapter_tf.losses", "dapter_tf.metrics", *LEAVES)],
+        ("dapter_tf",),
+        "losses and metrics import nothing of the project but the leaf modules",
+        LEAVES,
+    )
+    forbid(
+        [m for m in library if within(m, "dapter_tf.records")],
+        ("dapter_tf.train", "dapter_tf.attacks", "dapter_tf.models", "dapter_tf.data", "dapter_tf.analysis"),
+        "records are read without the code that wrote them",
+    )
+    export = [m for m in sources if within(m, "export") and m != VERIFY]
+    forbid(
+        export,
+        ("dapter_tf.attacks", "dapter_tf.train", "dapter_tf.defences", "experiments"),
+        "export imports nothing of attacks or training",
+    )
+    forbid(
+        [m for m in export if within(m, *RELEASE)],
+        ("dapter_tf.models.targets", "dapter_tf.attacks"),
+        "the release carries no target or attack code",
+    )
+    binaries_only = [
+        m
+        for m in sources
+        if not within(m, "experiments", "bench", "android_app.tools")
+        and not (within(m, "export") and "DEFINE_" in sources[m])
+        and not within(m, "cli")
+    ]
+    forbid(binaries_only, ("cli",), "only binaries import the command-line layer")
+    forbid([m for m in sources if not within(m, "experiments")], ("experiments",), "no module imports a binary")
+    return broken
+
+
+def read_sources() -> dict[str, str]:
+    sources = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            sources[module_name(path)] = path.read_text()
+    return sources
+
+
+def test_every_import_keeps_the_layouts_rules():
+    sources = read_sources()
+    assert len(sources) > 80  # The whole tree was read.
+    broken = violations(sources)
+    assert not broken, f"{len(broken)} imports cross a forbidden line:\n" + "\n".join(broken)
+
+
+# Each row: a module | an import added to it | the rule that must catch it.
+ADDED_IMPORTS = """
+dapter_tf.models.converter | from dapter_tf.train import config | models import nothing of training
+dapter_tf.models.targets | from dapter_tf import losses | models import nothing of training
+dapter_tf.data.tasks | from dapter_tf.models import converter | data imports no model
+dapter_tf.losses | from dapter_tf import metrics | losses and metrics import nothing
+dapter_tf.metrics | import dapter_tf.data | losses and metrics import nothing
+dapter_tf.evaluate | from absl import flags | the library imports no flags module
+dapter_tf.train.loop | from cli import flags_lib | the library imports no flags module
+export.contract | from dapter_tf.attacks import suite | export imports nothing of attacks
+export.parity | from dapter_tf.train import strategy | export imports nothing of attacks or training
+export.card | from dapter_tf.models import targets | the release carries no target
+dapter_tf.records.suite | from dapter_tf.attacks import reconstruction | records are read without
+"""
+
+
+@pytest.mark.parametrize("module, line, rule", [row.split(" | ") for row in ADDED_IMPORTS.strip().splitlines()])
+def test_an_added_forbidden_import_is_caught_naming_the_rule(module, line, rule):
+    sources = read_sources()
+    sources[module] = line + "\n" + sources[module]
+    found = violations(sources)
+    assert found, f"{line!r} in {module} broke no rule"
+    assert any(v.startswith(f"{module} -> ") and rule in v for v in found), found
+
+
+def test_a_forbidden_import_inside_a_function_or_through_another_module_is_caught():
+    sources = read_sources()
+    # Function-local: export.contract -> dapter_tf.attacks.
+    sources["export.contract"] += "\n\ndef _late():\n    from dapter_tf import attacks\n"
+    # Indirect: export.modes -> dapter_tf.evaluate -> dapter_tf.train.
+    sources["dapter_tf.evaluate"] += "\n\ndef _late():\n    from dapter_tf.train import loop\n"
+    found = violations(sources)
+    assert any(v.startswith("export.contract -> dapter_tf.attacks") for v in found), found
+    assert any(v.startswith("export.parity -> dapter_tf.train") for v in found), found
