@@ -75,6 +75,19 @@ def _fill_defaults(record: dict, config) -> dict:
     return filled
 
 
+def start_run(workdir: str, config, train_images: int, model_file: str) -> dict | None:
+    """Records ``config`` in ``workdir`` (``prepare_workdir``); returns the results of a run found finished there.
+
+    A finished run (``finished_results``) is said to be so on the terminal and its records are kept:
+    the caller returns them without training.
+    """
+    prepare_workdir(workdir, config)
+    finished = finished_results(workdir, config, train_images, model_file)
+    if finished is not None:
+        print(f"{workdir} holds this run, finished: nothing to do (its results are kept)", flush=True)
+    return finished
+
+
 def finished_results(workdir: str, config, train_images: int, model_file: str) -> dict | None:
     """A finished run's ``results.json``, or None when ``workdir`` holds no finished run of ``config``.
 

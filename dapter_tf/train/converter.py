@@ -103,10 +103,8 @@ def train_dapter(config: DapterConfig, task: Task, train_set: ImageSet, test_set
     _check_target_fits(config, task, train_set, target)
     if config.init_converter:
         initial = saving.load_converter(config.init_converter)  # Fails fast too.
-    runs.prepare_workdir(workdir, config)
-    finished = runs.finished_results(workdir, config, len(train_set), runs.CONVERTER_FILE)
+    finished = runs.start_run(workdir, config, len(train_set), runs.CONVERTER_FILE)
     if finished is not None:
-        print(f"{workdir} holds this run, finished: nothing to do (its results are kept)", flush=True)
         return finished
     keras.utils.set_random_seed(config.seed)
     labels = train_set.labels[task.target_label]

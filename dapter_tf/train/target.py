@@ -27,10 +27,8 @@ def train_target(config: TargetConfig, task: Task, train_set: ImageSet, test_set
     check_batches(config, len(train_set), strategy)
     if config.init_model:
         initial = _load_initial_model(config.init_model, train_set.images.shape[1:], task)  # Fails fast.
-    runs.prepare_workdir(workdir, config)
-    finished = runs.finished_results(workdir, config, len(train_set), runs.TARGET_FILE)
+    finished = runs.start_run(workdir, config, len(train_set), runs.TARGET_FILE)
     if finished is not None:
-        print(f"{workdir} holds this run, finished: nothing to do (its results are kept)", flush=True)
         return finished
     keras.utils.set_random_seed(config.seed)
     labels = train_set.labels[task.target_label]
