@@ -40,7 +40,7 @@ for module in (flags_lib, training_flags):
 
 def main():
     from dapter_tf import DapterError, data
-    from dapter_tf.train import lambda_study
+    from dapter_tf.train import lambda_plots, lambda_study
 
     try:
         values = [float(v) for v in _LAMBDAS.value]
@@ -52,9 +52,9 @@ def main():
     workdir = _WORKDIR.value
     sweep = lambda_study.run_sweep(config, lambdas, task, train_set, test_set, workdir)
     title = _TITLE.value or f"{task.description}\ntarget {os.path.basename(os.path.dirname(config.target_path))}"
-    lambda_study.plot_sweep(sweep, os.path.join(workdir, "sweep.png"), title, _MAX_DROP.value)
+    lambda_plots.plot_sweep(sweep, os.path.join(workdir, "sweep.png"), title, _MAX_DROP.value)
     corner = lambda_study.TunerConfig(max_drop_points=_MAX_DROP.value)  # The paper's targets, drawn as a corner.
-    lambda_study.plot_frontier({"sweep": sweep["points"]}, os.path.join(workdir, "frontier.png"), title, corner)
+    lambda_plots.plot_frontier({"sweep": sweep["points"]}, os.path.join(workdir, "frontier.png"), title, corner)
     lines = [title.replace("\n", ", "), lambda_study.summarize_sweep(sweep["points"])]
     for what, value in (
         ("first lambda whose accuracy drop exceeds", lambda_study.first_lambda_over(sweep["points"], _MAX_DROP.value)),

@@ -71,7 +71,7 @@ for module in (flags_lib, training_flags, attack_flags):
 
 def main():
     from dapter_tf import DapterError, data
-    from dapter_tf.train import lambda_study
+    from dapter_tf.train import lambda_plots, lambda_study
 
     if _SWEEP_JSON.value and not os.path.isfile(_SWEEP_JSON.value):
         raise DapterError(f"sweep file not found: {_SWEEP_JSON.value}")
@@ -122,7 +122,7 @@ def main():
             series = {"lambda sweep (test images)": json.load(sweep_file)["points"], **series}
     final = {**f, "lambda": log["final_lambda"]}
     series["tuner's converter (held-out test images)"] = [final]
-    lambda_study.plot_frontier(series, os.path.join(workdir, "frontier.png"), title, tuner)
+    lambda_plots.plot_frontier(series, os.path.join(workdir, "frontier.png"), title, tuner)
     print("\n".join(lines))
     if not (f["usable"] and f["secure"]):
         print("the criteria are not both met on the held-out test images; see tuner.log")

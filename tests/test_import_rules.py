@@ -52,7 +52,7 @@ def project_graph(sources: dict[str, str]) -> dict[str, set[str]]:
                 if ".".join(parts[:n]) in sources:
                     reached.add(".".join(parts[:n]))
                     break
-            if name.split(".")[0] in ("absl",):
+            if name.split(".")[0] == "absl":
                 reached.add(name)
         graph[module] = reached
     return graph

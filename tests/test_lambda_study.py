@@ -9,7 +9,7 @@ from PIL import Image
 
 from dapter_tf import DapterError, models, train
 from dapter_tf.data.tasks import get_task
-from dapter_tf.train import lambda_study
+from dapter_tf.train import lambda_plots, lambda_study
 
 TASK = get_task("cifar10")
 TUNER = lambda_study.TunerConfig()
@@ -93,7 +93,7 @@ def test_sweep_trains_each_point_once_and_plots(embedded, tiny_target_path, tmp_
     again = lambda_study.run_sweep(config, [0.0, 1.0], TASK, train_set, test_set, str(tmp_path))
     assert again["points"] == sweep["points"]
     assert capsys.readouterr().out.count("done before") == 2
-    for name, plot in (("sweep.png", lambda_study.plot_sweep), ("frontier.png", lambda_study.plot_frontier)):
+    for name, plot in (("sweep.png", lambda_plots.plot_sweep), ("frontier.png", lambda_plots.plot_frontier)):
         path = str(tmp_path / name)
         plot(sweep if name == "sweep.png" else {"sweep": sweep["points"]}, path, "test")
         with Image.open(path) as image:

@@ -8,6 +8,8 @@ import json
 import os
 import zipfile
 
+from dapter_tf.records.files import read_json
+
 # Converters whose headline numbers the report lists, with the dataset's name in the report.
 CONVERTERS = (
     ("cifar10", "CIFAR-10"),
@@ -46,11 +48,8 @@ class Claim:
 
 
 def load_json(workdir: str, relative: str) -> dict | None:
-    try:
-        with open(os.path.join(workdir, relative)) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        return None
+    """The JSON a step wrote at ``relative`` under the run's workdir, or None when it has not."""
+    return read_json(os.path.join(workdir, relative))
 
 
 def _why_missing(status: dict, *steps: str) -> str:

@@ -18,6 +18,15 @@ def write_json(path: str, obj) -> None:
     os.replace(tmp, path)
 
 
+def read_json(path: str) -> dict | None:
+    """The JSON object in ``path``, or None when there is no such file."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+
+
 def json_default(value):
     """``json.dump``'s ``default``: numpy scalars as Python numbers, tuples as lists."""
     if isinstance(value, (np.integer, np.floating)):

@@ -11,7 +11,7 @@ import json
 import os
 
 from dapter_tf.errors import DapterError
-from dapter_tf.records.files import json_default, write_json
+from dapter_tf.records.files import json_default, read_json, write_json
 
 CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.json"
@@ -144,22 +144,14 @@ def converter_lambda(converter_path: str) -> float | None:
         return None
 
 
-def _read_json(workdir: str, name: str) -> dict | None:
-    path = os.path.join(workdir, name)
-    if not os.path.isfile(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
-
-
 def read_config(workdir: str) -> dict | None:
     """The config a workdir's run was made with (its ``config.json``), or None when there is none."""
-    return _read_json(workdir, CONFIG_FILE)
+    return read_json(os.path.join(workdir, CONFIG_FILE))
 
 
 def read_results(workdir: str) -> dict | None:
     """A workdir's ``results.json``, or None when the run has not finished."""
-    return _read_json(workdir, RESULTS_FILE)
+    return read_json(os.path.join(workdir, RESULTS_FILE))
 
 
 def read_dapter_config(workdir: str) -> dict:

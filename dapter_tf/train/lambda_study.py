@@ -12,7 +12,6 @@ from dapter_tf.data import ImageSet
 from dapter_tf.data.tasks import Task
 from dapter_tf.errors import DapterError
 from dapter_tf.records import files, runs
-from dapter_tf.train.lambda_plots import plot_frontier, plot_sweep  # noqa: F401 (re-exported)
 
 DEFAULT_LAMBDAS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 SWEEP_FILE = "sweep.json"

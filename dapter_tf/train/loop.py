@@ -50,7 +50,7 @@ def run_training_loop(
     config,
     deadline: float | None = None,
 ) -> dict:
-    """Runs ``config.epochs`` epochs of ``step_fn``, resuming from the workdir's last checkpoint.
+    """Runs ``config.epochs`` epochs of ``trainable.step_fn``, resuming from the workdir's last checkpoint.
 
     Args:
         workdir: Holds ``checkpoints/`` and ``tb/``.
