@@ -25,16 +25,19 @@ def define_data_flags():
     source = flags.DEFINE_string(
         "source",
         "embedded",
-        "Where the images come from: embedded, npz, folder or tfds. 'embedded' is the CIFAR-10 sample "
-        "packaged with dapter_tf (3,500 training and 500 test images); 'npz' reads --train_npz and "
+        "Where the images come from: embedded, npz, folder, tfds or tfrecord. 'embedded' is the CIFAR-10 "
+        "sample packaged with dapter_tf (3,500 training and 500 test images); 'npz' reads --train_npz and "
         "--test_npz; 'folder' reads a dataset's on-disk layout in --data_dir (CelebA, LFW, ImageNet; "
-        "official layouts and those of ../shared/data); 'tfds' reads tensorflow-datasets from --tfds_data_dir.",
+        "official layouts and those of ../shared/data); 'tfds' reads tensorflow-datasets from --tfds_data_dir; "
+        "'tfrecord' reads the shards dapter-write-records wrote in --data_dir (trainers stream them, so "
+        "memory does not grow with the set).",
     )
     data_dir = flags.DEFINE_string(
         "data_dir",
         None,
         "With --source=folder: the dataset's folder, e.g. ../shared/data/celeba, ../shared/data/lfw/rgb150, "
-        "a folder with img_align_celeba/ + list_attr_celeba.txt, or an ImageNet folder with train/ and val/.",
+        "a folder with img_align_celeba/ + list_attr_celeba.txt, or an ImageNet folder with train/ and val/. "
+        "With --source=tfrecord: the records folder (its manifest.json and shards).",
     )
     target_label = flags.DEFINE_string(
         "target_label",

@@ -13,7 +13,7 @@ def define_training_flags(*, epochs: int, batch_size: int, learning_rate: float)
         "batch_size": flags.DEFINE_integer(
             "batch_size",
             batch_size,
-            "Global batch size; under --strategy=mirrored it is split evenly "
+            "Global batch size; under --strategy=mirrored or multi_worker it is split evenly "
             "across replicas, so it must be a multiple of their number.",
         ),
         "learning_rate": flags.DEFINE_float(
@@ -23,11 +23,27 @@ def define_training_flags(*, epochs: int, batch_size: int, learning_rate: float)
             "training keeps it constant unless --cosine_decay.",
         ),
         "seed": flags.DEFINE_integer("seed", 0, "Seeds weight initialisation, data order and shuffling."),
-        "strategy": flags.DEFINE_string(
+        "strategy": flags.DEFINE_enum(
             "strategy",
             "default",
-            "tf.distribute strategy: 'default' (one device) or 'mirrored' "
-            "(synchronous data parallelism over all local GPUs, or all logical CPUs without GPUs).",
+            ["default", "mirrored", "multi_worker"],
+            "tf.distribute strategy: 'default' (one device); 'mirrored' (synchronous data parallelism over "
+            "all local GPUs, or all logical CPUs without GPUs); 'multi_worker' (the same over every worker "
+            "of the cluster in the TF_CONFIG environment variable: start every worker with the same flags "
+            "and --workdir on a shared filesystem; only the chief writes; README, 'Training on several machines').",
+        ),
+        "mixed_precision": flags.DEFINE_enum(
+            "mixed_precision",
+            "float32",
+            ["float32", "bfloat16", "float16"],
+            "What the trained model computes in: float32; bfloat16 (GPUs from Ampere on, TPUs, recent "
+            "CPUs); float16 (older GPUs; with dynamic loss scaling). Variables, the converter's output, "
+            "the losses and the saved model stay float32.",
+        ),
+        "xla": flags.DEFINE_bool(
+            "xla",
+            False,
+            "Compile each replica's training step with XLA (jit_compile). On CPUs only with --strategy=default.",
         ),
         "augment": flags.DEFINE_bool("augment", True, "Random flips and 4-pixel shifts of training images."),
         "checkpoint_every_steps": flags.DEFINE_integer(
@@ -145,3 +161,16 @@ def define_defence_flags():
         )
 
     return build
+
+
+def join_cluster(strategy: str) -> None:
+    """Joins the cluster of ``TF_CONFIG`` first thing under ``--strategy=multi_worker``.
+
+    TensorFlow lets a process set up collective ops only before it runs any other op, so a binary
+    calls this right after turning its flags into a config, before it reads any data; the strategy
+    built here is the one training uses.
+    """
+    if strategy == "multi_worker":
+        from dapter_tf import train
+
+        train.build_strategy(strategy)

@@ -39,7 +39,7 @@ for module in (flags_lib, training_flags):
 
 
 def main():
-    from dapter_tf import DapterError, data
+    from dapter_tf import DapterError, cluster, data
     from dapter_tf.train import lambda_plots, lambda_study
 
     try:
@@ -48,9 +48,12 @@ def main():
         raise DapterError(f"--lambdas must be numbers, got {','.join(_LAMBDAS.value)}") from None
     lambdas = lambda_study.check_lambdas(values)
     config = _build_config(_build_data(), _training(), lambda_=lambdas[0])
-    task, train_set, test_set = data.load_data(config.data, seed=config.seed)
+    training_flags.join_cluster(config.strategy)
+    task, train_set, test_set = data.load_training_data(config.data, seed=config.seed)
     workdir = _WORKDIR.value
     sweep = lambda_study.run_sweep(config, lambdas, task, train_set, test_set, workdir)
+    if not cluster.is_chief():
+        return  # The chief writes the plots.
     title = _TITLE.value or f"{task.description}\ntarget {os.path.basename(os.path.dirname(config.target_path))}"
     lambda_plots.plot_sweep(sweep, os.path.join(workdir, "sweep.png"), title, _MAX_DROP.value)
     corner = lambda_study.TunerConfig(max_drop_points=_MAX_DROP.value)  # The paper's targets, drawn as a corner.

@@ -52,11 +52,16 @@ for module in (flags_lib, training_flags, attack_flags):
 
 
 def main():
-    from dapter_tf import attacks, data
+    from dapter_tf import DapterError, attacks, data
     from dapter_tf.analysis import protection
 
     recipes = [protection.parse_recipe(text) for text in _RECIPES.value]
     base = _build_config(_build_data(), _training(), lambda_=_LAMBDA.value)
+    if base.strategy == "multi_worker":
+        raise DapterError(
+            "--strategy=multi_worker trains converters only: the frontier's attack suites train attackers "
+            "on one machine (use --strategy=mirrored)"
+        )
     protection.check_recipes(recipes, base)
     criteria = attacks.SecurityCriteria(max_drop_points=_MAX_DROP.value, **_criteria()).validate()
     suite = _build_suite(base.seed, criteria)

@@ -33,12 +33,15 @@ for module in (flags_lib, training_flags):
 
 
 def main():
-    from dapter_tf import data, evaluate, models, train
+    from dapter_tf import cluster, data, evaluate, models, train
     from dapter_tf.analysis import report
 
     config = _build_config(_build_data(), _training(), lambda_=_LAMBDA.value)
-    task, train_set, test_set = data.load_data(config.data, seed=config.seed)
+    training_flags.join_cluster(config.strategy)
+    task, train_set, test_set = data.load_training_data(config.data, seed=config.seed)
     results = train.train_dapter(config, task, train_set, test_set, _WORKDIR.value)
+    if not cluster.is_chief():
+        return  # The chief writes the report.
     converter = models.load_converter(_WORKDIR.value)
     converted = evaluate.convert_images(converter, test_set.images[: report.GRID_IMAGES])
     report.write_report(_WORKDIR.value, config, results, test_set.images[: report.GRID_IMAGES], converted, task=task)

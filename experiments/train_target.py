@@ -37,12 +37,15 @@ for module in (flags_lib, training_flags):
 
 
 def main():
-    from dapter_tf import data, train
+    from dapter_tf import cluster, data, train
     from dapter_tf.records import runs
 
     config = train.TargetConfig(data=_build_data(), model=_MODEL.value, width=_WIDTH.value, **_training())
-    task, train_set, test_set = data.load_data(config.data, seed=config.seed)
+    training_flags.join_cluster(config.strategy)
+    task, train_set, test_set = data.load_training_data(config.data, seed=config.seed)
     results = train.train_target(config, task, train_set, test_set, _WORKDIR.value)
+    if not cluster.is_chief():
+        return
     print(
         f"target {config.model}: test accuracy {results['test_accuracy']:.4f}; "
         f"saved {_WORKDIR.value}/{runs.TARGET_FILE}"

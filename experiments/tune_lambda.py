@@ -70,7 +70,7 @@ for module in (flags_lib, training_flags, attack_flags):
 
 
 def main():
-    from dapter_tf import DapterError, data
+    from dapter_tf import DapterError, cluster, data
     from dapter_tf.train import lambda_plots, lambda_study
 
     if _SWEEP_JSON.value and not os.path.isfile(_SWEEP_JSON.value):
@@ -89,7 +89,15 @@ def main():
     )
     config = _build_config(_build_data(), training, lambda_=tuner.start)
     suite = _build_suite(config.seed, tuner.security_criteria()) if tuner.uses_suite else None
-    task, train_set, test_set = data.load_data(config.data, seed=config.seed)
+    if suite is not None and config.strategy == "multi_worker":
+        raise DapterError(
+            "--strategy=multi_worker trains converters only: the attack suite's attackers train on one "
+            "machine (drop the attack criteria, or use --strategy=mirrored)"
+        )
+    training_flags.join_cluster(config.strategy)
+    # The attack suite converts the training images, so it needs them in memory.
+    load = data.load_data if suite is not None else data.load_training_data
+    task, train_set, test_set = load(config.data, seed=config.seed)
     n_val = _VAL_IMAGES.value
     if not 0 < n_val < len(test_set):
         raise DapterError(
@@ -98,6 +106,8 @@ def main():
     val_set, held_out = test_set.take(n_val), test_set.skip(n_val)
     workdir = _WORKDIR.value
     log = lambda_study.tune_lambda(config, tuner, task, train_set, val_set, held_out, workdir, suite)
+    if not cluster.is_chief():
+        return  # The chief writes the log and the plot.
     lines = [
         f"round {r['round']}: lambda {r['lambda']:.3f}: accuracy {r['accuracy_converted']:.4f} "
         f"(drop {r['accuracy_drop_points']:+.2f} points), entropy {r['entropy_converted']:.2f} bits "

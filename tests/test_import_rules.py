@@ -13,7 +13,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGES = ("dapter_tf", "cli", "experiments", "export", "bench", "android_app")
 # Modules every part may import: one error type, and the pixel conventions (both import nothing else).
-LEAVES = ("dapter_tf.errors", "dapter_tf.pixels")
+LEAVES = ("dapter_tf.cluster", "dapter_tf.errors", "dapter_tf.pixels")
 # The release: what builds and verifies a bundle a phone app ships.
 RELEASE = ("export.release", "export.release_lib", "export.card", "export.claims")
 # The one binary of export/ that runs attack code: dapter-verify --attacks re-runs the reconstruction

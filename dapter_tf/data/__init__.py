@@ -2,12 +2,13 @@
 
 ``tasks`` (the tasks and their labels), ``images`` (the image set type and its checks),
 ``sources`` (embedded sample, ``.npz``, tfds), ``folders`` (official dataset folders),
-``loading`` (a run's ``DataConfig`` and its checked load), ``pipeline`` (tf.data).
+``tfrecords`` (sharded TFRecord files, written once and streamed), ``loading`` (a run's
+``DataConfig`` and its checked load), ``pipeline`` (tf.data).
 """
 
 from dapter_tf.data.images import ImageSet, to_float, validate_images, validate_labels
-from dapter_tf.data.loading import DataConfig, load_data, load_test_data
-from dapter_tf.data.pipeline import build_dataset
+from dapter_tf.data.loading import DataConfig, load_data, load_test_data, load_training_data
+from dapter_tf.data.pipeline import build_dataset, build_training_dataset
 from dapter_tf.data.sources import (
     EMBEDDED_SAMPLE,
     SOURCES,
@@ -21,6 +22,7 @@ from dapter_tf.data.sources import (
     load_split,
     load_tfds,
 )
+from dapter_tf.data.tfrecords import RecordSet
 
 __all__ = [
     "DataConfig",
@@ -28,7 +30,9 @@ __all__ = [
     "ImageSet",
     "SOURCES",
     "TFDS_HOSTS",
+    "RecordSet",
     "build_dataset",
+    "build_training_dataset",
     "check_reachable",
     "check_source",
     "derive_labels",
@@ -38,6 +42,7 @@ __all__ = [
     "load_npz",
     "load_split",
     "load_test_data",
+    "load_training_data",
     "load_tfds",
     "to_float",
     "validate_images",

@@ -27,6 +27,11 @@ class ImageSet:
     def __len__(self):
         return len(self.images)
 
+    @property
+    def image_shape(self) -> tuple:
+        """(H, W, 3) of every image (as ``tfrecords.RecordSet`` has it)."""
+        return tuple(self.images.shape[1:])
+
     def select(self, index) -> "ImageSet":
         """Returns the examples at ``index`` (a slice or an integer array), labels and names alike."""
         names = None if self.names is None else self.names[index]

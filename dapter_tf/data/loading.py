@@ -3,7 +3,7 @@
 import dataclasses
 
 from dapter_tf.data.images import ImageSet
-from dapter_tf.data.sources import check_source, load_split
+from dapter_tf.data.sources import check_source, load_split, record_set
 from dapter_tf.data.tasks import Task, get_task
 from dapter_tf.errors import DapterError
 from dapter_tf.pixels import check_image_size
@@ -16,10 +16,11 @@ class DataConfig:
     Attributes:
         dataset: A task name from ``tasks.TASKS``.
         source: ``"embedded"`` (the packaged CIFAR-10 sample), ``"npz"``, ``"folder"`` (a
-            dataset's on-disk layout, see ``folders``) or ``"tfds"``.
+            dataset's on-disk layout, see ``folders``), ``"tfds"`` or ``"tfrecord"`` (shards
+            written by ``dapter-write-records``, see ``tfrecords``: trainers stream them).
         train_npz: Training ``.npz``, for ``source="npz"``.
         test_npz: Test ``.npz``, for ``source="npz"``.
-        data_dir: The dataset's folder, for ``source="folder"``.
+        data_dir: The dataset's folder, for ``source="folder"``; the records folder, for ``source="tfrecord"``.
         tfds_data_dir: tfds's data directory, for ``source="tfds"``.
         tfds_manual_dir: tfds's manual directory (files tfds cannot download), for ``source="tfds"``.
         download: Let tfds download (needs network).
@@ -121,5 +122,34 @@ def load_data(config: DataConfig, seed: int = 0):
     unsized = {k: v for k, v in task.label_classes.items() if not v}
     if unsized:
         counts = {k: int(max(train.labels[k].max(), test.labels[k].max())) + 1 for k in unsized}
+        task = dataclasses.replace(task, label_classes={**task.label_classes, **counts})
+    return task, train, test
+
+
+def load_training_data(config: DataConfig, seed: int = 0):
+    """``load_data`` for a trainer: the same, but records (``source="tfrecord"``) stay on disk, streamed.
+
+    Returns:
+        (task, train ``ImageSet`` or ``tfrecords.RecordSet``, test ImageSet).
+
+    Raises:
+        DapterError: as ``load_data``; ``max_train`` with records (cut them when writing them).
+    """
+    if config.source != "tfrecord":
+        return load_data(config, seed)
+    if config.max_train:
+        raise DapterError("--max_train cuts in-memory sets; with --source=tfrecord write fewer records instead")
+    task = get_task(config.dataset, config.target_label, config.image_size)
+    train = record_set(task, config.data_dir, "train")
+    test = _load_test(task, config, seed)
+    if train.image_shape != test.images.shape[1:]:
+        raise DapterError(f"training images are {train.image_shape} but test images are {test.images.shape[1:]}")
+    check_image_size(*train.image_shape[:2])
+    missing = [k for k in task.label_classes if k not in train.label_names]
+    if missing:
+        raise DapterError(f"{train.source}: has no label(s) {', '.join(missing)} that task {task.name!r} needs")
+    unsized = {k: v for k, v in task.label_classes.items() if not v}
+    if unsized:
+        counts = {k: int(max(train.label_max[k], test.labels[k].max())) + 1 for k in unsized}
         task = dataclasses.replace(task, label_classes={**task.label_classes, **counts})
     return task, train, test

@@ -1,9 +1,15 @@
-"""The tf.data pipeline that feeds training: shuffled, augmented, batched, prefetched."""
+"""The tf.data pipelines that feed training and measurement: shuffled, augmented, batched, prefetched.
+
+A training set is an ``ImageSet`` held in memory or a ``RecordSet`` streamed from TFRecord shards
+(``tfrecords``); ``build_training_dataset`` gives one worker its share of either.
+"""
 
 import numpy as np
 import tensorflow as tf
 
 from dapter_tf.data.images import to_float
+from dapter_tf.data.tfrecords import RecordSet, parse_fn, read_examples
+from dapter_tf.errors import DapterError
 
 
 def _augment(image, label):
@@ -42,3 +48,129 @@ def build_dataset(
     if augment:
         ds = ds.map(_augment, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+
+
+# The shuffle buffer of a streamed (TFRecord) training set: it holds serialized examples, so its
+# memory is this many encoded images whatever the set's size. An in-memory set shuffles whole.
+RECORD_SHUFFLE_BUFFER = 8192
+
+
+def training_labels(train_set, label: str):
+    """What ``build_training_dataset`` takes as the labels of ``train_set``'s task label ``label``."""
+    return label if isinstance(train_set, RecordSet) else train_set.labels[label]
+
+
+def worker_share(train_set, input_context):
+    """The examples one worker reads, and how many of them: all of an in-memory set, a worker's shards of records.
+
+    An in-memory set is read whole by every worker, which keeps its slice of each global batch (so
+    a cluster trains on the same batches as one process); a record set is split by shard, so each
+    worker reads only its files.
+    """
+    if not isinstance(train_set, RecordSet):
+        return len(train_set)
+    workers, index = input_context.num_input_pipelines, input_context.input_pipeline_id
+    if len(train_set.files) < workers:
+        raise DapterError(
+            f"{len(train_set.files)} training shards cannot be split over {workers} workers; "
+            f"write at least {workers} (dapter-write-records --train_shards)"
+        )
+    return sum(train_set.counts[index::workers])
+
+
+def steps_per_epoch(train_set, global_batch_size: int, num_workers: int = 1) -> int:
+    """Full global batches in one pass: the same count on every worker, or their all-reduces would hang."""
+    if not isinstance(train_set, RecordSet) or num_workers == 1:
+        return len(train_set) // global_batch_size
+    per_worker = global_batch_size // num_workers
+    return min(sum(train_set.counts[i::num_workers]) // per_worker for i in range(num_workers))
+
+
+def build_training_dataset(
+    train_set,
+    labels,
+    global_batch_size: int,
+    *,
+    seed: int,
+    augment: bool,
+    skip_batches: int = 0,
+    input_context: tf.distribute.InputContext | None = None,
+    shuffle_buffer: int = 0,
+) -> tf.data.Dataset:
+    """One worker's training batches of one epoch, each split into its replicas' batches.
+
+    The examples are shuffled (seeded, the same order on every run), mapped to float [0, 1],
+    augmented and batched. Given the same order of examples and a buffer that holds them all, an
+    in-memory set and the records written from it give the same batches.
+
+    Args:
+        train_set: An ``ImageSet`` (in memory) or a ``RecordSet`` (streamed from TFRecord shards).
+        labels: From ``training_labels``: the label array of an ``ImageSet`` (or any array with one
+            row per image, as a reconstructor's originals), the label name of a ``RecordSet``.
+        global_batch_size: Examples per step over every replica.
+        seed: Seeds the shuffle.
+        augment: Random flips and shifts.
+        skip_batches: Global batches to skip (a resumed run skips those it already trained on).
+        input_context: This worker's place (``strategy.distribute_datasets_from_function``);
+            ``None``: one worker, one replica.
+        shuffle_buffer: Examples the shuffle holds; 0: all of an in-memory set,
+            ``RECORD_SHUFFLE_BUFFER`` of a record set.
+    """
+    context = input_context or tf.distribute.InputContext()
+    workers, index = context.num_input_pipelines, context.input_pipeline_id
+    per_replica = context.get_per_replica_batch_size(global_batch_size)
+    steps = steps_per_epoch(train_set, global_batch_size, workers)
+    if isinstance(train_set, RecordSet):
+        worker_share(train_set, context)  # Fails clearly with too few shards.
+        ds = read_examples(train_set, train_set.files[index::workers])
+        ds = ds.shuffle(shuffle_buffer or RECORD_SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=False)
+        parse = parse_fn(train_set)
+
+        def to_pair(serialized):
+            image, all_labels = parse(serialized)
+            return image, all_labels[labels]
+
+        ds = ds.map(to_pair, num_parallel_calls=tf.data.AUTOTUNE)
+        batch = global_batch_size // workers
+    else:
+        ds = tf.data.Dataset.from_tensor_slices((train_set.images, labels))
+        ds = ds.shuffle(shuffle_buffer or len(train_set), seed=seed, reshuffle_each_iteration=False)
+        batch = global_batch_size
+    ds = ds.map(lambda x, y: (to_float(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+    if augment:
+        ds = ds.map(_augment, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(batch, drop_remainder=True).take(steps).skip(skip_batches)
+    if batch == global_batch_size and workers > 1:
+        # Every worker read the whole global batch: keep its own consecutive slice.
+        share = global_batch_size // workers
+        ds = ds.map(lambda x, y: (x[index * share : (index + 1) * share], y[index * share : (index + 1) * share]))
+        batch = share
+    if per_replica != batch:
+        ds = ds.rebatch(per_replica, drop_remainder=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _uint8_batches(train_set, size: int = 2000):
+    if isinstance(train_set, RecordSet):
+        yield from read_examples(train_set).map(lambda r: parse_fn(train_set)(r)[0]).batch(size).as_numpy_iterator()
+    else:
+        for start in range(0, len(train_set), size):
+            yield train_set.images[start : start + size]
+
+
+def image_statistics(train_set) -> tuple[np.ndarray, float]:
+    """The mean training image and E0, the mean over the images of its mean squared error (pixels in [0, 1]).
+
+    What the adversarial defence's decoders know without any converted image. Two passes of
+    bounded memory, so a streamed record set works as an in-memory one.
+    """
+    if isinstance(train_set, RecordSet):
+        total = sum(batch.sum(axis=0, dtype=np.float64) for batch in _uint8_batches(train_set))
+        mean_image = (total / len(train_set)).astype(np.float32) / 255.0
+    else:
+        mean_image = train_set.images.mean(axis=0, dtype=np.float64).astype(np.float32) / 255.0
+    error = 0.0
+    for batch in _uint8_batches(train_set):
+        x = batch.astype(np.float32) / 255.0
+        error += float(np.sum(np.mean((x - mean_image) ** 2, axis=(1, 2, 3))))
+    return mean_image, error / len(train_set)

@@ -1,4 +1,4 @@
-"""Where images come from: the embedded CIFAR-10 sample, `.npz` files, official folders and tfds."""
+"""Where images come from: the embedded CIFAR-10 sample, `.npz` files, official folders, tfds and TFRecord shards."""
 
 import dataclasses
 import importlib.resources
@@ -7,12 +7,12 @@ import zipfile
 
 import numpy as np
 
-from dapter_tf.data import folders
+from dapter_tf.data import folders, tfrecords
 from dapter_tf.data.images import ImageSet, validate_images, validate_labels
 from dapter_tf.data.tasks import CIFAR10_SUPERCLASS, Task
 from dapter_tf.errors import DapterError
 
-SOURCES = ("embedded", "npz", "folder", "tfds")
+SOURCES = ("embedded", "npz", "folder", "tfds", "tfrecord")
 EMBEDDED_SAMPLE = "cifar10_sample.npz"
 
 
@@ -150,10 +150,18 @@ def check_source(task: Task, source: str) -> None:
     """Raises DapterError unless ``source`` is a known source that can serve ``task``."""
     if source not in SOURCES:
         raise DapterError(f"unknown data source {source!r}; choose one of: {', '.join(SOURCES)}")
-    if source not in task.sources:
+    # Any task's images can be written to records (dapter-write-records), so every task reads them.
+    if source not in task.sources and source != "tfrecord":
         raise DapterError(
             f"dataset {task.name!r} cannot be read with --source={source}; use one of: {', '.join(task.sources)}"
         )
+
+
+def record_set(task: Task, data_dir: str | None, split: str) -> tfrecords.RecordSet:
+    """The ``split`` of the records folder ``data_dir`` (``--source=tfrecord``), checked against ``task``."""
+    if not data_dir:
+        raise DapterError("--source=tfrecord needs the records folder (--data_dir)")
+    return tfrecords.record_set(data_dir, split, task.name, task.image_size)
 
 
 def load_split(
@@ -175,7 +183,8 @@ def load_split(
         source: One of ``SOURCES`` that ``task.sources`` allows.
         split: ``"train"`` or ``"test"``.
         npz_path: The file to read, for ``source="npz"``.
-        data_dir: The dataset's folder, for ``source="folder"`` (see ``folders.read_folder``).
+        data_dir: The dataset's folder, for ``source="folder"`` (see ``folders.read_folder``), or the
+            records folder, for ``source="tfrecord"`` (see ``tfrecords``).
         tfds_data_dir: tfds's data directory, for ``source="tfds"`` (tfds's default if ``None``).
         tfds_manual_dir: tfds's manual directory, for ``source="tfds"``.
         download: Whether tfds may download (needs network).
@@ -197,6 +206,9 @@ def load_split(
         if not data_dir:
             raise DapterError("--source=folder needs the dataset's folder (--data_dir)")
         return _check_labels(task, folders.read_folder(task, data_dir, split, max_images, seed))
+    elif source == "tfrecord":
+        # Stored already prepared and shuffled (with the writer's seed): read in that order.
+        return _check_labels(task, tfrecords.read_split(record_set(task, data_dir, split), max_images))
     else:
         images = load_tfds(task, split, tfds_data_dir, download, tfds_manual_dir)
     images = dataclasses.replace(images, labels=derive_labels(task, images.labels))

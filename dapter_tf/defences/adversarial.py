@@ -118,15 +118,6 @@ def build_training_decoder(filters=DEFAULT_DECODER_FILTERS, seed: int = 0, name:
     return keras.Model(images, restored, name=name)
 
 
-def mean_image_error(images: np.ndarray, mean_image: np.ndarray, chunk: int = 2000) -> float:
-    """E0: the mean over ``images`` (uint8) of the mean squared error of ``mean_image`` (float [0, 1])."""
-    total = 0.0
-    for start in range(0, len(images), chunk):
-        x = images[start : start + chunk].astype(np.float32) / 255.0
-        total += float(np.sum(np.mean((x - mean_image) ** 2, axis=(1, 2, 3))))
-    return total / len(images)
-
-
 def _decoder_seed(seed: int, decoder: int, restart: int) -> int:
     # Distinct for every (run seed, decoder, restart) of any realistic run.
     return (seed * 64 + decoder) * 4096 + restart

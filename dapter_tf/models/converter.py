@@ -138,11 +138,14 @@ def build_converter(
     x = keras.layers.Conv2DTranspose(f_half, strides=2, name="conv6_up", **conv)(x)
     x = keras.layers.Conv2DTranspose(f_full, strides=2, name="conv7_up", **conv)(x)
     x = keras.layers.Concatenate(name="copy_connection")([copy, x])
-    converted = keras.layers.Conv2D(3, 3, padding="same", activation="sigmoid", name="conv8_out")(x)
+    # Under a mixed precision policy the output is still float32: its pixels are what L_eta's
+    # histogram counts and the frozen (float32) target reads.
+    out = {"dtype": "float32"} if keras.config.dtype_policy().name != "float32" else {}
+    converted = keras.layers.Conv2D(3, 3, padding="same", activation="sigmoid", name="conv8_out", **out)(x)
     if check_output_block(output_block) != 1:
-        converted = OutputBlocks(output_block, name="output_blocks")(converted)
+        converted = OutputBlocks(output_block, name="output_blocks", **out)(converted)
     if output_step != 1:
-        converted = OutputLevels(output_step, name="output_levels")(converted)
+        converted = OutputLevels(output_step, name="output_levels", **out)(converted)
     return keras.Model(images, converted, name=name)
 
 

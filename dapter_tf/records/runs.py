@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 
+from dapter_tf import cluster
 from dapter_tf.errors import DapterError
 from dapter_tf.records.files import json_default, read_json, write_json
 
@@ -31,10 +32,13 @@ def prepare_workdir(workdir: str, config) -> None:
     ``epochs`` (a finished run may be extended). A field the record lacks was added to the config
     after that run was made: it matches if the new config leaves it at its default.
 
+    In a cluster only the chief creates and writes; the other workers check the record if it is there.
+
     Raises:
         DapterError: if the workdir holds a run with another config.
     """
-    os.makedirs(workdir, exist_ok=True)
+    if cluster.is_chief():
+        os.makedirs(workdir, exist_ok=True)
     path = os.path.join(workdir, "config.json")
     new = config_to_dict(config)
     if os.path.exists(path):
@@ -49,7 +53,8 @@ def prepare_workdir(workdir: str, config) -> None:
                 f"{workdir} holds a run with another config (differs in: {', '.join(changed)}); "
                 f"use a new --workdir or the same flags to resume it"
             )
-    write_json(path, new)
+    if cluster.is_chief():
+        write_json(path, new)
 
 
 def _fill_defaults(record: dict, config) -> dict:
@@ -167,5 +172,6 @@ def read_dapter_config(workdir: str) -> dict:
 
 
 def write_results(workdir: str, results: dict) -> None:
-    """Writes a finished run's ``results.json``, atomically."""
-    write_json(os.path.join(workdir, RESULTS_FILE), results)
+    """Writes a finished run's ``results.json``, atomically (the chief alone, in a cluster)."""
+    if cluster.is_chief():
+        write_json(os.path.join(workdir, RESULTS_FILE), results)

@@ -14,7 +14,9 @@ from dapter_tf.errors import DapterError
 from dapter_tf.models import targets
 from dapter_tf.models.converter import DEFAULT_FILTERS, DEFAULT_OUTPUT_STEP, check_output_block, check_output_step
 
-STRATEGIES = ("default", "mirrored")
+STRATEGIES = ("default", "mirrored", "multi_worker")
+# --mixed_precision: the Keras dtype policy the trained model computes in (its variables stay float32).
+PRECISIONS = ("float32", "bfloat16", "float16")
 # What L_acc compares the target's answer on converted images with (DapterConfig.acc_labels).
 ACC_LABELS = ("true", "target")
 
@@ -30,6 +32,8 @@ def _check_training_fields(config) -> None:
         raise DapterError(f"unknown strategy {config.strategy!r}; choose one of: {', '.join(STRATEGIES)}")
     if config.checkpoint_every_steps < 1:
         raise DapterError(f"checkpoint_every_steps must be >= 1, got {config.checkpoint_every_steps}")
+    if config.mixed_precision not in PRECISIONS:
+        raise DapterError(f"mixed_precision must be one of {', '.join(PRECISIONS)}, got {config.mixed_precision!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +48,8 @@ class TargetConfig:
         batch_size: Global batch size, split across replicas.
         learning_rate: Adam's initial learning rate, decayed to 0 over the run (cosine).
         seed: Seeds weights, shuffling and the data order.
-        strategy: ``"default"`` (one device) or ``"mirrored"`` (every local GPU, or every logical CPU).
+        strategy: ``"default"`` (one device), ``"mirrored"`` (every local GPU, or every logical CPU)
+            or ``"multi_worker"`` (every worker of the cluster in ``TF_CONFIG``).
         augment: Random flips and 4-pixel shifts.
         checkpoint_every_steps: Save a checkpoint this often (and at every epoch's end).
         init_model: A trained classifier's ``.keras`` file to start from (transfer learning, as the
@@ -52,6 +57,10 @@ class TargetConfig:
             and ``width``. Empty: random initialisation.
         l2: Weight of the L2 regulariser, ``l2 * sum(||kernel||^2) / 2`` over the convolution and
             dense kernels, added to the cross-entropy (§5.1's "regularization part"); 0: none.
+        mixed_precision: What the model computes in (``train.precision``): ``float32``,
+            ``bfloat16`` or ``float16`` (with loss scaling); variables, logits, the loss and the
+            saved model stay float32.
+        xla: Compile each replica's step with XLA.
     """
 
     data: DataConfig = DataConfig()
@@ -66,6 +75,8 @@ class TargetConfig:
     checkpoint_every_steps: int = 200
     init_model: str = ""
     l2: float = 0.0
+    mixed_precision: str = "float32"
+    xla: bool = False
 
     def __post_init__(self):
         targets.check_target_name(self.model)
@@ -89,7 +100,7 @@ class DapterConfig:
         batch_size: Global batch size, split across replicas.
         learning_rate: Adam's learning rate (the initial one with ``cosine_decay``).
         seed: Seeds weights, shuffling and the data order.
-        strategy: ``"default"`` or ``"mirrored"``.
+        strategy: ``"default"``, ``"mirrored"`` or ``"multi_worker"``.
         augment: Random flips and 4-pixel shifts of the training images.
         checkpoint_every_steps: Save a checkpoint this often (and at every epoch's end).
         eval_images: Test images measured at the end of every epoch (TensorBoard); the final
@@ -107,6 +118,9 @@ class DapterConfig:
         acc_labels: What L_acc compares the target's answer on converted images with: ``true``, the
             label (Eq. 4), or ``target``, the target's own softmax on the original image
             (``losses.distillation_loss``, beyond the paper).
+        mixed_precision: What the converter computes in (``train.precision``); its output, the
+            losses and the saved converter stay float32.
+        xla: Compile each replica's step with XLA.
     """
 
     data: DataConfig = DataConfig()
@@ -127,6 +141,8 @@ class DapterConfig:
     output_block: int = 1
     adversary: AdversaryConfig = AdversaryConfig()
     acc_labels: str = "true"
+    mixed_precision: str = "float32"
+    xla: bool = False
 
     def __post_init__(self):
         losses.check_lambda(self.lambda_)

@@ -8,13 +8,13 @@ import os
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from dapter_tf import evaluate, losses
+from dapter_tf import cluster, evaluate, losses
 from dapter_tf.data.images import ImageSet
+from dapter_tf.data.pipeline import image_statistics, training_labels
 from dapter_tf.data.tasks import Task
-from dapter_tf.defences.adversarial import AdversarialDecoders, mean_image_error
+from dapter_tf.defences.adversarial import AdversarialDecoders
 from dapter_tf.errors import DapterError
 from dapter_tf.models import saving
 from dapter_tf.models.converter import build_converter
@@ -22,7 +22,8 @@ from dapter_tf.pixels import check_image_size
 from dapter_tf.records import runs
 from dapter_tf.train.config import DapterConfig
 from dapter_tf.train.loop import Trainable, run_training_loop
-from dapter_tf.train.strategy import build_strategy, check_batches
+from dapter_tf.train.precision import build_optimizer, computing_in, float32_copy
+from dapter_tf.train.strategy import barrier, build_strategy, check_batches
 
 
 def build_dapter_step(
@@ -77,7 +78,7 @@ def build_dapter_step(
                 terms["adv"] = adversary.penalty(converted, images, trivial_error)
                 terms["total"] = terms["dap"] + adversary.config.weight * terms["adv"]
             mean = {k: tf.nn.compute_average_loss(v, global_batch_size=global_batch_size) for k, v in terms.items()}
-        grads = tape.gradient(mean["total"], converter.trainable_variables)
+        grads = tape.gradient(optimizer.scale_loss(mean["total"]), converter.trainable_variables)
         optimizer.apply(grads, converter.trainable_variables)
         out = {"L_dap": mean["dap"], "L_eta": mean["eta"], "L_acc": mean["acc"]}
         if adversary is not None:
@@ -87,11 +88,18 @@ def build_dapter_step(
     return step_fn
 
 
-def train_dapter(config: DapterConfig, task: Task, train_set: ImageSet, test_set: ImageSet, workdir: str) -> dict:
+def train_dapter(config: DapterConfig, task: Task, train_set, test_set: ImageSet, workdir: str) -> dict:
     """Trains a converter on L_dap against the frozen target; saves ``workdir/converter.keras``.
 
     Only the converter's weights move: the target is frozen, called with ``training=False`` (its
     batch-norm statistics stay put) and left out of the gradient.
+
+    Args:
+        config: The run's config.
+        task: Its task.
+        train_set: An ``ImageSet``, or a ``tfrecords.RecordSet`` streamed from its shards.
+        test_set: The held-out images.
+        workdir: Where the run's files go (the chief's alone, in a cluster).
 
     Returns:
         Results: the full test-set measurement of ``evaluate.evaluate_converter`` plus training info.
@@ -107,21 +115,25 @@ def train_dapter(config: DapterConfig, task: Task, train_set: ImageSet, test_set
     if finished is not None:
         return finished
     keras.utils.set_random_seed(config.seed)
-    labels = train_set.labels[task.target_label]
+    labels = training_labels(train_set, task.target_label)
     adversary, trivial_error = None, 1.0
+
+    def build():
+        return build_converter(config.filters, output_step=config.output_step, output_block=config.output_block)
+
     with strategy.scope():
-        converter = build_converter(config.filters, output_step=config.output_step, output_block=config.output_block)
+        with computing_in(config.mixed_precision):
+            converter = build()
         if config.init_converter:
             _copy_weights(initial, converter, config.init_converter)
         rate = config.learning_rate
         if config.cosine_decay:
             rate = keras.optimizers.schedules.CosineDecay(rate, config.epochs * (len(train_set) // config.batch_size))
-        optimizer = keras.optimizers.Adam(rate)
+        optimizer = build_optimizer(keras.optimizers.Adam(rate), config.mixed_precision)
         optimizer.build(converter.trainable_variables)
         if config.adversary.enabled:
             # The decoders' prior: what the adversary knows without any converted image.
-            mean_image = train_set.images.mean(axis=0, dtype=np.float64).astype(np.float32) / 255.0
-            trivial_error = mean_image_error(train_set.images, mean_image)
+            mean_image, trivial_error = image_statistics(train_set)
             adversary = AdversarialDecoders(config.adversary, mean_image, config.batch_size, config.seed)
 
     step_fn = build_dapter_step(
@@ -148,7 +160,8 @@ def train_dapter(config: DapterConfig, task: Task, train_set: ImageSet, test_set
     trainable = Trainable(checkpoint, optimizer, step_fn, eval_fn, restart_decoders if adversary else None)
     loop = run_training_loop(workdir, strategy, trainable, train_set, labels, config)
     train_seconds = time.time() - start
-    saving.save_model(converter, os.path.join(workdir, runs.CONVERTER_FILE))
+    if cluster.is_chief():
+        saving.save_model(float32_copy(converter, build), os.path.join(workdir, runs.CONVERTER_FILE))
     results = {
         "lambda": config.lambda_,
         "output_block": config.output_block,
@@ -160,6 +173,7 @@ def train_dapter(config: DapterConfig, task: Task, train_set: ImageSet, test_set
         **evaluate.evaluate_converter(converter, target, test_set.images, test_labels),
     }
     runs.write_results(workdir, results)
+    barrier(strategy)  # The other workers return once the chief's files are there.
     return results
 
 
@@ -172,7 +186,7 @@ def _copy_weights(source: keras.Model, converter: keras.Model, where: str) -> No
     converter.set_weights(source.get_weights())
 
 
-def _check_target_fits(config: DapterConfig, task: Task, train_set: ImageSet, target: keras.Model) -> None:
+def _check_target_fits(config: DapterConfig, task: Task, train_set, target: keras.Model) -> None:
     """Refuses, before the workdir is made, a target of another task or image size than the data's.
 
     A refused run then leaves nothing behind that would block the corrected one.
@@ -182,10 +196,11 @@ def _check_target_fits(config: DapterConfig, task: Task, train_set: ImageSet, ta
             f"{config.target_path} has {target.output_shape[-1]} outputs but task {task.name!r} "
             f"has {task.num_classes} classes"
         )
-    check_image_size(*train_set.images.shape[1:3], config.output_block)
+    height, width = train_set.image_shape[:2]
+    check_image_size(height, width, config.output_block)
     takes = tuple(target.input_shape[1:3])
-    if None not in takes and takes != tuple(train_set.images.shape[1:3]):
+    if None not in takes and takes != (height, width):
         raise DapterError(
             f"{config.target_path} takes {takes[0]}x{takes[1]} images but the data are "
-            f"{train_set.images.shape[1]}x{train_set.images.shape[2]}: train at the target's size (--image_size)"
+            f"{height}x{width}: train at the target's size (--image_size)"
         )

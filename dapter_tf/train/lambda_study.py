@@ -7,7 +7,7 @@ every round resumes on its own after a crash and a finished one is never trained
 import dataclasses
 import os
 
-from dapter_tf import evaluate, losses, models, train
+from dapter_tf import cluster, evaluate, losses, models, train
 from dapter_tf.data import ImageSet
 from dapter_tf.data.tasks import Task
 from dapter_tf.errors import DapterError
@@ -64,7 +64,8 @@ def run_sweep(
         ``{"task", "target", "points": [...]}``, one point per lambda in increasing order.
     """
     lambdas = check_lambdas(lambdas)
-    os.makedirs(workdir, exist_ok=True)
+    if cluster.is_chief():  # In a cluster, the chief alone writes (dapter_tf.cluster).
+        os.makedirs(workdir, exist_ok=True)
     points = []
     for i, lambda_ in enumerate(lambdas):
         path = point_dir(workdir, lambda_)
@@ -81,7 +82,8 @@ def run_sweep(
             "config": runs.config_to_dict(config),
             "points": points,
         }
-        files.write_json(os.path.join(workdir, SWEEP_FILE), sweep)
+        if cluster.is_chief():
+            files.write_json(os.path.join(workdir, SWEEP_FILE), sweep)
     return sweep
 
 
@@ -272,7 +274,8 @@ def tune_lambda(
         data = AttackInputData(task, train_set, measured_on, converter_path, config.target_path, config.data)
         return run_attack_suite(data, suite, folder)
 
-    os.makedirs(workdir, exist_ok=True)
+    if cluster.is_chief():  # In a cluster, the chief alone writes (dapter_tf.cluster).
+        os.makedirs(workdir, exist_ok=True)
     rounds, tried = [], []
     lambda_, init = tuner.start, config.init_converter
     log = {"task": task.description, "target": config.target_path, "tuner": dataclasses.asdict(tuner)}
@@ -302,7 +305,8 @@ def tune_lambda(
             f"{results['entropy_converted']:.2f} bits ({100 * results['entropy_ratio']:.1f} %){attacked} -> {why}",
             flush=True,
         )
-        files.write_json(os.path.join(workdir, TUNER_FILE), {**log, "rounds": rounds})
+        if cluster.is_chief():
+            files.write_json(os.path.join(workdir, TUNER_FILE), {**log, "rounds": rounds})
         if new is None:
             stopped, met = why, secure and usable
             break
@@ -324,7 +328,8 @@ def tune_lambda(
         final_converter=os.path.join(final_path, runs.CONVERTER_FILE),
         final={**final, "secure": final_secure, "usable": final_usable},
     )
-    files.write_json(os.path.join(workdir, TUNER_FILE), log)
+    if cluster.is_chief():
+        files.write_json(os.path.join(workdir, TUNER_FILE), log)
     return log
 
 

@@ -1,7 +1,17 @@
-"""The training loop both trainings share (keras-io's custom training loop guide, SimCLR's ``run.py``).
+"""The training loop every training shares (keras-io's custom training loop guide, SimCLR's ``run.py``).
 
 A compiled step under a ``tf.distribute`` strategy, a ``tf.train.CheckpointManager`` that lets a
 killed run resume mid-epoch, TensorBoard summaries and a progress bar.
+
+Under ``--strategy=multi_worker`` every worker runs this loop on its share of each global batch.
+Only the chief writes into the workdir (``dapter_tf.cluster``): the others save their checkpoints
+into a scratch folder they delete, and write no summaries. Every worker resumes from the chief's
+last checkpoint, so a cluster restarted after it lost a worker (any worker, killed any way) carries
+on from there. ``tf.distribute.experimental.PreemptionCheckpointHandler`` was weighed and not
+used: it saves only on a preemption signal it can catch (not on SIGKILL, an out-of-memory kill or
+a lost host, which the periodic checkpoints here cover anyway), keeps its own step counter and
+folder layout instead of the mid-epoch resume this loop has, and its restart-on-preemption is
+implemented for Google's platforms only.
 """
 
 import dataclasses
@@ -10,12 +20,12 @@ import time
 from collections.abc import Callable
 
 import keras
-import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from dapter_tf.data.images import ImageSet
-from dapter_tf.data.pipeline import build_dataset
+from dapter_tf import cluster
+from dapter_tf.data.pipeline import build_training_dataset, steps_per_epoch
+from dapter_tf.errors import DapterError
 from dapter_tf.train.strategy import distribute_step
 
 
@@ -25,7 +35,8 @@ class Trainable:
 
     Attributes:
         checkpoint: Everything that must survive a crash (models, optimizer).
-        optimizer: Its ``iterations`` counts finished steps, so it says where to resume.
+        optimizer: Updates the weights (the loop counts its steps itself: a float16 loss-scaling
+            optimizer skips the updates of steps whose gradients overflow).
         step_fn: ``(images, labels) -> dict of per-replica scalars``, each already divided by the
             global batch size (summing over replicas gives the batch mean).
         eval_fn: ``() -> dict of floats``, run after every epoch.
@@ -45,80 +56,110 @@ def run_training_loop(
     workdir: str,
     strategy,
     trainable: Trainable,
-    train_set: ImageSet,
-    labels: np.ndarray,
+    train_set,
+    labels,
     config,
     deadline: float | None = None,
 ) -> dict:
     """Runs ``config.epochs`` epochs of ``trainable.step_fn``, resuming from the workdir's last checkpoint.
 
     Args:
-        workdir: Holds ``checkpoints/`` and ``tb/``.
+        workdir: Holds ``checkpoints/`` and ``tb/`` (written by the chief alone).
         strategy: The strategy the models were built under.
         trainable: The models' checkpoint, optimizer, step and evaluation.
-        train_set: The training images.
-        labels: Their labels for this task.
+        train_set: The training images: an ``ImageSet`` or a streamed ``RecordSet``.
+        labels: Their labels for this task (``pipeline.training_labels``).
         config: A TargetConfig or DapterConfig (or any config with epochs, batch_size, seed,
-            augment and checkpoint_every_steps).
+            augment and checkpoint_every_steps; ``xla`` if it has one).
         deadline: A ``time.time()`` after which training stops at the end of the step running
-            then (a checkpoint is saved there); ``None``: train every epoch.
+            then (a checkpoint is saved there); ``None``: train every epoch. One process only:
+            workers' clocks would stop them at different steps.
 
     Returns:
         ``{"resumed_from_step", "steps", "train/...", "eval/..."}`` of the last epoch.
     """
-    checkpoint, optimizer, after_step = trainable.checkpoint, trainable.optimizer, trainable.after_step
-    steps_per_epoch = len(train_set) // config.batch_size
-    manager = tf.train.CheckpointManager(checkpoint, os.path.join(workdir, "checkpoints"), max_to_keep=2)
+    checkpoint, after_step = trainable.checkpoint, trainable.after_step
+    chief = cluster.is_chief()
+    steps = steps_per_epoch(train_set, config.batch_size, cluster.num_workers())
+    # The loop's own step count: the optimizer's skips float16 steps whose gradients overflowed.
+    loop_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="loop_step")
+    chief_dir = os.path.join(workdir, "checkpoints")
+    scratch = None if chief else cluster.scratch_dir(workdir)
+    manager = tf.train.CheckpointManager(
+        checkpoint, chief_dir if chief else os.path.join(scratch, "checkpoints"), max_to_keep=2
+    )
     resumed_from = 0
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        resumed_from = int(optimizer.iterations.numpy())
-        logging.info("resumed from %s at step %d", manager.latest_checkpoint, resumed_from)
+    latest = tf.train.latest_checkpoint(chief_dir)  # Every worker resumes from the chief's checkpoint.
+    counted = latest and tf.train.load_checkpoint(latest).has_tensor("loop_step/.ATTRIBUTES/VARIABLE_VALUE")
+    if counted or not latest:
+        checkpoint.loop_step = loop_step
+    if latest:
+        checkpoint.restore(latest).assert_existing_objects_matched()
+        if not counted:  # A checkpoint from before the loop counted its steps: the optimizer's count.
+            loop_step.assign(trainable.optimizer.iterations)
+            checkpoint.loop_step = loop_step
+        resumed_from = int(loop_step.numpy())
+        logging.info("resumed from %s at step %d", latest, resumed_from)
         print(f"Resumed from checkpoint at step {resumed_from}.", flush=True)
-    writer = tf.summary.create_file_writer(os.path.join(workdir, "tb"))
+    writer = tf.summary.create_file_writer(os.path.join(workdir, "tb")) if chief else tf.summary.create_noop_writer()
 
-    distributed_step = distribute_step(strategy, trainable.step_fn)
+    distributed_step = distribute_step(strategy, trainable.step_fn, getattr(config, "xla", False))
 
     step = resumed_from
     summary = {}
-    for epoch in range(step // steps_per_epoch, config.epochs):
-        done = step - epoch * steps_per_epoch
-        # Seeding the shuffle by epoch makes every epoch's order reproducible, so a resumed run
-        # skips exactly the batches it had already trained on.
-        dataset = build_dataset(
-            train_set.images,
-            labels,
-            config.batch_size,
-            shuffle_seed=config.seed * 1000 + epoch,
-            augment=config.augment,
-            drop_remainder=True,
-        ).skip(done)
-        print(f"Epoch {epoch + 1}/{config.epochs}", flush=True)
-        bar = keras.utils.Progbar(steps_per_epoch, unit_name="step")
-        bar.update(done)
-        totals = {}
-        for images, batch_labels in strategy.experimental_distribute_dataset(dataset):
-            out = {k: float(v) for k, v in distributed_step(images, batch_labels).items()}
-            step += 1
-            if after_step is not None:
-                after_step(step)
-            for k, v in out.items():
-                totals[k] = totals.get(k, 0.0) + v
-            bar.update(step - epoch * steps_per_epoch, values=list(out.items()))
-            if step % config.checkpoint_every_steps == 0:
-                manager.save(checkpoint_number=step)
+    try:
+        for epoch in range(step // steps, config.epochs):
+            done = step - epoch * steps
+
+            def dataset_fn(input_context, epoch=epoch, done=done):
+                # Seeding the shuffle by epoch makes every epoch's order reproducible, so a resumed run
+                # skips exactly the batches it had already trained on.
+                return build_training_dataset(
+                    train_set,
+                    labels,
+                    config.batch_size,
+                    seed=config.seed * 1000 + epoch,
+                    augment=config.augment,
+                    skip_batches=done,
+                    input_context=input_context,
+                )
+
+            print(f"Epoch {epoch + 1}/{config.epochs}", flush=True)
+            bar = keras.utils.Progbar(steps, unit_name="step")
+            bar.update(done)
+            totals = {}
+            for images, batch_labels in strategy.distribute_datasets_from_function(dataset_fn):
+                out = {k: float(v) for k, v in distributed_step(images, batch_labels).items()}
+                step += 1
+                loop_step.assign(step)
+                if after_step is not None:
+                    after_step(step)
+                for k, v in out.items():
+                    totals[k] = totals.get(k, 0.0) + v
+                bar.update(step - epoch * steps, values=list(out.items()))
+                if step % config.checkpoint_every_steps == 0:
+                    manager.save(checkpoint_number=step)
+                if deadline is not None and time.time() > deadline:
+                    break
+            evaluation = trainable.eval_fn()
+            summary = {f"train/{k}": v / max(1, step - epoch * steps - done) for k, v in totals.items()}
+            summary.update({f"eval/{k}": v for k, v in evaluation.items()})
+            with writer.as_default(step=step):
+                for k, v in summary.items():
+                    tf.summary.scalar(k, v)
+            writer.flush()
+            manager.save(checkpoint_number=step)
+            print("  " + "  ".join(f"{k}={v:.4f}" for k, v in summary.items()), flush=True)
             if deadline is not None and time.time() > deadline:
+                print(f"Stopped at step {step}: out of time.", flush=True)
                 break
-        evaluation = trainable.eval_fn()
-        summary = {f"train/{k}": v / max(1, step - epoch * steps_per_epoch - done) for k, v in totals.items()}
-        summary.update({f"eval/{k}": v for k, v in evaluation.items()})
-        with writer.as_default(step=step):
-            for k, v in summary.items():
-                tf.summary.scalar(k, v)
-        writer.flush()
-        manager.save(checkpoint_number=step)
-        print("  " + "  ".join(f"{k}={v:.4f}" for k, v in summary.items()), flush=True)
-        if deadline is not None and time.time() > deadline:
-            print(f"Stopped at step {step}: out of time.", flush=True)
-            break
+    except (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.DeadlineExceededError) as e:
+        if cluster.current() is None:
+            raise
+        raise DapterError(
+            f"lost a worker of the cluster at step {step + 1} ({type(e).__name__}); restart every "
+            f"worker with the same command: training resumes from the chief's last checkpoint"
+        ) from None
+    if scratch is not None:
+        cluster.remove_scratch(scratch)
     return {"resumed_from_step": resumed_from, "steps": step, **summary}
