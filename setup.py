@@ -49,6 +49,7 @@ setup(
             "dapter-bandwidth=experiments.bandwidth:run",
             "dapter-adb-benchmark=android_app.tools.adb_benchmark:run",
             "dapter-reproduce=experiments.reproduce:run",
+            "dapter-write-records=experiments.write_records:run",
         ],
     },
 )

@@ -35,10 +35,10 @@ def define_training_flags(*, epochs: int, batch_size: int, learning_rate: float)
         "mixed_precision": flags.DEFINE_enum(
             "mixed_precision",
             "float32",
-            ["float32", "bfloat16", "float16"],
-            "What the trained model computes in: float32; bfloat16 (GPUs from Ampere on, TPUs, recent "
-            "CPUs); float16 (older GPUs; with dynamic loss scaling). Variables, the converter's output, "
-            "the losses and the saved model stay float32.",
+            ["float32", "bfloat16"],
+            "What the trained model computes in: float32, or bfloat16 (GPUs from Ampere on, TPUs; on CPUs "
+            "it runs but is slower). Variables, the converter's output, the losses and the saved model stay "
+            "float32. float16 is not offered: it needs loss scaling, which Keras 3 cannot do in a custom loop.",
         ),
         "xla": flags.DEFINE_bool(
             "xla",

@@ -110,6 +110,37 @@ def write_manifest(out_dir: str, task_name: str, image_shape, label_names, split
     )
 
 
+def write_records(task_name: str, splits: dict, out_dir: str, shards: dict, progress=None) -> dict:
+    """Writes every split of ``splits`` (name -> ImageSet) as shards, then the manifest.
+
+    Args:
+        task_name: The task the images serve (a reader of another task is refused).
+        splits: ``{"train": ImageSet, "test": ImageSet}`` (either may be left out).
+        out_dir: A new folder, or an empty one.
+        shards: Split name -> how many shards.
+        progress: ``(split, images written, images in the split) -> None``, or ``None``.
+
+    Returns:
+        The manifest.
+
+    Raises:
+        DapterError: on a folder that holds files already, or a bad shard count.
+    """
+    if os.path.isdir(out_dir) and os.listdir(out_dir):
+        raise DapterError(f"{out_dir} is not empty: write records into a new folder")
+    os.makedirs(out_dir, exist_ok=True)
+    shapes = {images.image_shape for images in splits.values()}
+    if len(shapes) != 1:
+        raise DapterError(f"the splits' images differ in shape: {sorted(shapes)}")
+    entries = {}
+    for split, images in splits.items():
+        report = None if progress is None else (lambda n, split=split, total=len(images): progress(split, n, total))
+        entries[split] = write_split(images, out_dir, split, shards[split], report)
+    labels = set.intersection(*(set(images.labels) for images in splits.values()))
+    write_manifest(out_dir, task_name, shapes.pop(), labels, entries)
+    return read_manifest(out_dir)
+
+
 def read_manifest(folder: str) -> dict:
     """The manifest of a records folder.
 

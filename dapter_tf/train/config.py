@@ -16,7 +16,9 @@ from dapter_tf.models.converter import DEFAULT_FILTERS, DEFAULT_OUTPUT_STEP, che
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 # --mixed_precision: the Keras dtype policy the trained model computes in (its variables stay float32).
-PRECISIONS = ("float32", "bfloat16", "float16")
+# float16 is left out: it needs loss scaling, and Keras 3's LossScaleOptimizer fails inside a custom
+# TF loop ("No gradients provided for any variable", raised in its Cond; train.precision says more).
+PRECISIONS = ("float32", "bfloat16")
 # What L_acc compares the target's answer on converted images with (DapterConfig.acc_labels).
 ACC_LABELS = ("true", "target")
 
@@ -57,9 +59,8 @@ class TargetConfig:
             and ``width``. Empty: random initialisation.
         l2: Weight of the L2 regulariser, ``l2 * sum(||kernel||^2) / 2`` over the convolution and
             dense kernels, added to the cross-entropy (§5.1's "regularization part"); 0: none.
-        mixed_precision: What the model computes in (``train.precision``): ``float32``,
-            ``bfloat16`` or ``float16`` (with loss scaling); variables, logits, the loss and the
-            saved model stay float32.
+        mixed_precision: What the model computes in (``train.precision``): ``float32`` or
+            ``bfloat16``; variables, logits, the loss and the saved model stay float32.
         xla: Compile each replica's step with XLA.
     """
 

@@ -22,7 +22,7 @@ from dapter_tf.pixels import check_image_size
 from dapter_tf.records import runs
 from dapter_tf.train.config import DapterConfig
 from dapter_tf.train.loop import Trainable, run_training_loop
-from dapter_tf.train.precision import build_optimizer, computing_in, float32_copy
+from dapter_tf.train.precision import computing_in, float32_copy
 from dapter_tf.train.strategy import barrier, build_strategy, check_batches
 
 
@@ -78,7 +78,7 @@ def build_dapter_step(
                 terms["adv"] = adversary.penalty(converted, images, trivial_error)
                 terms["total"] = terms["dap"] + adversary.config.weight * terms["adv"]
             mean = {k: tf.nn.compute_average_loss(v, global_batch_size=global_batch_size) for k, v in terms.items()}
-        grads = tape.gradient(optimizer.scale_loss(mean["total"]), converter.trainable_variables)
+        grads = tape.gradient(mean["total"], converter.trainable_variables)
         optimizer.apply(grads, converter.trainable_variables)
         out = {"L_dap": mean["dap"], "L_eta": mean["eta"], "L_acc": mean["acc"]}
         if adversary is not None:
@@ -129,7 +129,7 @@ def train_dapter(config: DapterConfig, task: Task, train_set, test_set: ImageSet
         rate = config.learning_rate
         if config.cosine_decay:
             rate = keras.optimizers.schedules.CosineDecay(rate, config.epochs * (len(train_set) // config.batch_size))
-        optimizer = build_optimizer(keras.optimizers.Adam(rate), config.mixed_precision)
+        optimizer = keras.optimizers.Adam(rate)
         optimizer.build(converter.trainable_variables)
         if config.adversary.enabled:
             # The decoders' prior: what the adversary knows without any converted image.

@@ -81,7 +81,7 @@ def run_training_loop(
     checkpoint, after_step = trainable.checkpoint, trainable.after_step
     chief = cluster.is_chief()
     steps = steps_per_epoch(train_set, config.batch_size, cluster.num_workers())
-    # The loop's own step count: the optimizer's skips float16 steps whose gradients overflowed.
+    # The loop's own step count, saved with the checkpoint (see Trainable.optimizer).
     loop_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="loop_step")
     chief_dir = os.path.join(workdir, "checkpoints")
     scratch = None if chief else cluster.scratch_dir(workdir)

@@ -1,10 +1,15 @@
-"""Mixed precision (``--mixed_precision``): the trained model computes in bfloat16 or float16.
+"""Mixed precision (``--mixed_precision=bfloat16``): the trained model computes in bfloat16.
 
 Keras's mixed policies keep every variable in float32 and cast to the compute dtype inside each
 layer. What this project keeps in float32 whatever the policy: the converter's output layer (its
 pixels feed L_eta's histogram and the frozen target), every loss, and the saved model, which is
 rebuilt in float32 with the trained weights so export and release see the same file as ever.
-float16 needs loss scaling (its gradients underflow); bfloat16 has float32's range and does not.
+
+bfloat16 has float32's exponent range, so its gradients need no loss scaling. float16 does need
+it, and is not offered: Keras 3's ``LossScaleOptimizer`` (the one dynamic loss scaler of Keras 3)
+raises "No gradients provided for any variable" from its ``Cond`` when ``apply`` runs inside a
+``tf.function``, as every custom training loop runs it (TF 2.21, Keras 3; a ten-line dense model
+shows it). GPUs from Ampere (A100, H100, H200) on and TPUs compute bfloat16 natively.
 """
 
 import contextlib
@@ -26,17 +31,6 @@ def computing_in(precision: str):
         yield
     finally:
         keras.config.set_dtype_policy(before)
-
-
-def build_optimizer(optimizer, precision: str):
-    """``optimizer``, wrapped in Keras's dynamic loss scaling under float16.
-
-    A step then computes gradients of ``optimizer.scale_loss(loss)`` (every Keras optimizer has
-    it; only this one scales) and ``apply`` unscales them, skipping a step whose gradients overflowed.
-    """
-    if precision == "float16":
-        return keras.optimizers.LossScaleOptimizer(optimizer)
-    return optimizer
 
 
 def float32_copy(model: keras.Model, build) -> keras.Model:

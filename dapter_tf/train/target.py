@@ -14,7 +14,7 @@ from dapter_tf.models import saving, targets
 from dapter_tf.records import runs
 from dapter_tf.train.config import TargetConfig
 from dapter_tf.train.loop import Trainable, run_training_loop
-from dapter_tf.train.precision import build_optimizer, computing_in, float32_copy
+from dapter_tf.train.precision import computing_in, float32_copy
 from dapter_tf.train.strategy import barrier, build_strategy, check_batches
 
 
@@ -58,7 +58,7 @@ def train_target(config: TargetConfig, task: Task, train_set, test_set, workdir:
         schedule = keras.optimizers.schedules.CosineDecay(
             config.learning_rate, decay_steps=config.epochs * (len(train_set) // config.batch_size)
         )
-        optimizer = build_optimizer(keras.optimizers.Adam(schedule), config.mixed_precision)
+        optimizer = keras.optimizers.Adam(schedule)
         optimizer.build(model.trainable_variables)
 
     def step_fn(images, batch_labels):
@@ -69,7 +69,7 @@ def train_target(config: TargetConfig, task: Task, train_set, test_set, workdir:
             if config.l2:
                 # Added once per step in all: each replica adds its 1/replicas share.
                 loss += tf.nn.scale_regularization_loss(config.l2 * tf.add_n([tf.nn.l2_loss(k) for k in kernels]))
-        grads = tape.gradient(optimizer.scale_loss(loss), model.trainable_variables)
+        grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply(grads, model.trainable_variables)
         correct = tf.cast(tf.equal(tf.argmax(logits, -1), tf.cast(batch_labels, tf.int64)), tf.float32)
         return {"loss": loss, "accuracy": tf.reduce_sum(correct) / config.batch_size}
