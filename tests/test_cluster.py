@@ -229,3 +229,17 @@ def test_the_write_check_sees_writes_and_not_reads():
         ]
     )
     assert [line.split()[0] for line in writes_into(trace, "/w/run")] == ["8", "8"]
+
+
+def test_the_kubernetes_job_gives_each_pod_its_tf_config(tmp_path):
+    manifest = (REPO / "deploy" / "train-dapter-job.yaml").read_text()
+    script = manifest.split("            - |\n", 1)[1].split("\n          ports:", 1)[0]
+    script = "\n".join(line[14:] for line in script.splitlines())  # The block scalar's own text.
+    assert "exec dapter-train-dapter --strategy=multi_worker" in script
+    script = script.replace("exec dapter-train-dapter", 'printf "%s" "$TF_CONFIG"; exit 0; #')
+    env = dict(os.environ, WORKERS="3", PORT="12345", JOB_COMPLETION_INDEX="2")
+    proc = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    task = cluster.parse_tf_config(proc.stdout)
+    assert (task.worker_index, task.num_workers, task.is_chief) == (2, 3, False)
+    assert json.loads(proc.stdout)["cluster"]["worker"][0] == "dapter-train-0.dapter-workers:12345"
