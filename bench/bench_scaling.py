@@ -18,7 +18,6 @@ The images are the embedded CIFAR-10 sample (3,500 real training images), repeat
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -98,19 +97,11 @@ def main():
         print(f"wrote {_OUTPUT_JSON.value}")
 
 
-def _free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def _run_training(workers: int) -> dict:
     """Starts ``workers`` fresh processes (a cluster when more than one) and returns the chief's timing."""
-    ports = _free_ports(workers)
+    from dapter_tf import cluster
+
+    configs = cluster.localhost_tf_configs(workers)
     args = [sys.executable, os.path.abspath(__file__), "--role=train"]
     args += [f"--{k}={v}" for k, v in (("batch_size", _BATCH_SIZE.value), ("steps", _STEPS.value))]
     args += [f"--warmup_steps={_WARMUP_STEPS.value}", f"--width={_WIDTH.value}"]
@@ -118,8 +109,7 @@ def _run_training(workers: int) -> dict:
     for index in range(workers):
         env = dict(os.environ)
         if workers > 1:
-            cluster = {"worker": [f"localhost:{p}" for p in ports]}
-            env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+            env["TF_CONFIG"] = configs[index]
         procs.append(subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outputs = [p.communicate(timeout=900) for p in procs]
     for p, (_, err) in zip(procs, outputs):

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 
 from dapter_tf.errors import DapterError
@@ -136,3 +137,18 @@ def scratch_dir(workdir: str) -> str:
 def remove_scratch(path: str) -> None:
     """Deletes a ``scratch_dir``."""
     shutil.rmtree(path, ignore_errors=True)
+
+
+def localhost_tf_configs(workers: int) -> list[str]:
+    """``TF_CONFIG`` values for a cluster of ``workers`` processes on this host (tests, benchmarks).
+
+    Each worker gets a port the system reports free now; another process could take it before the
+    worker binds it, which is harmless where nothing else is starting servers.
+    """
+    sockets = [socket.socket() for _ in range(workers)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    hosts = [f"localhost:{s.getsockname()[1]}" for s in sockets]
+    for s in sockets:
+        s.close()
+    return [json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": i}}) for i in range(workers)]

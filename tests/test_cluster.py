@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,26 +37,11 @@ RUN_FLAGS = (
 )
 
 
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def tf_config(ports, index: int) -> str:
-    workers = [f"localhost:{p}" for p in ports]
-    return json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
-
-
-def start_workers(target, workdir, ports, tmp, *flags, trace_worker=None):
-    """Starts one ``train_dapter`` process per port; ``trace_worker``: a file strace records that worker's writes in."""
+def start_workers(target, workdir, configs, tmp, *flags, trace_worker=None):
+    """Starts one ``train_dapter`` per ``TF_CONFIG``; ``trace_worker``: a file strace records worker 1's calls in."""
     procs = []
-    for i in range(len(ports)):
-        env = dict(os.environ, TF_CONFIG=tf_config(ports, i), TMPDIR=str(tmp / f"tmp{i}"))
+    for i, config in enumerate(configs):
+        env = dict(os.environ, TF_CONFIG=config, TMPDIR=str(tmp / f"tmp{i}"))
         os.makedirs(env["TMPDIR"], exist_ok=True)
         args = [sys.executable, "-m", "experiments.train_dapter", f"--target={target}", f"--workdir={workdir}"]
         args += [*RUN_FLAGS, "--strategy=multi_worker", *flags]
@@ -108,19 +92,13 @@ def writes_into(trace: str, workdir: str) -> list[str]:
 def test_two_workers_train_as_one_process_and_only_the_chief_writes(tiny_target_path, tmp_path):
     workdir = tmp_path / "cluster"
     trace = tmp_path / "worker1.strace"
-    procs = start_workers(tiny_target_path, workdir, free_ports(2), tmp_path, "--max_train=128", trace_worker=trace)
+    configs = cluster.localhost_tf_configs(2)
+    procs = start_workers(tiny_target_path, workdir, configs, tmp_path, "--max_train=128", trace_worker=trace)
     wait_all(procs, tmp_path)
 
     alone = tmp_path / "alone"
-    config = train.DapterConfig(
-        data=data.DataConfig(max_train=128, max_test=32),
-        target_path=tiny_target_path,
-        filters=(4, 8, 8),
-        epochs=2,
-        batch_size=32,
-        eval_images=32,
-        augment=False,
-        checkpoint_every_steps=4,
+    config = tiny_dapter_config(
+        tiny_target_path, data=data.DataConfig(max_train=128, max_test=32), epochs=2, checkpoint_every_steps=4
     )
     task, train_set, test_set = data.load_data(config.data, seed=0)
     train.train_dapter(config, task, train_set, test_set, str(alone))
@@ -140,9 +118,9 @@ def test_two_workers_train_as_one_process_and_only_the_chief_writes(tiny_target_
 
 def test_a_cluster_that_lost_a_worker_resumes_from_the_chiefs_last_checkpoint(tiny_target_path, tmp_path):
     workdir = tmp_path / "cluster"
-    ports = free_ports(2)
+    configs = cluster.localhost_tf_configs(2)
     flags = ("--max_train=512",)  # 16 steps an epoch, 32 in all: the kill lands mid-run.
-    procs = start_workers(tiny_target_path, workdir, ports, tmp_path, *flags)
+    procs = start_workers(tiny_target_path, workdir, configs, tmp_path, *flags)
     index = workdir / "checkpoints" / "checkpoint"
     deadline = time.monotonic() + 240
     while not index.exists() and procs[0].poll() is None and time.monotonic() < deadline:
@@ -161,7 +139,7 @@ def test_a_cluster_that_lost_a_worker_resumes_from_the_chiefs_last_checkpoint(ti
     killed_at = int(re.search(r'model_checkpoint_path: "ckpt-(\d+)"', index.read_text()).group(1))
     assert 0 < killed_at < 32
 
-    wait_all(start_workers(tiny_target_path, workdir, ports, tmp_path, *flags), tmp_path)
+    wait_all(start_workers(tiny_target_path, workdir, configs, tmp_path, *flags), tmp_path)  # The same ports.
     results = json.loads((workdir / runs.RESULTS_FILE).read_text())
     assert results["steps"] == 32
     assert results["resumed_from_step"] >= killed_at > 0

@@ -170,3 +170,23 @@ def test_the_recorded_target_opens_from_any_directory(tiny_target_path, tmp_path
         runs.recorded_target_path(str(workdir))
     with pytest.raises(DapterError, match="is not a train_dapter workdir"):
         runs.recorded_target_path(str(tmp_path))
+
+
+def test_a_checkpoint_from_before_the_loop_counted_its_steps_resumes_from_the_optimizers_count(
+    embedded, tiny_target_path, tmp_path
+):
+    train_set, test_set = _small(embedded)  # 4 steps an epoch.
+    train.train_dapter(tiny_dapter_config(tiny_target_path), TASK, train_set, test_set, str(tmp_path / "new"))
+    # The same weights and optimizer saved as the loop saved them before it added loop_step.
+    converter = build_converter((4, 8, 8))
+    optimizer = keras.optimizers.Adam(1e-3)
+    optimizer.build(converter.trainable_variables)
+    new = tf.train.Checkpoint(converter=converter, optimizer=optimizer, loop_step=tf.Variable(0, dtype=tf.int64))
+    new.restore(tf.train.latest_checkpoint(str(tmp_path / "new" / "checkpoints"))).assert_consumed()
+    old = tmp_path / "old"
+    tf.train.CheckpointManager(
+        tf.train.Checkpoint(converter=converter, optimizer=optimizer), str(old / "checkpoints"), 2
+    ).save(4)
+    (old / "config.json").write_text((tmp_path / "new" / "config.json").read_text())
+    results = train.train_dapter(tiny_dapter_config(tiny_target_path, epochs=2), TASK, train_set, test_set, str(old))
+    assert (results["resumed_from_step"], results["steps"]) == (4, 8)

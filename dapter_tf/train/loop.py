@@ -52,6 +52,27 @@ class Trainable:
     after_step: Callable | None = None
 
 
+def _restore(trainable: Trainable, latest: str | None) -> tf.Variable:
+    """Restores ``latest`` (if any) into the trainable's checkpoint; returns the loop's step count in it.
+
+    The loop counts its own steps (see ``Trainable.optimizer``) in a ``loop_step`` variable it adds
+    to the checkpoint; a checkpoint from before it counted resumes from the optimizer's count.
+    """
+    checkpoint = trainable.checkpoint
+    loop_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="loop_step")
+    counted = latest and tf.train.load_checkpoint(latest).has_tensor("loop_step/.ATTRIBUTES/VARIABLE_VALUE")
+    if counted or not latest:
+        checkpoint.loop_step = loop_step
+    if latest:
+        checkpoint.restore(latest).assert_existing_objects_matched()
+        if not counted:
+            loop_step.assign(trainable.optimizer.iterations)
+            checkpoint.loop_step = loop_step
+        logging.info("resumed from %s at step %d", latest, int(loop_step.numpy()))
+        print(f"Resumed from checkpoint at step {int(loop_step.numpy())}.", flush=True)
+    return loop_step
+
+
 def run_training_loop(
     workdir: str,
     strategy,
@@ -81,26 +102,13 @@ def run_training_loop(
     checkpoint, after_step = trainable.checkpoint, trainable.after_step
     chief = cluster.is_chief()
     steps = steps_per_epoch(train_set, config.batch_size, cluster.num_workers())
-    # The loop's own step count, saved with the checkpoint (see Trainable.optimizer).
-    loop_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="loop_step")
     chief_dir = os.path.join(workdir, "checkpoints")
     scratch = None if chief else cluster.scratch_dir(workdir)
     manager = tf.train.CheckpointManager(
         checkpoint, chief_dir if chief else os.path.join(scratch, "checkpoints"), max_to_keep=2
     )
-    resumed_from = 0
-    latest = tf.train.latest_checkpoint(chief_dir)  # Every worker resumes from the chief's checkpoint.
-    counted = latest and tf.train.load_checkpoint(latest).has_tensor("loop_step/.ATTRIBUTES/VARIABLE_VALUE")
-    if counted or not latest:
-        checkpoint.loop_step = loop_step
-    if latest:
-        checkpoint.restore(latest).assert_existing_objects_matched()
-        if not counted:  # A checkpoint from before the loop counted its steps: the optimizer's count.
-            loop_step.assign(trainable.optimizer.iterations)
-            checkpoint.loop_step = loop_step
-        resumed_from = int(loop_step.numpy())
-        logging.info("resumed from %s at step %d", latest, resumed_from)
-        print(f"Resumed from checkpoint at step {resumed_from}.", flush=True)
+    loop_step = _restore(trainable, tf.train.latest_checkpoint(chief_dir))  # The chief's, on every worker.
+    resumed_from = int(loop_step.numpy())
     writer = tf.summary.create_file_writer(os.path.join(workdir, "tb")) if chief else tf.summary.create_noop_writer()
 
     distributed_step = distribute_step(strategy, trainable.step_fn, getattr(config, "xla", False))
