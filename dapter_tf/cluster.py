@@ -66,11 +66,9 @@ def parse_tf_config(text: str | None) -> ClusterTask:
     if not isinstance(config, dict) or not isinstance(config.get("cluster"), dict):
         raise DapterError('TF_CONFIG has no "cluster" object')
     cluster = config["cluster"]
-    unknown = sorted(set(cluster) - set(TASK_TYPES) - {"evaluator", "ps"})
-    if unknown or "ps" in cluster:
-        raise DapterError(
-            f"TF_CONFIG's cluster may hold only chief and worker jobs, not {', '.join(unknown or ['ps'])}"
-        )
+    unknown = sorted(set(cluster) - {*TASK_TYPES, "evaluator"})  # An evaluator trains nothing: it may be there.
+    if unknown:
+        raise DapterError(f"TF_CONFIG's cluster may hold only chief and worker jobs, not {', '.join(unknown)}")
     for job in TASK_TYPES:
         hosts = cluster.get(job, [])
         if not isinstance(hosts, list) or not all(isinstance(h, str) and ":" in h for h in hosts):

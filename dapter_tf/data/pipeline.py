@@ -60,28 +60,23 @@ def training_labels(train_set, label: str):
     return label if isinstance(train_set, RecordSet) else train_set.labels[label]
 
 
-def worker_share(train_set, input_context):
-    """The examples one worker reads, and how many of them: all of an in-memory set, a worker's shards of records.
-
-    An in-memory set is read whole by every worker, which keeps its slice of each global batch (so
-    a cluster trains on the same batches as one process); a record set is split by shard, so each
-    worker reads only its files.
-    """
-    if not isinstance(train_set, RecordSet):
-        return len(train_set)
-    workers, index = input_context.num_input_pipelines, input_context.input_pipeline_id
-    if len(train_set.files) < workers:
-        raise DapterError(
-            f"{len(train_set.files)} training shards cannot be split over {workers} workers; "
-            f"write at least {workers} (dapter-write-records --train_shards)"
-        )
-    return sum(train_set.counts[index::workers])
-
-
 def steps_per_epoch(train_set, global_batch_size: int, num_workers: int = 1) -> int:
-    """Full global batches in one pass: the same count on every worker, or their all-reduces would hang."""
+    """Full global batches in one pass: the same count on every worker, or their all-reduces would hang.
+
+    An in-memory set is read whole by every worker, which keeps its slice of each global batch (so a
+    cluster trains on the same batches as one process); a record set is split by shard, each worker
+    reading only its own files, so its steps are those of the worker with the fewest images.
+
+    Raises:
+        DapterError: when a record set has fewer shards than there are workers.
+    """
     if not isinstance(train_set, RecordSet) or num_workers == 1:
         return len(train_set) // global_batch_size
+    if len(train_set.files) < num_workers:
+        raise DapterError(
+            f"{len(train_set.files)} training shards cannot be split over {num_workers} workers; "
+            f"write at least {num_workers} (dapter-write-records --train_shards)"
+        )
     per_worker = global_batch_size // num_workers
     return min(sum(train_set.counts[i::num_workers]) // per_worker for i in range(num_workers))
 
@@ -119,9 +114,8 @@ def build_training_dataset(
     context = input_context or tf.distribute.InputContext()
     workers, index = context.num_input_pipelines, context.input_pipeline_id
     per_replica = context.get_per_replica_batch_size(global_batch_size)
-    steps = steps_per_epoch(train_set, global_batch_size, workers)
+    steps = steps_per_epoch(train_set, global_batch_size, workers)  # Fails clearly with too few shards.
     if isinstance(train_set, RecordSet):
-        worker_share(train_set, context)  # Fails clearly with too few shards.
         ds = read_examples(train_set, train_set.files[index::workers])
         ds = ds.shuffle(shuffle_buffer or RECORD_SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=False)
         parse = parse_fn(train_set)
@@ -152,7 +146,8 @@ def build_training_dataset(
 
 def _uint8_batches(train_set, size: int = 2000):
     if isinstance(train_set, RecordSet):
-        yield from read_examples(train_set).map(lambda r: parse_fn(train_set)(r)[0]).batch(size).as_numpy_iterator()
+        parse = parse_fn(train_set)
+        yield from read_examples(train_set).map(lambda r: parse(r)[0]).batch(size).as_numpy_iterator()
     else:
         for start in range(0, len(train_set), size):
             yield train_set.images[start : start + size]
