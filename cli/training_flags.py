@@ -91,6 +91,13 @@ def define_converter_flags():
         "target, the target's own softmax on the original image (distillation, beyond the paper: it helps a "
         "converter that must compute the answer itself, as under --output_block).",
     )
+    class_code = flags.DEFINE_string(
+        "class_code",
+        "",
+        "Defence beyond the paper, the class code: 'target' (a frozen copy of the target decides the class "
+        "on the phone) or a classifier's .keras file; the converter then sends one learned image per class "
+        "(at most log2(classes) bits of the photo). Use with --acc_labels=target. Empty: the paper's converter.",
+    )
     output_block = flags.DEFINE_integer(
         "output_block",
         1,
@@ -114,6 +121,7 @@ def define_converter_flags():
             output_block=output_block.value,
             adversary=build_adversary(),
             acc_labels=acc_labels.value,
+            class_code=class_code.value,
             **training,
         )
         values.update(overrides)

@@ -31,6 +31,7 @@ _FIELDS = {
     "output_step": int,
     "filters": lambda v: tuple(int(c) for c in v.split("/")),
     "acc_labels": str,
+    "class_code": str,
 }
 _ADVERSARY_FIELDS = {
     "adversary_weight": ("weight", float),

@@ -9,8 +9,10 @@ from dapter_tf.models.converter import (
     DEFAULT_FILTERS,
     DEFAULT_OUTPUT_STEP,
     MAX_OUTPUT_BLOCK,
+    ClassCode,
     OutputBlocks,
     OutputLevels,
+    build_class_code_converter,
     build_converter,
     check_output_block,
     check_output_step,
@@ -23,12 +25,14 @@ from dapter_tf.models.saving import freeze, load_converter, load_model_file, loa
 from dapter_tf.pixels import SIDE_MULTIPLE, check_image_size
 
 __all__ = [
+    "ClassCode",
     "DEFAULT_FILTERS",
     "DEFAULT_OUTPUT_STEP",
     "MAX_OUTPUT_BLOCK",
     "OutputBlocks",
     "OutputLevels",
     "SIDE_MULTIPLE",
+    "build_class_code_converter",
     "build_converter",
     "check_image_size",
     "check_output_block",

@@ -70,6 +70,28 @@ class OutputBlocks(keras.layers.Layer):
         return {**super().get_config(), "block": self.block}
 
 
+@keras.saving.register_keras_serializable(package="dapter_tf")
+class ClassCode(keras.layers.Layer):
+    """The class code: a classifier's logits sent as the one-hot vector of their largest entry.
+
+    Nothing but the decision passes this layer, so whatever follows it can draw at most one image
+    per class (``build_class_code_converter``). It has no gradient: the classifier before it is frozen.
+    """
+
+    def __init__(self, classes: int, **kwargs):
+        super().__init__(**kwargs)
+        self.classes = int(classes)
+
+    def call(self, logits):
+        return tf.one_hot(tf.argmax(logits, axis=-1), self.classes, dtype=self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.classes)
+
+    def get_config(self):
+        return {**super().get_config(), "classes": self.classes}
+
+
 def check_output_step(step) -> int:
     """Returns ``step`` if it is an integer in 1..128; raises DapterError otherwise."""
     if int(step) != step or not 1 <= step <= 128:
@@ -146,6 +168,47 @@ def build_converter(
         converted = OutputBlocks(output_block, name="output_blocks", **out)(converted)
     if output_step != 1:
         converted = OutputLevels(output_step, name="output_levels", **out)(converted)
+    return keras.Model(images, converted, name=name)
+
+
+def build_class_code_converter(
+    classifier: keras.Model, image_shape, output_step: int = DEFAULT_OUTPUT_STEP, name: str = "converter"
+) -> keras.Model:
+    """Builds the class-code converter, beyond the paper (README, "Defences"): the narrowest code.
+
+    The converter runs a frozen ``classifier`` on the photo and sends one of K learned images, the
+    codebook's row of the class it decided (``ClassCode``), on the output grid. Whatever the
+    training, a converted image then carries at most log2(K) bits of the photo, so an attacker can
+    at best draw the mean image of each decision. The price: the phone computes the decision, with
+    a classifier as good as the target's accuracy is to stay (a copy of the target: ``--class_code``).
+
+    Args:
+        classifier: Maps images of ``image_shape`` to K logits; frozen here, and owned by the
+            converter from now on (pass a copy of the target, not the target itself).
+        image_shape: (H, W, 3): the codebook holds one image of that size per class.
+        output_step: The output grid (``OutputLevels``); 1 leaves the plain sigmoid.
+        name: The model's name.
+
+    Returns:
+        A functional ``keras.Model``: float32 images in [0, 1] to images of the same shape, each one
+        of the K codebook images. The codebook starts at 0 (every pixel at the sigmoid's 0.5, I_128).
+    """
+    height, width, channels = image_shape
+    if None in (height, width) or len(classifier.output_shape) != 2:
+        raise DapterError(
+            "a class code needs a fixed image size and a classifier with one logit per class, got "
+            f"images {image_shape} and outputs {classifier.output_shape}"
+        )
+    classifier.trainable = False
+    images = keras.Input(shape=(height, width, channels), name="images")
+    code = ClassCode(classifier.output_shape[-1], name="class_code")(classifier(images, training=False))
+    pixels = keras.layers.Dense(height * width * channels, use_bias=False, kernel_initializer="zeros", name="codebook")(
+        code
+    )
+    pixels = keras.layers.Reshape((height, width, channels), name="codebook_image")(pixels)
+    converted = keras.layers.Activation("sigmoid", name="codebook_sigmoid")(pixels)
+    if output_step != 1:
+        converted = OutputLevels(output_step, name="output_levels")(converted)
     return keras.Model(images, converted, name=name)
 
 

@@ -62,6 +62,9 @@ class TargetConfig:
         mixed_precision: What the model computes in (``train.precision``): ``float32`` or
             ``bfloat16``; variables, logits, the loss and the saved model stay float32.
         xla: Compile each replica's step with XLA.
+        class_code: The class-code converter, beyond the paper (``models.build_class_code_converter``):
+            ``target`` (a frozen copy of the target decides the class on the phone) or a classifier's
+            ``.keras`` file; empty (the default): the paper's converter. ``filters`` is then unused.
     """
 
     data: DataConfig = DataConfig()
@@ -144,6 +147,7 @@ class DapterConfig:
     acc_labels: str = "true"
     mixed_precision: str = "float32"
     xla: bool = False
+    class_code: str = ""
 
     def __post_init__(self):
         losses.check_lambda(self.lambda_)
@@ -159,4 +163,8 @@ class DapterConfig:
             raise DapterError(f"filters must be three positive channel counts, got {self.filters}")
         if self.eval_images < 1:
             raise DapterError(f"eval_images must be >= 1, got {self.eval_images}")
+        if self.class_code and self.output_block != 1:
+            raise DapterError("class_code and output_block are two output codes: choose one")
+        if self.class_code not in ("", "target"):
+            object.__setattr__(self, "class_code", os.path.abspath(self.class_code))
         _check_training_fields(self)

@@ -17,7 +17,7 @@ from dapter_tf.data.tasks import Task
 from dapter_tf.defences.adversarial import AdversarialDecoders
 from dapter_tf.errors import DapterError
 from dapter_tf.models import saving
-from dapter_tf.models.converter import build_converter
+from dapter_tf.models.converter import build_class_code_converter, build_converter
 from dapter_tf.pixels import check_image_size
 from dapter_tf.records import runs
 from dapter_tf.train.config import DapterConfig
@@ -111,6 +111,9 @@ def train_dapter(config: DapterConfig, task: Task, train_set, test_set: ImageSet
     _check_target_fits(config, task, train_set, target)
     if config.init_converter:
         initial = saving.load_converter(config.init_converter)  # Fails fast too.
+    classifier_path = config.target_path if config.class_code == "target" else config.class_code
+    if classifier_path:
+        saving.load_model_file(classifier_path, "class-code classifier")  # Fails fast too.
     finished = runs.start_run(workdir, config, len(train_set), runs.CONVERTER_FILE)
     if finished is not None:
         return finished
@@ -119,6 +122,10 @@ def train_dapter(config: DapterConfig, task: Task, train_set, test_set: ImageSet
     adversary, trivial_error = None, 1.0
 
     def build():
+        if classifier_path:
+            # The converter's own copy of the classifier: it must not share weights with the target.
+            classifier = saving.load_model_file(classifier_path, "class-code classifier")
+            return build_class_code_converter(classifier, train_set.image_shape, config.output_step)
         return build_converter(config.filters, output_step=config.output_step, output_block=config.output_block)
 
     with strategy.scope():
@@ -165,6 +172,7 @@ def train_dapter(config: DapterConfig, task: Task, train_set, test_set: ImageSet
     results = {
         "lambda": config.lambda_,
         "output_block": config.output_block,
+        "class_code": config.class_code,
         "adversary_weight": config.adversary.weight,
         "replicas": int(strategy.num_replicas_in_sync),
         "converter_parameters": int(converter.count_params()),
