@@ -15,9 +15,11 @@ def define_suite_flags():
     """
     reconstruction = flags.DEFINE_list(
         "suite_reconstruction",
-        "symmetric,unet",
+        "symmetric,unet,lookup",
         "Attack suite: reconstruction attackers, any of symmetric (the paper's generator, mirroring the "
-        "converter) and unet (a four-level U-Net with skip connections, about 16x its parameters).",
+        "converter), unet (a four-level U-Net with skip connections, about 16x its parameters) and lookup "
+        "(no network: the mean original of each converted training image, or of the nearest one; the "
+        "strongest attacker of a converter that sends few distinct images).",
     )
     symmetric_epochs = flags.DEFINE_integer(
         "suite_symmetric_epochs", 10, "Attack suite: epochs of the symmetric generator."
@@ -60,10 +62,13 @@ def define_suite_flags():
     def build(seed: int, criteria):
         from dapter_tf import attacks
 
-        unknown = [a for a in reconstruction.value if a not in ("symmetric", "unet")]
+        unknown = [a for a in reconstruction.value if a not in ("symmetric", "unet", "lookup")]
         if unknown:
-            raise DapterError(f"--suite_reconstruction takes symmetric and unet, got {','.join(reconstruction.value)}")
-        epochs = {"symmetric": symmetric_epochs.value, "unet": unet_epochs.value}
+            raise DapterError(
+                f"--suite_reconstruction takes symmetric, unet and lookup, got {','.join(reconstruction.value)}"
+            )
+        # The lookup trains nothing; its spec keeps the default epochs, which it does not use.
+        epochs = {"symmetric": symmetric_epochs.value, "unet": unet_epochs.value, "lookup": 10}
         recon = tuple(
             attacks.ReconstructionSpec(
                 architecture=name,

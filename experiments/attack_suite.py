@@ -3,8 +3,9 @@ r"""Runs the attack suite on a trained converter: the security index, from attac
 Every attacker trains on converted images of the converter's own training split (the data flags'
 training images: the paper's strongest setting) and is measured on the held-out images:
 
-  reconstruction  the paper's symmetric generator and a four-level U-Net (--suite_reconstruction);
-                  the strongest one's SSIM and PSNR, beside the training images' mean image.
+  reconstruction  the paper's symmetric generator, a four-level U-Net and the lookup of each converted
+                  training image's mean original (--suite_reconstruction); the strongest one's SSIM
+                  and PSNR, beside the training images' mean image.
   labelling       where the task has attack labels: the fine-tuned attacker of §5.1 and one trained
                   from scratch on converted images (--suite_labelling); per attack label the best
                   accuracy, beside the bound of an attacker who knows only the target label.

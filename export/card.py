@@ -29,6 +29,8 @@ class ReleaseInfo:
     image_size: tuple
     attacks: str = ""
     published_target: str = ""
+    # The converter's ``class_code`` ("target" or a classifier's file; "" for the paper's converter).
+    class_code: str = ""
 
 
 def _suite_section(suite) -> list[str]:
@@ -44,9 +46,14 @@ def _suite_section(suite) -> list[str]:
         "|---|---|---|---|",
     ]
     for r in suite.reconstruction:
+        # The lookup trains nothing (epochs 0): its size is the values its table stores.
+        how = (
+            f"{r.parameters or 0:,} parameters, {r.epochs} epochs on {r.images_train:,} pairs"
+            if r.epochs
+            else f"a table of {r.parameters or 0:,} values from {r.images_train:,} pairs, no training"
+        )
         lines.append(
-            f"| reconstruction, {r.attacker} ({r.parameters or 0:,} parameters, {r.epochs} epochs on "
-            f"{r.images_train:,} pairs) | SSIM / PSNR | "
+            f"| reconstruction, {r.attacker} ({how}) | SSIM / PSNR | "
             f"{r.ssim:.4f} / {r.psnr:.2f} dB | "
             f"mean training image {r.ssim_mean_image:.4f} / {r.psnr_mean_image:.2f} dB |"
         )
@@ -62,6 +69,26 @@ def _suite_section(suite) -> list[str]:
     return lines + [""]
 
 
+def _class_code_lines(info: ReleaseInfo) -> list[str]:
+    """What a class-code converter costs, said before any figure (``models.build_class_code_converter``)."""
+    if not info.class_code:
+        return []
+    source = "a copy of the target itself" if info.class_code == "target" else f"the classifier `{info.class_code}`"
+    return [
+        "**This is a class-code converter, not the paper's.** It holds a frozen classifier "
+        f"({source}) and sends, for each photo, only the learned codebook image of the class that "
+        "classifier decides: C(x) = grid(sigmoid(B[argmax F(x)])). A converted image therefore carries at most "
+        "log2(classes) bits of the photo, which bounds what any reconstruction can recover; the price is that the "
+        "phone runs a model as large as that classifier, and"
+        + (
+            " the provider's model ships inside `converter.keras` and every `.tflite` file."
+            if info.class_code == "target"
+            else " the service's accuracy is that classifier's."
+        ),
+        "",
+    ]
+
+
 def render_card(info: ReleaseInfo, measured: dict, claims: list[Claim], export: dict, images: int, suite=None) -> str:
     """The model card's Markdown: description, measured figures, parity table, attacks, and the claims table."""
     height, width = info.image_size
@@ -70,12 +97,23 @@ def render_card(info: ReleaseInfo, measured: dict, claims: list[Claim], export: 
         "",
         "A DAPter converter (Wu et al., WWW 2021): it runs on the user's phone and removes from each image",
         "what the cloud service's target model does not need, so the service still works but the images",
-        "are hard to label for other models. The target model is not part of this release.",
+        "are hard to label for other models. "
+        + (
+            "A copy of the target is inside this converter (below)."
+            if info.class_code == "target"
+            else "The target model is not part of this release."
+        ),
         "",
+        *_class_code_lines(info),
         "## Task",
         "",
         f"- Task: {info.task}; the target serves `{info.target_label}`",
-        f"- Target: {info.target_name} (kept by the provider, not released)"
+        f"- Target: {info.target_name}"
+        + (
+            " (a copy is inside the converter)"
+            if info.class_code == "target"
+            else " (kept by the provider, not released)"
+        )
         + (f"; published beside this bundle as `{info.published_target}`" if info.published_target else ""),
         f"- λ (L_dap = λ L_eta + (1 - λ) L_acc): {info.lambda_ if info.lambda_ is not None else 'not recorded'}",
         f"- Images: {height}x{width} RGB, uint8; converted pixels on the grid 128 + k * {int(measured['output_step'])}",

@@ -109,6 +109,7 @@ def main():
         image_size=tuple(test_set.images.shape[1:3]),
         attacks=attacks,
         published_target=os.path.basename(published),
+        class_code=_class_code_source(config.get("class_code", "")),
     )
     manifest = release_lib.build_bundle(
         converter_path,
@@ -128,6 +129,11 @@ def main():
         shutil.copyfile(target_path, published)
         print(f"{release_lib.sha256(published)}  {os.path.getsize(published):>10,}  {published} (beside the bundle)")
     print(f"bundle: {_OUTPUT_DIR.value} (check it with dapter-verify --bundle={_OUTPUT_DIR.value} and the data flags)")
+
+
+def _class_code_source(class_code: str) -> str:
+    """The card's name for a recorded ``class_code``: "target", a classifier's file name, or ""."""
+    return class_code if class_code in ("", "target") else os.path.basename(class_code)
 
 
 def _describe_data(config) -> str:

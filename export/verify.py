@@ -47,8 +47,9 @@ _ATTACK_SECONDS = flags.DEFINE_float(
 _ATTACK_ARCHITECTURE = flags.DEFINE_enum(
     "attack_architecture",
     "unet",
-    ["symmetric", "unet"],
-    "With --attacks: the reconstruction attacker (unet, the suite's strongest, or symmetric, the paper's).",
+    ["symmetric", "unet", "lookup"],
+    "With --attacks: the reconstruction attacker (unet, the strongest decoder; symmetric, the paper's; or lookup, "
+    "the mean original of each converted training image, the strongest where the converter sends few images).",
 )
 _ATTACK_EPOCHS = flags.DEFINE_integer(
     "attack_epochs", 20, "With --attacks: epochs the attacker's learning-rate schedule plans (time may stop it sooner)."

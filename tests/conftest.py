@@ -55,6 +55,28 @@ def tiny_target_path(tmp_path_factory) -> str:
     return keras_path
 
 
+@pytest.fixture(scope="session")
+def int8_export(tmp_path_factory, embedded) -> Path:
+    """A folder as ``dapter-export-tflite`` writes one: a full-int8 ``converter_int8.tflite`` and its export.json.
+
+    The converter is Fig. 3's, untrained and spread over the grid of step 16 (``spread_converter``),
+    calibrated on the embedded real sample. The file carries no contract in its metadata, as files
+    exported before the contract did, so its grid is known only from the folder's export.json.
+    (The committed reference releases ship no full-int8 file: both broke its parity gate.)
+    """
+    import json
+
+    from export import export_tflite_lib
+
+    train_set, _ = embedded
+    folder = tmp_path_factory.mktemp("int8_export")
+    converter = spread_converter(10.0, seed=1, output_step=16)
+    model_bytes = export_tflite_lib.convert_to_tflite(converter, "int8", (32, 32), train_set.images, 16)
+    (folder / "converter_int8.tflite").write_bytes(model_bytes)
+    (folder / "export.json").write_text(json.dumps({"image_size": [32, 32], "output_step": 16}))
+    return folder
+
+
 def save_npz(path: Path, x, y=None) -> str:
     """Writes an .npz with ``x`` and ``y`` (labels 0..9 cycling when ``y`` is None)."""
     x = np.asarray(x)

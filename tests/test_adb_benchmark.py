@@ -18,8 +18,6 @@ from conftest import REPO, assert_one_error_line
 from android_app.tools import adb_lib
 from dapter_tf import DapterError
 
-# A real converter export, committed with the CIFAR-10 reference release (issue 16).
-MODEL = REPO / "results/release/cifar10_reference/converter_int8.tflite"
 SAMPLE = json.loads((REPO / "android_app/core/src/test/resources/sample_result.json").read_text())
 # The command line the app's own test (SampleResultTest) parses back into its arguments.
 AM_START = (REPO / "android_app/core/src/test/resources/am_start.txt").read_text().split()
@@ -44,6 +42,12 @@ P30 = {
     "ro.build.version.sdk": "29",
     "ro.product.cpu.abi": "arm64-v8a",
 }
+
+
+@pytest.fixture
+def int8_model(int8_export):
+    """A real full-int8 converter export without a contract in its metadata (conftest's int8_export)."""
+    return int8_export / "converter_int8.tflite"
 
 
 class FakePhones:
@@ -108,13 +112,13 @@ def _am_start(calls):
     return [c for c in calls if c[2:5] == ["shell", "am", "start"]]
 
 
-def test_one_phone_end_to_end(phones):
-    proc = phones.attach("R58M").run(f"--model={MODEL}", "--num_threads=4", "--warmup_runs=2", "--num_runs=5")
+def test_one_phone_end_to_end(phones, int8_model):
+    proc = phones.attach("R58M").run(f"--model={int8_model}", "--num_threads=4", "--warmup_runs=2", "--num_runs=5")
     assert proc.returncode == 0, proc.stderr
     calls = phones.calls()
     # The model is pushed byte for byte to /data/local/tmp/dapter.
-    assert ["-s", "R58M", "push", str(MODEL), "/data/local/tmp/dapter/converter_int8.tflite"] in calls
-    assert (phones.root / "R58M/data/local/tmp/dapter/converter_int8.tflite").read_bytes() == MODEL.read_bytes()
+    assert ["-s", "R58M", "push", str(int8_model), "/data/local/tmp/dapter/converter_int8.tflite"] in calls
+    assert (phones.root / "R58M/data/local/tmp/dapter/converter_int8.tflite").read_bytes() == int8_model.read_bytes()
     # The exact command line the app expects: BenchmarkArgsTest pins the same extras, in the same order.
     (start,) = _am_start(calls)
     run_id = start[-1]
@@ -139,7 +143,7 @@ def test_one_phone_end_to_end(phones):
     assert (row["manufacturer"], row["device_model"], row["soc"], row["android_release"]) == (
         "Xiaomi", "Mi 9T Pro", "QTI SM8150", "11"
     )  # fmt: skip
-    assert row["model_bytes"] == str(MODEL.stat().st_size)
+    assert row["model_bytes"] == str(int8_model.stat().st_size)
     assert (row["delegate"], row["num_threads"], row["warmup_runs"], row["num_runs"]) == ("xnnpack", "4", "2", "5")
     assert float(row["avg_us"]) == 110100.0 and float(row["p90_us"]) == 113000.0 and float(row["std_us"]) == 2537.7
     assert row["benchmark_model_avg_us"] == ""
@@ -151,7 +155,7 @@ def test_one_phone_end_to_end(phones):
     assert "R58M: converter_int8.tflite avg 110.10 ms" in proc.stdout
 
 
-def test_image_apk_and_benchmark_model_side_by_side(phones, tmp_path):
+def test_image_apk_and_benchmark_model_side_by_side(phones, tmp_path, int8_model):
     image = tmp_path / "face 1.png"  # A space: the phone's copy gets a name a shell does not split.
     image.write_bytes(b"\x89PNG fake")
     apk = tmp_path / "app-release.apk"
@@ -159,7 +163,7 @@ def test_image_apk_and_benchmark_model_side_by_side(phones, tmp_path):
     binary = tmp_path / "benchmark_model"
     binary.write_bytes(b"\x7fELF aarch64")
     proc = phones.attach("R58M", installed=False).run(
-        f"--model={MODEL}", f"--image={image}", f"--apk={apk}", f"--benchmark_model={binary}",
+        f"--model={int8_model}", f"--image={image}", f"--apk={apk}", f"--benchmark_model={binary}",
         "--delegate=gpu", "--num_runs=20",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -185,13 +189,13 @@ def test_image_apk_and_benchmark_model_side_by_side(phones, tmp_path):
     assert "benchmark_model 107.25 ms" in proc.stdout
 
 
-def test_every_phone_and_the_table_grows(phones):
+def test_every_phone_and_the_table_grows(phones, int8_model):
     phones.attach("R58M").attach("HUAWEI01", props=P30)
-    first = phones.run(f"--model={MODEL}", "--all_devices")
+    first = phones.run(f"--model={int8_model}", "--all_devices")
     assert first.returncode == 0, first.stderr
     assert [r["soc"] for r in phones.rows()] == ["QTI SM8150", "kirin980 / kirin980"]
     # --serial picks one of several; the second run appends to the same table.
-    second = phones.run(f"--model={MODEL}", "--serial=HUAWEI01", "--delegate=nnapi")
+    second = phones.run(f"--model={int8_model}", "--serial=HUAWEI01", "--delegate=nnapi")
     assert second.returncode == 0, second.stderr
     rows = phones.rows()
     assert [(r["serial"], r["delegate"]) for r in rows] == [
@@ -213,10 +217,10 @@ def test_every_phone_and_the_table_grows(phones):
     ],
     ids=["none", "unauthorized", "offline", "several_without_serial", "serial_not_attached", "one_of_all_unauthorized"],
 )
-def test_device_checks_fail_before_anything_is_pushed(phones, attach, flags, message):
+def test_device_checks_fail_before_anything_is_pushed(phones, attach, flags, message, int8_model):
     for serial, state in attach:
         phones.attach(serial, state=state)
-    proc = phones.run(f"--model={MODEL}", *flags)
+    proc = phones.run(f"--model={int8_model}", *flags)
     assert_one_error_line(proc, message)
     assert [c for c in phones.calls() if c[0] == "-s"] == []  # Only `adb devices` was asked.
     assert not phones.out.exists()
@@ -233,20 +237,20 @@ def test_device_checks_fail_before_anything_is_pushed(phones, attach, flags, mes
     ],
     ids=["result_missing", "result_malformed", "result_of_another_format", "app_reports_failure", "app_not_installed"],
 )
-def test_phone_failures_name_their_cause(phones, app, installed, message):
-    proc = phones.attach("R58M", app=app, installed=installed).run(f"--model={MODEL}", "--timeout_s=1")
+def test_phone_failures_name_their_cause(phones, app, installed, message, int8_model):
+    proc = phones.attach("R58M", app=app, installed=installed).run(f"--model={int8_model}", "--timeout_s=1")
     assert_one_error_line(proc, message)
     assert not (phones.out / "phones.csv").exists()
 
 
-def test_app_failure_carries_the_apps_message(phones):
-    proc = phones.attach("R58M", app="error").run(f"--model={MODEL}")
+def test_app_failure_carries_the_apps_message(phones, int8_model):
+    proc = phones.attach("R58M", app="error").run(f"--model={int8_model}")
     assert_one_error_line(proc, ": IllegalArgumentException: Internal error: Cannot create interpreter")
 
 
-def test_a_failing_phone_keeps_the_others_rows(phones):
+def test_a_failing_phone_keeps_the_others_rows(phones, int8_model):
     phones.attach("R58M").attach("BAD1", app="malformed")
-    proc = phones.run(f"--model={MODEL}", "--all_devices")
+    proc = phones.run(f"--model={int8_model}", "--all_devices")
     assert_one_error_line(proc, "BAD1:/sdcard/Android/data/org.dapter.bench/files/")
     assert [r["serial"] for r in phones.rows()] == ["R58M"]
 
@@ -267,27 +271,27 @@ def test_a_failing_phone_keeps_the_others_rows(phones):
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
-def test_bad_flags_fail_in_one_line(phones, flags, message):
-    model = [] if any(f.startswith("--model") for f in flags) else [f"--model={MODEL}"]
+def test_bad_flags_fail_in_one_line(phones, flags, message, int8_model):
+    model = [] if any(f.startswith("--model") for f in flags) else [f"--model={int8_model}"]
     proc = phones.attach("R58M").run(*model, *flags)
     assert_one_error_line(proc, message)
     assert phones.calls() == []
 
 
-def test_no_adb_anywhere(phones):
-    proc = phones.attach("R58M").run(f"--model={MODEL}", path_with_adb=False)
+def test_no_adb_anywhere(phones, int8_model):
+    proc = phones.attach("R58M").run(f"--model={int8_model}", path_with_adb=False)
     assert_one_error_line(proc, "adb not found on PATH nor in $ANDROID_HOME/platform-tools")
 
 
-def test_an_unknown_delegate_is_refused_by_absl(phones):
-    proc = phones.attach("R58M").run(f"--model={MODEL}", "--delegate=hexagon")
+def test_an_unknown_delegate_is_refused_by_absl(phones, int8_model):
+    proc = phones.attach("R58M").run(f"--model={int8_model}", "--delegate=hexagon")
     assert proc.returncode != 0 and "--delegate" in proc.stderr and phones.calls() == []
 
 
-def test_an_earlier_table_of_other_columns_is_not_overwritten(phones):
+def test_an_earlier_table_of_other_columns_is_not_overwritten(phones, int8_model):
     phones.out.mkdir()
     (phones.out / "phones.csv").write_text("a,b\n1,2\n")
-    proc = phones.attach("R58M").run(f"--model={MODEL}")
+    proc = phones.attach("R58M").run(f"--model={int8_model}")
     assert_one_error_line(proc, "has other columns than this driver writes")
     assert (phones.out / "phones.csv").read_text() == "a,b\n1,2\n"
 
@@ -352,12 +356,12 @@ def test_names_on_the_phone_are_shell_safe():
     )
 
 
-def test_the_driver_passes_the_files_own_output_step_to_the_app(tmp_path):
+def test_the_driver_passes_the_files_own_output_step_to_the_app(tmp_path, int8_model):
     from export import export_tflite_lib
 
-    # The committed file predates the contract in the metadata: the app decodes it with step 1.
-    assert adb_lib.contract_output_step(str(MODEL)) == 1
-    model_bytes = MODEL.read_bytes()
+    # A file without the contract in its metadata (exported before it): the app decodes it with step 1.
+    assert adb_lib.contract_output_step(str(int8_model)) == 1
+    model_bytes = int8_model.read_bytes()
     carried = tmp_path / "converter_int8.tflite"
     carried.write_bytes(
         export_tflite_lib.with_contract(model_bytes, export_tflite_lib.output_contract(model_bytes, 16))

@@ -33,11 +33,11 @@ def _pixels(path):
     return np.asarray(PIL.Image.open(path))
 
 
-def test_convert_a_folder_with_the_bundles_int8_file(photos, tmp_path):
+def test_convert_a_folder_with_an_export_folders_int8_file(photos, int8_export, tmp_path):
     out = tmp_path / "out"
     proc = run_binary(
         "export.convert",
-        f"--converter={BUNDLE / 'converter_int8.tflite'}",
+        f"--converter={int8_export / 'converter_int8.tflite'}",
         f"--input={photos}",
         f"--output_dir={out}",
         f"--output_npz={tmp_path / 'converted.npz'}",
@@ -53,9 +53,11 @@ def test_convert_a_folder_with_the_bundles_int8_file(photos, tmp_path):
         assert line in proc.stdout, proc.stdout
     written = sorted(p.name for p in out.iterdir())
     assert written == ["convert.json", "holiday.png", "photo_0.png", "photo_1.png", "photo_2.png", "photo_3.png"]
-    # What was written is exactly what the file sends, with the grid the bundle's card states (16).
+    # What was written is exactly what the file sends, with the grid its export.json states (16).
     originals = np.stack([_pixels(photos / "holiday.jpg")] + [_pixels(photos / f"photo_{i}.png") for i in range(4)])
-    expected = export_tflite_lib.run_tflite((BUNDLE / "converter_int8.tflite").read_bytes(), originals, output_step=16)
+    expected = export_tflite_lib.run_tflite(
+        (int8_export / "converter_int8.tflite").read_bytes(), originals, output_step=16
+    )
     got = np.stack([_pixels(out / n) for n in ["holiday.png"] + [f"photo_{i}.png" for i in range(4)]])
     np.testing.assert_array_equal(got, expected)
     assert (((got.astype(int) - 128) % 16 == 0) | (got == 255)).all()  # On the grid.
@@ -84,9 +86,9 @@ def test_convert_an_npz_with_the_keras_converter_matches_keras(tmp_path):
     )
 
 
-def test_convert_refuses_what_cannot_be_known_or_written(tmp_path):
+def test_convert_refuses_what_cannot_be_known_or_written(int8_export, tmp_path):
     int8 = tmp_path / "converter_int8.tflite"
-    int8.write_bytes((BUNDLE / "converter_int8.tflite").read_bytes())  # Out of its bundle.
+    int8.write_bytes((int8_export / "converter_int8.tflite").read_bytes())  # Out of its folder, without a contract.
     with pytest.raises(DapterError, match="full-int8 file .* keep it in its bundle or give --output_step"):
         convert_lib.load_converter(str(int8))
     assert convert_lib.load_converter(str(int8), output_step=16).output_step == 16

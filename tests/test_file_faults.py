@@ -14,7 +14,7 @@ from cli import runner
 from dapter_tf import DapterError
 
 BUNDLE = REPO / "results" / "release" / "cifar10_reference"
-INT8 = BUNDLE / "converter_int8.tflite"
+TFLITE = BUNDLE / "converter_dynamic_range.tflite"  # A shipped file; which one does not matter here.
 
 # Root ignores file permissions: the read-only case needs an ordinary user.
 needs_non_root = pytest.mark.skipif(os.geteuid() == 0, reason="root can write into a read-only folder")
@@ -46,8 +46,8 @@ def test_an_output_folder_that_is_a_file(module, flag, a_file, tiny_target_path,
         "experiments.attack": [f"--converter={tmp_path / 'c.keras'}"],
         "experiments.lambda_sweep": [f"--target={tiny_target_path}"],
         "experiments.reproduce": [f"--workdir={tmp_path / 'run'}"],
-        "export.convert": [f"--converter={INT8}", f"--input={a_file.parent}"],
-        "android_app.tools.adb_benchmark": [f"--model={INT8}"],
+        "export.convert": [f"--converter={TFLITE}", f"--input={a_file.parent}"],
+        "android_app.tools.adb_benchmark": [f"--model={TFLITE}"],
     }.get(module, [])
     proc = run_binary(module, f"{flag}={a_file}", *extra)
     assert_one_error_line(proc, f"{flag} {a_file} is a file, not a folder")
@@ -61,7 +61,7 @@ def test_a_folder_under_a_file(a_file):
 
 def test_benchmark_output_json_in_a_missing_folder_fails_before_the_benchmark(tmp_path):
     proc = run_binary(
-        "export.benchmark_tflite", f"--graph={INT8}", f"--output_json={tmp_path / 'nowhere' / 'bench.json'}"
+        "export.benchmark_tflite", f"--graph={TFLITE}", f"--output_json={tmp_path / 'nowhere' / 'bench.json'}"
     )
     assert_one_error_line(proc, f"its folder {tmp_path / 'nowhere'} does not exist")
     assert "avg" not in proc.stdout  # Nothing was timed.

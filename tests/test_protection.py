@@ -19,6 +19,7 @@ def test_recipes_parse_into_config_fields_and_families():
     assert config.adversary.weight == 2.0 and config.adversary.decoders == 2  # The rest: the defaults.
     assert protection.parse_recipe("plain:").family == "L_dap"
     assert protection.parse_recipe("a: adversary_weight=1").family == "adversarial"
+    assert protection.parse_recipe("c: class_code=target acc_labels=target").family == "class code"
     assert protection.parse_recipe("c: output_block=8 filters=8/16/16").apply(tiny_dapter_config("t")).filters == (
         8,
         16,

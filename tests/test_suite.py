@@ -15,6 +15,7 @@ from dapter_tf.attacks import (
     SecurityCriteria,
     SuiteResults,
     SuiteSpec,
+    lookup,
     reconstructors,
 )
 from dapter_tf.data import tasks
@@ -118,6 +119,24 @@ def test_the_unet_attacker_is_much_larger_and_needs_its_image_sides():
         SuiteSpec(reconstruction=(ReconstructionSpec(), ReconstructionSpec())).validate(tasks.get_task("cifar10"))
 
 
+def test_the_lookup_attacker_by_hand():
+    # Four 2x2 training pairs, each image one value: codes 0, 0, 16, 0 sent for originals 10, 20, 40, 30.
+    def flat(*values):
+        return np.stack([np.full((2, 2, 3), v, np.uint8) for v in values])
+
+    table = lookup.fit_lookup(flat(0, 0, 16, 0), flat(10, 20, 40, 30))
+    np.testing.assert_array_equal(table.codes[:, 0, 0, 0], [0, 16])
+    np.testing.assert_array_equal(table.means[:, 0, 0, 0], [20, 40])  # (10 + 20 + 30) / 3 and 40.
+    np.testing.assert_array_equal(table.counts, [3, 1])
+    assert table.stored_values == 2 * 12
+    # Seen codes get their mean; unseen 4 is nearer code 0 (distance 4 per pixel) and 12 nearer 16.
+    restored = lookup.reconstruct(table, flat(16, 0, 4, 12))
+    np.testing.assert_array_equal(restored[:, 0, 0, 0], [40, 20, 20, 40])
+    with pytest.raises(DapterError, match="the lookup attacker is not a network and takes no filters"):
+        ReconstructionSpec(architecture="lookup", filters=(8,)).validate(tasks.get_task("cifar10"))
+    ReconstructionSpec(architecture="lookup").validate(tasks.get_task("celeba", image_size=36))  # Any side.
+
+
 def _save_converter(path, layer) -> str:
     """A converter-shaped model (32x32 RGB in and out) made of one layer, saved as .keras."""
     images = keras.Input(shape=(None, None, 3))
@@ -144,6 +163,7 @@ def cifar2_10(tmp_path_factory):
 FAST_RECONSTRUCTION = (
     ReconstructionSpec(architecture="symmetric", filters=(8, 16, 16), epochs=3, batch_size=32),
     ReconstructionSpec(architecture="unet", filters=(8, 16, 32), epochs=3, batch_size=32),
+    ReconstructionSpec(architecture="lookup"),
 )
 
 
@@ -151,7 +171,7 @@ def test_identity_converter_reconstructs_near_ssim_1_and_the_suite_says_so(cifar
     task, train_set, test_set, folder, identity, _ = cifar2_10
     input_data = AttackInputData(task, train_set, test_set, identity, str(folder / "target.keras"))
     found = attacks.run_attack_suite(input_data, SuiteSpec(FAST_RECONSTRUCTION, labelling=None), str(tmp_path))
-    assert {r.attacker for r in found.reconstruction} == {"symmetric", "unet"}
+    assert {r.attacker for r in found.reconstruction} == {"symmetric", "unet", "lookup"}
     # Three epochs on 2,000 pairs already restore most of the image; sent as is, it is the image.
     assert max(r.ssim for r in found.reconstruction) > 0.75
     assert found.max_ssim == pytest.approx(1.0) and found.strongest_reconstruction.attacker == suite_lib.AS_SENT
@@ -165,9 +185,13 @@ def test_constant_converter_scores_the_mean_image_baseline(cifar2_10, tmp_path):
     task, train_set, test_set, folder, _, constant = cifar2_10
     input_data = AttackInputData(task, train_set, test_set, constant, str(folder / "target.keras"))
     found = attacks.run_attack_suite(input_data, SuiteSpec(FAST_RECONSTRUCTION, labelling=None), str(tmp_path))
-    # A decoder that sees the same grey image every time can only learn the mean image.
+    # A decoder that sees the same grey image every time can only learn the mean image; the lookup,
+    # whose one code is that grey image, returns exactly the mean image.
     for result in found.reconstruction:
         assert result.ssim == pytest.approx(result.ssim_mean_image, abs=0.02), result
+    (lookup_result,) = [r for r in found.reconstruction if r.attacker == "lookup"]
+    assert lookup_result.ssim == lookup_result.ssim_mean_image and lookup_result.epochs == 0
+    assert lookup_result.parameters == 32 * 32 * 3  # One stored mean image.
     assert found.entropy_converted == 0.0 and found.verdicts()[1].holds
 
 
@@ -236,7 +260,7 @@ def test_attack_suite_binary_end_to_end_and_its_errors(tiny_target_path, tmp_pat
         "--suite_reconstruction=symmetric,gan",
         f"--workdir={tmp_path / 'w'}",
     )
-    assert_one_error_line(proc, "--suite_reconstruction takes symmetric and unet")
+    assert_one_error_line(proc, "--suite_reconstruction takes symmetric, unet and lookup")
     proc = run_binary(
         "experiments.attack_suite", f"--converter={tmp_path / 'none.keras'}", "--max_ssim=2", f"--workdir={tmp_path}/w"
     )

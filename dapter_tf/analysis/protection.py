@@ -52,7 +52,7 @@ class Recipe:
         overrides: Field -> value over the frontier's base ``DapterConfig`` (``_FIELDS`` and
             ``adversary_*``).
         family: Which line of the plot it belongs to: ``L_dap`` (no defence), ``adversarial``,
-            ``coarse code`` or ``both``, from its overrides.
+            ``coarse code``, ``both`` or ``class code``, from its overrides.
     """
 
     name: str
@@ -60,6 +60,10 @@ class Recipe:
 
     @property
     def family(self) -> str:
+        # The class code sends no image of the photo at all, so it is a family of its own
+        # whatever else the recipe sets.
+        if self.overrides.get("class_code"):
+            return "class code"
         adversarial = self.overrides.get("adversary_weight", 0) > 0
         coarse = self.overrides.get("output_block", 1) > 1
         return {(False, False): "L_dap", (True, False): "adversarial", (False, True): "coarse code"}.get(
@@ -245,7 +249,7 @@ def frontier_table(frontier: dict) -> str:
     return "\n".join(lines)
 
 
-_FAMILY_STYLE = {"L_dap": "o-", "adversarial": "s-", "coarse code": "^-", "both": "D-"}
+_FAMILY_STYLE = {"L_dap": "o-", "adversarial": "s-", "coarse code": "^-", "both": "D-", "class code": "*-"}
 
 
 def plot_frontier(frontier: dict, path: str, criteria=None) -> None:

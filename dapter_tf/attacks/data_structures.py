@@ -162,8 +162,10 @@ class ReconstructionSpec:
     """The image-reconstruction attack (§5.3): a generator trained to undo the fixed converter.
 
     Attributes:
-        architecture: The attacker (``attacks.reconstructors.RECONSTRUCTORS``): ``symmetric``, the paper's
-            generator mirroring the converter, or ``unet``, a much stronger four-level U-Net.
+        architecture: The attacker (``attacks.reconstructors.ATTACKERS``): ``symmetric``, the paper's
+            generator mirroring the converter, ``unet``, a much stronger four-level U-Net, or
+            ``lookup``, the mean original of each converted training image (no network: ``filters``,
+            ``epochs``, ``batch_size`` and ``learning_rate`` do not apply).
         filters: The attacker's channels: for ``symmetric`` at full, half and quarter resolution
             (empty: the converter's own, so the generator mirrors it as §5.3 says); for ``unet``
             one per level (empty: ``attacks.reconstructors.DEFAULT_UNET_FILTERS``).
@@ -193,6 +195,8 @@ class ReconstructionSpec:
             raise DapterError(f"filters must be three positive channel counts, got {self.filters}")
         if self.filters and self.architecture == "unet" and len(self.filters) < 2:
             raise DapterError(f"a U-Net attacker needs two or more channel counts, got {self.filters}")
+        if self.filters and self.architecture == reconstructors.LOOKUP:
+            raise DapterError(f"the lookup attacker is not a network and takes no filters, got {self.filters}")
         _check_positive(self, "epochs", "batch_size", "grid_images")
         if self.train_images < 0:
             raise DapterError(f"train_images must be >= 0, got {self.train_images}")

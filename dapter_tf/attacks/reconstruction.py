@@ -2,7 +2,8 @@
 
 The adversary trains a generator to map converted images back to their originals with
 L_recover = ||I_r - I||_2, the converter fixed: the paper's, symmetric to the converter (the same
-eight-layer U-Net, with a plain sigmoid output), or a much stronger U-Net (``attacks.reconstructors``). In
+eight-layer U-Net, with a plain sigmoid output), a much stronger U-Net (``attacks.reconstructors``), or
+the lookup of the mean original of each converted training image (``attacks.lookup``). In
 the paper's strongest setting, which this module uses, he trains on the converter's own training
 images. Quality is SSIM (scikit-image) and PSNR on held-out images; below an SSIM of 0.2 the paper
 calls the images unrecoverable.
@@ -20,7 +21,7 @@ from skimage.metrics import structural_similarity
 
 from dapter_tf import evaluate, models, train
 from dapter_tf.analysis import report
-from dapter_tf.attacks import reconstructors
+from dapter_tf.attacks import lookup, reconstructors
 from dapter_tf.attacks.data_structures import AttackInputData, ReconstructionSpec
 from dapter_tf.data import ImageSet
 from dapter_tf.errors import DapterError
@@ -47,7 +48,13 @@ class _LoopConfig:
 
 
 def converter_filters(converter: keras.Model) -> tuple:
-    """The channels of a converter's full-, half- and quarter-resolution layers (``models.build_converter``)."""
+    """The channels of a converter's full-, half- and quarter-resolution layers (``models.build_converter``).
+
+    A class-code converter (``models.build_class_code_converter``) has no such layers: its symmetric
+    generator is the paper's, mirroring the default converter's channels.
+    """
+    if any(layer.name == "codebook" for layer in converter.layers):
+        return models.DEFAULT_FILTERS
     try:
         return tuple(int(converter.get_layer(n).filters) for n in ("conv1", "conv4_down", "conv5_down"))
     except ValueError:
@@ -161,13 +168,21 @@ def reconstruct_images(
     """
     print(f"Converting {len(train_images)} training and {len(test_images)} held-out images ...", flush=True)
     converted = evaluate.convert_images(converter, train_images)
-    pairs = ImageSet(converted, {"original": train_images}, "converted")
-    filters = spec.attacker_filters() or converter_filters(converter)
-    reconstructor = train_reconstructor(spec, converter_path, pairs, workdir, filters, max_seconds)
-
     originals = test_images
     test_converted = evaluate.convert_images(converter, originals)
-    restored = evaluate.convert_images(reconstructor, test_converted)
+    if spec.architecture == reconstructors.LOOKUP:
+        # Nothing to train: the table is the attacker (its counterpart of parameters: the values it stores).
+        os.makedirs(workdir, exist_ok=True)
+        table = lookup.fit_lookup(converted, train_images)
+        restored = lookup.reconstruct(table, test_converted)
+        epochs, parameters = 0, table.stored_values
+        print(f"   lookup: {len(table.codes):,} distinct converted images among {len(train_images):,}", flush=True)
+    else:
+        pairs = ImageSet(converted, {"original": train_images}, "converted")
+        filters = spec.attacker_filters() or converter_filters(converter)
+        reconstructor = train_reconstructor(spec, converter_path, pairs, workdir, filters, max_seconds)
+        restored = evaluate.convert_images(reconstructor, test_converted)
+        epochs, parameters = spec.epochs, int(reconstructor.count_params())
     grid = os.path.join(workdir, "grid.png")
     n = spec.grid_images
     report.save_grid(grid, originals[:n], test_converted[:n], restored[:n])
@@ -180,13 +195,13 @@ def reconstruct_images(
         psnr_converted=psnr(originals, test_converted),
         images_train=len(train_images),
         images_test=len(originals),
-        epochs=spec.epochs,
+        epochs=epochs,
         grid=grid,
         lambda_=runs.converter_lambda(converter_path),
         ssim_mean_image=mean_ssim(originals, mean_image),
         psnr_mean_image=psnr(originals, mean_image),
         attacker=spec.architecture,
-        parameters=int(reconstructor.count_params()),
+        parameters=parameters,
     )
     files.write_json(os.path.join(workdir, "results.json"), dataclasses.asdict(result))
     print(f"   {result.summary()}", flush=True)

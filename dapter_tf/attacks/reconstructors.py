@@ -7,6 +7,9 @@ Registered by name, as SIMBA registers its attacks; ``ReconstructionSpec.archite
 * ``unet``: a much stronger decoder: a four-level U-Net (two 3x3 convolutions with batch norm per
   level, a skip connection at every level), about 16 times the paper generator's parameters at its
   default width.
+* ``lookup``: no network: the mean original of each converted training image, or of the nearest one
+  (``attacks.lookup``). For a converter that sends few distinct images it is the strongest attacker
+  there is; it trains nothing.
 """
 
 import keras
@@ -73,10 +76,15 @@ RECONSTRUCTORS = {
 }
 
 
+# Attackers that are not trained networks (``attacks.lookup``): nothing to build, any image side.
+LOOKUP = "lookup"
+ATTACKERS = (*RECONSTRUCTORS, LOOKUP)
+
+
 def check_reconstructor(name: str) -> str:
     """Returns ``name`` if a reconstruction attacker is registered under it; DapterError otherwise."""
-    if name not in RECONSTRUCTORS:
-        raise DapterError(f"unknown reconstruction attacker {name!r}; choose one of: {', '.join(RECONSTRUCTORS)}")
+    if name not in ATTACKERS:
+        raise DapterError(f"unknown reconstruction attacker {name!r}; choose one of: {', '.join(ATTACKERS)}")
     return name
 
 
@@ -88,4 +96,6 @@ def build_reconstructor(architecture: str, filters, name: str | None = None) -> 
 
 def side_multiple(architecture: str, filters) -> int:
     """The multiple of which image sides must be for ``architecture`` with ``filters``."""
-    return RECONSTRUCTORS[check_reconstructor(architecture)][1](filters)
+    if check_reconstructor(architecture) == LOOKUP:
+        return 1
+    return RECONSTRUCTORS[architecture][1](filters)

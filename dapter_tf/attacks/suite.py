@@ -6,8 +6,10 @@ verdicts of ``SecurityCriteria``. In the paper's strongest setting, every attack
 converted images of the converter's *own* training split and is measured on held-out images.
 
 * Reconstruction: the paper's symmetric generator and a much stronger U-Net, trained longer
-  (``attacks.reconstructors``). The suite's figure is their maximum SSIM, beside the SSIM of the training
-  images' mean image (what an attacker who learnt nothing of the image scores).
+  (``attacks.reconstructors``), and the lookup of the mean original of each converted training image
+  (``attacks.lookup``: for a converter that sends few distinct images, no decoder does better). The
+  suite's figure is their maximum SSIM, beside the SSIM of the training images' mean image (what an
+  attacker who learnt nothing of the image scores).
 * Labelling: the fine-tuned attacker of §5.1 and one trained from scratch on converted images.
   The suite's figure, per attack label, is their best accuracy, beside the bound of an attacker who
   knows only the target label (its majority attack class within each target class): the gap
@@ -42,6 +44,7 @@ SUMMARY_FILE = "summary.txt"
 DEFAULT_RECONSTRUCTION = (
     ReconstructionSpec(architecture="symmetric", epochs=10),
     ReconstructionSpec(architecture="unet", epochs=20),
+    ReconstructionSpec(architecture="lookup"),
 )
 DEFAULT_LABELLING = AutoRecognitionSpec(attackers=("finetuned", "scratch"))
 

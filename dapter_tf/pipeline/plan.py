@@ -112,7 +112,7 @@ class PlanBuilder:
         self.width = [f"--width={s.target_width}"] if s.target_width else []
         self.ssim_recon = [f"--recon_epochs={s.ssim_recon_epochs}", f"--recon_train_images={s.ssim_recon_train_images}"]
         self.suite = [
-            "--suite_reconstruction=symmetric,unet",
+            "--suite_reconstruction=symmetric,unet,lookup",
             f"--suite_symmetric_epochs={s.recon_epochs}",
             f"--suite_unet_epochs={s.suite_unet_epochs}",
             f"--suite_recon_train_images={s.recon_train_images}",
