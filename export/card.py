@@ -35,11 +35,13 @@ class ReleaseInfo:
 
 def _suite_section(suite) -> list[str]:
     """The card's table of every attacker of the attack suite, with the baselines and the verdicts."""
+    # Only labellers train on every training image; a suite without them says so by saying nothing of them.
+    labellers = f"the labellers on all {suite.images_train:,}; " if suite.labelling else ""
     lines = [
         "## Attack suite (the security index)",
         "",
         "Every attacker was trained after the converter froze, on converted images of the converter's own "
-        f"training images (the labellers on all {suite.images_train:,}; each reconstruction row says how many), "
+        f"training images ({labellers}each reconstruction row says how many), "
         f"and measured on {suite.images_test:,} held-out images (`dapter-attack-suite`).",
         "",
         "| attacker | figure | value | baseline |",

@@ -91,6 +91,21 @@ def test_verdicts_against_the_mean_image_and_without_bars():
     assert [v.holds for v in cifar10.verdicts()] == [False, True, None]
 
 
+def test_the_cards_suite_section_speaks_of_labellers_only_when_they_ran():
+    from export import card
+
+    with_labellers = "\n".join(
+        card._suite_section(_results([_reconstruction("unet", 0.1)], [_labelling("scratch", 0.3)]))
+    )
+    assert "(the labellers on all 100; each reconstruction row says how many)" in with_labellers
+    assert (
+        "| labelling label, scratch | accuracy on converted images | 0.3000 (originals 0.8000) "
+        "| knowing only the target label 0.2000 |" in with_labellers
+    )
+    without = "\n".join(card._suite_section(_results([_reconstruction("unet", 0.1)])))
+    assert "labellers" not in without and "(each reconstruction row says how many)" in without
+
+
 @pytest.mark.parametrize(
     "criteria, message",
     [
