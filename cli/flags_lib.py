@@ -97,8 +97,10 @@ def define_data_flags():
 
 def write_summary(workdir: str, lines) -> None:
     """Writes ``lines`` to ``workdir/summary.txt`` and prints them."""
+    from dapter_tf.records.files import atomic_file
+
     text = "\n".join(lines)
-    with open(os.path.join(workdir, "summary.txt"), "w") as f:
+    with atomic_file(os.path.join(workdir, "summary.txt"), "w") as f:
         f.write(text + "\n")
     print(text)
 

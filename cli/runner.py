@@ -11,6 +11,7 @@ import tempfile
 from absl import app, flags, logging
 
 from dapter_tf import DapterError
+from dapter_tf.records.files import no_space_left
 
 
 def _import_tensorflow_quietly():
@@ -142,6 +143,13 @@ def run(main, tensorflow: bool = True):
             # removed mid-run): still one line, naming the file, rather than a traceback.
             where = f": {e.filename}" if e.filename else ""
             sys.stderr.write(f"error: {e.strerror or e}{where}\n")
+            sys.exit(1)
+        except Exception as e:
+            # TensorFlow's own writes (a checkpoint, a SavedModel) report a full disk as an op error
+            # whose message names the file.
+            if not no_space_left(e):
+                raise
+            sys.stderr.write(f"error: no space left on device ({str(e).strip().splitlines()[0]})\n")
             sys.exit(1)
 
     app.run(guarded)

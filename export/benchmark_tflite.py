@@ -85,6 +85,7 @@ def main():
     # TensorFlow fixes its thread pools at its first op: hold it to the interpreter's thread count.
     benchmark_lib.configure_tensorflow_threads(_NUM_THREADS.value)
     from dapter_tf import DapterError, models
+    from dapter_tf.records.files import atomic_file
 
     config = benchmark_lib.BenchmarkConfig(
         _NUM_THREADS.value, _WARMUP_RUNS.value, _NUM_RUNS.value, _USE_XNNPACK.value
@@ -119,10 +120,10 @@ def main():
         row["ratio_to_keras"] = row["avg_us"] / keras_avg if keras_avg else None
         print(benchmark_lib.format_benchmark_line(row))
     if _OUTPUT_JSON.value:
-        with open(_OUTPUT_JSON.value, "w") as f:
+        with atomic_file(_OUTPUT_JSON.value, "w") as f:
             json.dump({"image_size": list(size), "config": config.__dict__, "models": rows}, f, indent=2)
     if _OUTPUT_CSV.value:
-        with open(_OUTPUT_CSV.value, "w") as f:
+        with atomic_file(_OUTPUT_CSV.value, "w") as f:
             f.write(benchmark_lib.to_csv(rows))
 
 

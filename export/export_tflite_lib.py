@@ -26,11 +26,11 @@ int8 intermediates cannot hold the output grid exactly: ``models.snap_to_levels`
 
 import contextlib
 import dataclasses
+import glob
 import hashlib
 import io
 import os
 import shutil
-import tempfile
 import warnings
 
 import keras
@@ -39,7 +39,7 @@ import tensorflow as tf
 
 from dapter_tf import DapterError, evaluate
 from dapter_tf.models import output_step_of, strip_output_levels
-from dapter_tf.records.files import write_json
+from dapter_tf.records.files import staged_folder, write_bytes, write_json
 from export.contract import (  # noqa: F401 (re-exported)
     CONTRACT_FORMAT,
     CONTRACT_METADATA,
@@ -225,25 +225,24 @@ def export_converter(
     modes, tolerances = _check_export_args(calibration_steps, modes, tolerances)
     image_size = tuple(int(s) for s in test_images.shape[1:3])
     check_image_size(converter, target, image_size)
-    os.makedirs(output_dir, exist_ok=True)
-    # A failed earlier run's files never block this one.
+    # What a failed or killed earlier run left (its failed/ files, a staging folder) never blocks this one.
     failed_dir = os.path.join(output_dir, FAILED_DIR)
     shutil.rmtree(failed_dir, ignore_errors=True)
+    for entry in glob.glob(os.path.join(glob.escape(output_dir), ".export-*")):  # Staging of versions before 0.2.
+        shutil.rmtree(entry, ignore_errors=True)
     keras_converted = evaluate.convert_images(converter, test_images)
     step = output_step_of(converter)
-    # Every file is written into a staging folder and reaches its shipping name only once every
-    # file of this run has passed its gate: a crash or a failed gate leaves the shipped files and
-    # export.json as they were.
-    staging = tempfile.mkdtemp(prefix=".export-", dir=output_dir)
-    try:
+    # Every file, export.json included, is written into a staging folder that replaces the shipped
+    # set only once every file of this run has passed its gate: a crash, a full disk or a failed gate
+    # leaves the shipped files and export.json as they were (records.files.staged_folder).
+    with staged_folder(output_dir, keep=True) as staging:
         files = {}
         for mode in modes:
             after = output_step_after_interpreter(mode, step)
             model_bytes = convert_to_tflite(converter, mode, image_size, calibration_images, calibration_steps, seed)
             contract = output_contract(model_bytes, after)
             model_bytes = with_contract(model_bytes, contract)
-            with open(os.path.join(staging, file_name(mode)), "wb") as f:
-                f.write(model_bytes)
+            write_bytes(os.path.join(staging, file_name(mode)), model_bytes)
             parity = check_parity(model_bytes, keras_converted, target, test_images, test_labels, after)
             files[mode] = _file_entry(
                 mode, model_bytes, output_dir, image_size, contract, parity, tolerances[mode], step
@@ -263,16 +262,13 @@ def export_converter(
             for entry in files.values():
                 entry["path"] = os.path.join(failed_dir, entry["file"])
             write_json(os.path.join(staging, "export.json"), result)
+            os.makedirs(output_dir, exist_ok=True)
             os.replace(staging, failed_dir)
             raise ParityError(
                 f"export broke its parity tolerances ({' | '.join(broken)}); nothing shipped was changed in "
                 f"{output_dir}, the new files are in {failed_dir}; pass --force to accept them"
             )
-        for entry in files.values():
-            os.replace(os.path.join(staging, entry["file"]), entry["path"])
-        write_json(os.path.join(output_dir, "export.json"), result)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        write_json(os.path.join(staging, "export.json"), result)
     return result
 
 

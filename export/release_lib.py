@@ -23,8 +23,9 @@ import shutil
 import keras
 import numpy as np
 
-from dapter_tf import DapterError
-from dapter_tf.records.files import sha256, write_json
+from dapter_tf import DapterError, evaluate
+from dapter_tf.models import load_converter
+from dapter_tf.records.files import atomic_file, clear_leftovers, copy_file, sha256, staged_folder, write_bytes, write_json
 from export import export_tflite_lib
 from export.card import ReleaseInfo, parse_card_task, render_card  # noqa: F401 (re-exported)
 from export.claims import (  # noqa: F401 (re-exported)
@@ -98,11 +99,12 @@ def build_bundle(
     broken = [mode for mode, e in export["files"].items() if e.get("failures")]
     if broken:
         raise DapterError(f"refusing to release files that broke their parity gate: {', '.join(broken)}")
+    clear_leftovers(output_dir)
     if os.path.isdir(output_dir) and os.listdir(output_dir):
         raise DapterError(f"{output_dir} is not empty: a bundle goes into a new folder")
     if sha256(converter_path) == sha256(target_path):
         raise DapterError("the bundle would hold the target model; nothing was released")
-    converter = keras.models.load_model(converter_path, compile=False, safe_mode=True)
+    converter = load_converter(converter_path)  # Refuses non-finite weights (a diverged run).
     if tuple(converter.output_shape[1:]) != tuple(converter.input_shape[1:]):
         raise DapterError(
             f"{converter_path} is not a converter: it maps {converter.input_shape[1:]} to {converter.output_shape[1:]}"
@@ -124,22 +126,42 @@ def build_bundle(
                 "re-run dapter-export-tflite"
             )
     measured = measure_claims(converter, tflite_files, images, labels, target)
+    check_serves_task(converter, images, measured)
     claims = make_claims(measured, export, tolerances)
     if suite is not None:
         claims += suite_claims(suite, tolerances)
-    os.makedirs(output_dir, exist_ok=True)
-    shutil.copyfile(converter_path, os.path.join(output_dir, CONVERTER))
-    for name, model_bytes in tflite_files.items():
-        with open(os.path.join(output_dir, name), "wb") as f:
-            f.write(model_bytes)
-    with open(os.path.join(output_dir, MODEL_CARD), "w") as f:
-        f.write(render_card(info, measured, claims, export, len(images), suite))
-    manifest = write_manifest(output_dir)
-    target_hash = sha256(target_path)
-    if any(entry["sha256"] == target_hash for entry in manifest["files"].values()):
-        shutil.rmtree(output_dir)
-        raise DapterError("the bundle would hold the target model; nothing was released")
+    # The bundle is written into a staging folder that becomes output_dir only once every file and
+    # the manifest are written: a kill or a full disk leaves no half bundle to block the rerun.
+    with staged_folder(output_dir) as staging:
+        copy_file(converter_path, os.path.join(staging, CONVERTER))
+        for name, model_bytes in tflite_files.items():
+            write_bytes(os.path.join(staging, name), model_bytes)
+        with atomic_file(os.path.join(staging, MODEL_CARD), "w") as f:
+            f.write(render_card(info, measured, claims, export, len(images), suite))
+        manifest = write_manifest(staging)
+        target_hash = sha256(target_path)
+        if any(entry["sha256"] == target_hash for entry in manifest["files"].values()):
+            raise DapterError("the bundle would hold the target model; nothing was released")
     return manifest
+
+
+def check_serves_task(converter: keras.Model, images: np.ndarray, measured: dict) -> None:
+    """Refuses a converter that sends one and the same image for every photo: no claim of it can be true.
+
+    Such a converter (a collapsed or diverged training) leaves the target nothing to tell photos
+    apart by: it answers alike for all, at chance, whatever entropy and bandwidth figures say.
+
+    Raises:
+        DapterError: naming the figures.
+    """
+    converted = evaluate.convert_images(converter, images)
+    if len(converted) > 1 and (converted == converted[:1]).all():
+        accuracy = measured.get("accuracy_converted")
+        answer = f"; the target then answers alike for every photo (accuracy {accuracy:.4f})" if accuracy is not None else ""
+        raise DapterError(
+            f"the converter sends one and the same image for all {len(converted)} held-out photos (entropy "
+            f"{measured['entropy_converted']:.2f} bits){answer}: it cannot serve the task; nothing was released"
+        )
 
 
 def check_verifier_data(bundle_dir: str, task_name: str, target_label: str, image_size) -> None:

@@ -122,7 +122,7 @@ def train_reconstructor(
 
     checkpoint = tf.train.Checkpoint(reconstructor=reconstructor, optimizer=optimizer)
     deadline = None if max_seconds is None else time.time() + max_seconds
-    trainable = train.Trainable(checkpoint, optimizer, step_fn)
+    trainable = train.Trainable(checkpoint, optimizer, step_fn, variables=tuple(reconstructor.variables))
     train.run_training_loop(workdir, strategy, trainable, pairs, pairs.labels["original"], config, deadline)
     models.save_model(reconstructor, os.path.join(workdir, RECONSTRUCTOR_FILE))
     return reconstructor

@@ -3,6 +3,7 @@
 import os
 
 import keras
+import numpy as np
 
 from dapter_tf.errors import DapterError
 from dapter_tf.models import converter as _converter  # noqa: F401  (registers the converter's layers)
@@ -10,10 +11,36 @@ from dapter_tf.records.runs import CONVERTER_FILE
 
 
 def save_model(model: keras.Model, path: str) -> None:
-    """Saves ``model`` as a ``.keras`` file, atomically."""
+    """Saves ``model`` as a ``.keras`` file, atomically: a failure (a full disk) leaves no partial file.
+
+    Raises:
+        OSError: naming ``path``, when the file cannot be written.
+    """
     tmp = f"{path[: -len('.keras')]}.tmp.keras"
-    model.save(tmp)
-    os.replace(tmp, path)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except BaseException as e:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        if isinstance(e, OSError) and not e.filename:
+            raise OSError(e.errno, e.strerror or str(e), path) from None
+        raise
+
+
+def check_finite(model: keras.Model, path: str) -> keras.Model:
+    """Returns ``model`` if every weight is finite; refuses a model whose training diverged.
+
+    Raises:
+        DapterError: naming the file and the first non-finite weight.
+    """
+    for variable in model.weights:
+        if not np.isfinite(np.asarray(variable)).all():
+            raise DapterError(
+                f"{path} holds non-finite weights ({variable.path} has NaN or infinite values): its training "
+                "diverged; retrain it with a lower learning rate"
+            )
+    return model
 
 
 def freeze(model: keras.Model) -> keras.Model:
@@ -47,7 +74,7 @@ def load_target(path: str) -> keras.Model:
     Raises:
         DapterError: if the file is missing or is not a loadable Keras model.
     """
-    return freeze(load_model_file(path, "target model"))
+    return freeze(check_finite(load_model_file(path, "target model"), path))
 
 
 def load_converter(path: str) -> keras.Model:
@@ -58,4 +85,4 @@ def load_converter(path: str) -> keras.Model:
     """
     if os.path.isdir(path):
         path = os.path.join(path, CONVERTER_FILE)
-    return load_model_file(path, "converter")
+    return check_finite(load_model_file(path, "converter"), path)

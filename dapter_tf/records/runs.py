@@ -168,6 +168,11 @@ def read_dapter_config(workdir: str) -> dict:
     config = read_config(workdir)
     if config is None:
         raise DapterError(f"{workdir} is not a train_dapter workdir (no config.json)")
+    if "lambda_" not in config and os.path.isfile(os.path.join(workdir, TARGET_FILE)):
+        raise DapterError(
+            f"{workdir} is a dapter-train-target workdir (it holds a target, not a converter): give the "
+            "dapter-train-dapter workdir of the converter"
+        )
     return config
 
 

@@ -164,7 +164,14 @@ def train_dapter(config: DapterConfig, task: Task, train_set, test_set: ImageSet
             adversary.restart(k, step)
 
     start = time.time()
-    trainable = Trainable(checkpoint, optimizer, step_fn, eval_fn, restart_decoders if adversary else None)
+    trainable = Trainable(
+        checkpoint,
+        optimizer,
+        step_fn,
+        eval_fn,
+        restart_decoders if adversary else None,
+        variables=tuple(converter.variables),
+    )
     loop = run_training_loop(workdir, strategy, trainable, train_set, labels, config)
     train_seconds = time.time() - start
     if cluster.is_chief():

@@ -12,9 +12,14 @@ used: it saves only on a preemption signal it can catch (not on SIGKILL, an out-
 a lost host, which the periodic checkpoints here cover anyway), keeps its own step counter and
 folder layout instead of the mid-epoch resume this loop has, and its restart-on-preemption is
 implemented for Google's platforms only.
+
+A divergence guard stops a run whose loss or weights stop being finite (a learning rate far too
+high): it names the step, keeps the last finite checkpoint (none is saved with a non-finite weight)
+and lets the trainer write no model. A full disk, or a corrupt record, is one line too.
 """
 
 import dataclasses
+import math
 import os
 import time
 from collections.abc import Callable
@@ -26,6 +31,7 @@ from absl import logging
 from dapter_tf import cluster
 from dapter_tf.data.pipeline import build_training_dataset, steps_per_epoch
 from dapter_tf.errors import DapterError
+from dapter_tf.records.files import no_space_left
 from dapter_tf.train.strategy import distribute_step
 
 
@@ -43,6 +49,8 @@ class Trainable:
         after_step: ``(finished steps) -> None``, run eagerly after every step and before a
             checkpoint is saved there (the adversarial defence restarts decoders in it); it must
             depend on the step count alone, so that a resumed run does what an uninterrupted one did.
+        variables: The trained variables: the divergence guard checks that they are finite before
+            every checkpoint (the step's figures it checks at every step).
     """
 
     checkpoint: tf.train.Checkpoint
@@ -50,6 +58,40 @@ class Trainable:
     step_fn: Callable
     eval_fn: Callable = dict
     after_step: Callable | None = None
+    variables: tuple = ()
+
+
+class DivergedError(DapterError):
+    """Training stopped because a loss or a weight was no longer finite (the divergence guard)."""
+
+
+def _first_non_finite(values: dict) -> str | None:
+    """The name of the first of a step's figures that is NaN or infinite, or None."""
+    return next((k for k, v in values.items() if not math.isfinite(v)), None)
+
+
+def _all_finite(variables) -> bool:
+    return all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in variables)
+
+
+def _diverged(step: int, total: int, what: str, config, manager) -> DivergedError:
+    """The divergence guard's one line: the step, what went non-finite, the likely cause, what was kept."""
+    rate = getattr(config, "learning_rate", None)
+    cause = (
+        f"the learning rate {rate:g} is likely too high: lower --learning_rate"
+        if rate is not None
+        else "lower the learning rate"
+    )
+    latest = manager.latest_checkpoint
+    kept = (
+        f"the last finite checkpoint (step {latest.rpartition('-')[2]}) is kept in {manager.directory}"
+        if latest
+        else "no checkpoint had been saved"
+    )
+    return DivergedError(
+        f"training diverged at step {step} of {total}: {what} ({cause}, in a new --workdir); {kept}; "
+        "no model was written"
+    )
 
 
 def _restore(trainable: Trainable, latest: str | None) -> tf.Variable:
@@ -113,6 +155,14 @@ def run_training_loop(
 
     distributed_step = distribute_step(strategy, trainable.step_fn, getattr(config, "xla", False))
 
+    total = steps * config.epochs
+
+    def save(at_step: int) -> None:
+        """Saves a checkpoint, never one holding a non-finite weight (the divergence guard)."""
+        if not _all_finite(trainable.variables):
+            raise _diverged(at_step, total, "a weight is no longer finite", config, manager)
+        manager.save(checkpoint_number=at_step)
+
     step = resumed_from
     summary = {}
     try:
@@ -139,6 +189,9 @@ def run_training_loop(
             for images, batch_labels in strategy.distribute_datasets_from_function(dataset_fn):
                 out = {k: float(v) for k, v in distributed_step(images, batch_labels).items()}
                 step += 1
+                bad = _first_non_finite(out)
+                if bad is not None:
+                    raise _diverged(step, total, f"{bad} became {out[bad]}", config, manager)
                 loop_step.assign(step)
                 if after_step is not None:
                     after_step(step)
@@ -146,7 +199,7 @@ def run_training_loop(
                     totals[k] = totals.get(k, 0.0) + v
                 bar.update(step - epoch * steps, values=list(out.items()))
                 if step % config.checkpoint_every_steps == 0:
-                    manager.save(checkpoint_number=step)
+                    save(step)
                 if deadline is not None and time.time() > deadline:
                     break
             evaluation = trainable.eval_fn()
@@ -156,7 +209,7 @@ def run_training_loop(
                 for k, v in summary.items():
                     tf.summary.scalar(k, v)
             writer.flush()
-            manager.save(checkpoint_number=step)
+            save(step)
             print("  " + "  ".join(f"{k}={v:.4f}" for k, v in summary.items()), flush=True)
             if deadline is not None and time.time() > deadline:
                 print(f"Stopped at step {step}: out of time.", flush=True)
@@ -168,6 +221,24 @@ def run_training_loop(
             f"lost a worker of the cluster at step {step + 1} ({type(e).__name__}); restart every "
             f"worker with the same command: training resumes from the chief's last checkpoint"
         ) from None
+    except tf.errors.DataLossError as e:
+        raise DapterError(
+            f"a training record could not be read at step {step + 1} ({_first_line(e.message)}): "
+            "rewrite the records with dapter-write-records"
+        ) from None
+    except (OSError, tf.errors.OpError) as e:
+        if not no_space_left(e):
+            raise
+        raise DapterError(
+            f"no space left on device while writing {workdir} at step {step}: free some space and rerun "
+            f"the same command (training resumes from {manager.latest_checkpoint or 'the start'})"
+        ) from None
     if scratch is not None:
         cluster.remove_scratch(scratch)
     return {"resumed_from_step": resumed_from, "steps": step, **summary}
+
+
+def _first_line(text: str) -> str:
+    """The first line of a TensorFlow error message, without the ``{{function_node ...}}`` prefix."""
+    line = (text or "").strip().splitlines()[0] if text and text.strip() else ""
+    return line.rpartition("}} ")[2] or line

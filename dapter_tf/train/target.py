@@ -81,7 +81,7 @@ def train_target(config: TargetConfig, task: Task, train_set, test_set, workdir:
 
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
     start = time.time()
-    trainable = Trainable(checkpoint, optimizer, step_fn, eval_fn)
+    trainable = Trainable(checkpoint, optimizer, step_fn, eval_fn, variables=tuple(model.variables))
     loop = run_training_loop(workdir, strategy, trainable, train_set, labels, config)
     if cluster.is_chief():
         saving.save_model(float32_copy(model, build), os.path.join(workdir, runs.TARGET_FILE))
