@@ -319,8 +319,13 @@ def read_manifest(folder: str) -> dict:
 
 
 def _tf_reason(error: tf.errors.OpError) -> str:
-    """TensorFlow's message without the op and function names it wraps around the reason."""
-    reason = re.sub(r"\{\{.*?\}\}|\[Op:.*?\]", "", error.message)
+    """The reason in TensorFlow's message, without the op and function names wrapped around it."""
+    # e.g. "{{function_node __wrapped__ReduceDataset...}} corrupted record at 73054 [Op:ReduceDataset] name: ",
+    # or "... truncated record at 300671' failed with Read less bytes than requested ...".
+    damage = re.search(r"(corrupted|truncated) record at \d+", error.message)
+    if damage:
+        return damage.group(0)
+    reason = re.sub(r"\{\{.*?\}\}|\[Op:.*?\]|\bname:\s*$", "", error.message)
     return " ".join(reason.split())
 
 
