@@ -16,7 +16,12 @@ from cli import flags_lib, runner
 
 _build_data = flags_lib.define_data_flags()
 _OUT_DIR = flags.DEFINE_string(
-    "out_dir", None, "A new (or empty) folder for the shards and manifest.json.", required=True
+    "out_dir",
+    None,
+    "A new (or empty) folder for the shards and manifest.json. They are written into a staging folder "
+    "beside it (.NAME.partial-PID) and renamed into place when all are written; a killed run leaves "
+    "no records, and the next run removes its staging folder.",
+    required=True,
 )
 _TRAIN_SHARDS = flags.DEFINE_integer(
     "train_shards",
@@ -39,6 +44,7 @@ def main():
     config = _build_data()
     if config.source == "tfrecord":
         raise DapterError("--source=tfrecord reads records; write them from another source")
+    tfrecords.check_out_dir(_OUT_DIR.value)  # Before the images load: a refusal comes at once.
     task, train_set, test_set = data.load_data(config, seed=_SEED.value)
     bars = {}
 

@@ -1,11 +1,20 @@
 """TFRecord shards: written from the real CIFAR-10 sample, read back exactly, streamed as the in-memory set is."""
 
 import json
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import assert_one_error_line, run_binary
+from conftest import REPO, assert_one_error_line, run_binary
 
 from dapter_tf import DapterError, data, models, train
 from dapter_tf.data import pipeline, tfrecords
@@ -138,5 +147,140 @@ def test_the_writer_binary_writes_records_the_trainers_read(tmp_path):
     assert manifest["splits"]["train"]["counts"] == [100, 100, 100] and manifest["task"] == "cifar10"
     task, records, test_set = data.load_training_data(data.DataConfig(source="tfrecord", data_dir=str(out)))
     assert len(records) == 300 and len(test_set) == 50
-    again = run_binary("experiments.write_records", f"--out_dir={out}")
-    assert_one_error_line(again, "is not empty: write records into a new folder")
+    # What the binary checks first, before it loads any images (a second binary run costs seconds).
+    with pytest.raises(DapterError, match=f"^{out} is not empty: write records into a new folder$"):
+        tfrecords.check_out_dir(str(out))
+
+
+def copy_records(written, tmp_path, old_manifest=False):
+    """A copy of the written records folder to damage; ``old_manifest``: as written before shard sizes were kept."""
+    folder = tmp_path / "copy"
+    shutil.copytree(written[0], folder)
+    if old_manifest:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        for entry in manifest["splits"].values():
+            entry.pop("sizes", None)
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def flip_byte(path, offset):
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def edit_manifest(folder, edit):
+    manifest = json.loads((folder / "manifest.json").read_text())
+    edit(manifest)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+SHARD1 = "train-00001-of-00004.tfrecord"
+
+
+@pytest.mark.parametrize(
+    "old_manifest, damage, message",
+    [
+        # A zero-byte shard: its 128 images were silently left out before.
+        (False, lambda f: (f / SHARD1).write_bytes(b""), f"train shard {SHARD1} is 0 bytes but was written as "),
+        (True, lambda f: (f / SHARD1).write_bytes(b""),
+         f"train shard {SHARD1} holds 0 images but manifest.json says 128"),
+        # Counts ten times too large: each shard holds 128.
+        (False, lambda f: edit_manifest(f, lambda m: m["splits"]["train"].update(counts=[1280] * 4)),
+         "train shard train-00000-of-00004.tfrecord holds 128 images but manifest.json says 1280"),
+        # One bit flipped inside an image (the record's CRC no longer matches).
+        (False, lambda f: flip_byte(f / SHARD1, 5000),
+         f"train shard {SHARD1} is damaged (corrupted record at <n>): write the records again with"),
+        (True, lambda f: (f / SHARD1).write_bytes((f / SHARD1).read_bytes()[:-100]),
+         f"train shard {SHARD1} is damaged (truncated record at <n>): write the records again with"),
+        (False, lambda f: (f / SHARD1).write_bytes((f / SHARD1).read_bytes()[:-100]),
+         f"train shard {SHARD1} is {{}} bytes but was written as {{}} (truncated or changed since)"),
+        (False, lambda f: (f / "manifest.json").write_text("{'task': 'cifar10'}"),
+         "manifest.json is not JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))"),
+        (False, lambda f: edit_manifest(f, lambda m: m.pop("task")),
+         "manifest.json is not a records manifest ('task' is missing or not a string)"),
+        (False, lambda f: edit_manifest(f, lambda m: m["splits"]["train"].update(counts="128")),
+         "manifest.json is not a records manifest (split 'train' has no 'counts' list of one number per file)"),
+        (False, lambda f: edit_manifest(f, lambda m: m["splits"]["test"].update(files=["../test.tfrecord"])),
+         "manifest.json is not a records manifest (split 'test' has no 'files' list of shard names)"),
+    ],
+)  # fmt: skip
+def test_damaged_records_are_refused_in_one_line_naming_the_file(written, tmp_path, old_manifest, damage, message):
+    folder = copy_records(written, tmp_path, old_manifest)
+    damage(folder)
+    size = (folder / SHARD1).stat().st_size
+    pattern = re.escape(message.format(size, size + 100)).replace("<n>", r"\d+")  # <n>: where the damage was found.
+    with pytest.raises(DapterError) as caught:
+        tfrecords.record_set(str(folder), "train", "cifar10", (32, 32))
+    assert str(caught.value).startswith(f"{folder}") and re.search(pattern, str(caught.value)), str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_records_written_before_shard_sizes_were_kept_are_still_read(written, tmp_path):
+    folder = copy_records(written, tmp_path, old_manifest=True)
+    records = tfrecords.record_set(str(folder), "train", "cifar10", (32, 32))
+    np.testing.assert_array_equal(tfrecords.read_split(records).images, written[1].images)
+    sizes = json.loads((Path(written[0]) / "manifest.json").read_text())["splits"]["train"]["sizes"]
+    assert sizes == [(folder / tfrecords.shard_name("train", i, 4)).stat().st_size for i in range(4)]
+
+
+def test_a_damaged_test_shard_stops_the_trainer_before_its_workdir_exists(written, tmp_path):
+    folder = copy_records(written, tmp_path)
+    flip_byte(folder / "test-00000-of-00001.tfrecord", 3000)
+    workdir = tmp_path / "run"
+    proc = run_binary("experiments.train_target", "--model=lenet", "--source=tfrecord", f"--data_dir={folder}",
+                      "--epochs=1", f"--workdir={workdir}")  # fmt: skip
+    assert_one_error_line(proc, f"{folder}: test shard test-00000-of-00001.tfrecord is damaged (corrupted record at ")
+    assert re.search(r"record at \d+\): write the records again with dapter-write-records$", proc.stderr.strip())
+    assert not workdir.exists()
+
+
+def test_a_killed_writer_leaves_no_records_and_its_rerun_proceeds(embedded, tmp_path):
+    out = tmp_path / "records"
+    args = [sys.executable, "-m", "experiments.write_records", f"--out_dir={out}", "--train_shards=35"]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    staging = tmp_path / f".records.partial-{proc.pid}"
+    deadline = time.monotonic() + 120
+    while not (staging / "train-00001-of-00035.tfrecord").exists() and proc.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert proc.poll() is None, "the writer ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not out.exists() and staging.is_dir()  # Nothing that looks like records.
+    train_set, test_set = embedded[0].take(64), embedded[1].take(16)
+    tfrecords.write_records("cifar10", {"train": train_set, "test": test_set}, str(out), {"train": 2, "test": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["records"]  # The killed run's staging folder is gone.
+    assert len(tfrecords.record_set(str(out), "train", "cifar10", (32, 32))) == 64
+
+
+def test_a_folder_an_older_killed_writer_left_is_written_over(embedded, tmp_path):
+    out = tmp_path / "records"
+    out.mkdir()
+    (out / "train-00000-of-00004.tfrecord").write_bytes(b"finished shard")
+    (out / ".train-00001-of-00004.tfrecord.tmp").write_bytes(b"half a sha")
+    tfrecords.write_records("cifar10", {"train": embedded[0].take(8)}, str(out), {"train": 2})
+    names = ["manifest.json", "train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"]
+    assert sorted(p.name for p in out.iterdir()) == names
+    assert len(tfrecords.record_set(str(out), "train", "cifar10", (32, 32))) == 8
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(embedded, tmp_path):
+    out = tmp_path / "records"
+    # A stand-in for a full disk that needs no mount: files may not grow past 100 kB (EFBIG instead
+    # of ENOSPC; both are the same failed write to TensorFlow's file system).
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, limits[1]))
+    try:
+        with pytest.raises(DapterError) as caught:
+            tfrecords.write_records("cifar10", {"train": embedded[0].take(256)}, str(out), {"train": 2})
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, handler)
+    assert str(caught.value) == (
+        f"cannot write records to {out}: File too large while writing train-00000-of-00002.tfrecord; nothing was "
+        "left behind (free some space, or choose another --out_dir, and run again)"
+    )
+    assert list(tmp_path.iterdir()) == []
