@@ -333,7 +333,8 @@ def images_needed(claims: list[Claim], with_target: bool) -> tuple[int, str]:
     ``t`` points is checked at all only where two such standard errors fit within ``t``:
     n >= 200 / t (100 images for the accuracy drop's 2 points, 400 for a float file's 0.5-point
     bound). This is a floor: the verifier prints each accuracy claim's standard error from the flips
-    it saw, and whether the claim is decided at 95 % confidence. The other claims need ``MIN_IMAGES``.
+    it saw, and whether the claim is decided at 95 % confidence. The other claims need ``MIN_IMAGES``;
+    a claim that allows 0 points sets no floor (no sample resolves it exactly).
 
     Args:
         claims: The card's claims.
@@ -342,7 +343,8 @@ def images_needed(claims: list[Claim], with_target: bool) -> tuple[int, str]:
     Returns:
         ``(images, reason)``: the number and the claim that sets it.
     """
-    needed, reason = MIN_IMAGES, "the card's means (entropy, PNG bytes, pixel differences) need them"
+    needed = MIN_IMAGES
+    reason = "the card's means of entropy, PNG bytes and pixel differences are not measured on fewer"
     for claim in claims:
         slack = accuracy_slack(claim) if with_target and is_accuracy_claim(claim.name) else 0.0
         if slack > 0 and math.ceil(200 / slack) > needed:
@@ -386,7 +388,9 @@ def accuracy_confidence(limit: float, drop: float, error: float, images: int) ->
         return f"{text}: more than {limit:g} at 95 % confidence"
     # The standard error falls as 1 / sqrt(n): the interval clears the limit from n (Z * error / margin)^2.
     margin = abs(limit - drop)
-    decide = f"; about {math.ceil(images * (metrics.Z_95 * error / margin) ** 2)} images would decide it" if margin else ""
+    decide = ""
+    if margin:
+        decide = f"; about {math.ceil(images * (metrics.Z_95 * error / margin) ** 2)} images would decide it"
     return f"{text}: undecided against {limit:g} at 95 % confidence{decide}"
 
 

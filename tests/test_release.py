@@ -264,8 +264,8 @@ def test_verify_refuses_too_few_images_saying_how_many_the_claims_need(bundle, v
     with pytest.raises(DapterError) as refused:
         release_lib.verify_bundle(str(bundle), images[:1])
     assert str(refused.value) == (
-        "verifying this card's claims needs at least 100 held-out images, got 1 (the card's means (entropy, "
-        "PNG bytes, pixel differences) need them): give more test images (--max_test=0 takes all)"
+        "verifying this card's claims needs at least 100 held-out images, got 1 (the card's means of entropy, "
+        "PNG bytes and pixel differences are not measured on fewer): give more test images (--max_test=0 takes all)"
     )
     target = models.load_target(tiny_target_path)
     with pytest.raises(DapterError, match=r"needs at least 400 held-out images, got 200 \(converter_float32"):
