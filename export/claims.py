@@ -1,6 +1,7 @@
 """The model card's claims: each a measured figure with the rule it must keep, parsed back and re-measured by verify."""
 
 import dataclasses
+import math
 import re
 
 import keras
@@ -300,6 +301,97 @@ def suite_claims(suite, tolerances: ClaimTolerances = ClaimTolerances()) -> list
             )
         )
     return claims
+
+
+# The floor of a verification without a target: the card's other claims are means over images
+# (entropy, PNG bytes, pixel differences, SSIM). The entropy claim allows +-0.25 bits; a converted
+# image's entropy spreads by about 0.5 bits (cifar10_reference on the embedded sample's 500 test
+# images; a photo's by 1.6), so two standard errors of the mean, 2 * 0.5 / sqrt(n) bits, fit within
+# it from n = 16; 100 images leave room for a converter whose outputs spread up to 1.25 bits.
+MIN_IMAGES = 100
+
+
+def is_accuracy_claim(name: str) -> bool:
+    """Whether claim ``name`` is an accuracy claim (re-measured only with a target)."""
+    return name == "accuracy_drop_points" or name.endswith(":accuracy_drop_vs_keras")
+
+
+def accuracy_slack(claim: Claim) -> float:
+    """The points an accuracy claim's figure may move before the claim fails.
+
+    ``accuracy_drop_points`` allows its tolerance over the release's own figure; a file's
+    ``accuracy_drop_vs_keras`` bounds the drop itself, and a sound file flips no prediction (0).
+    """
+    return claim.tolerance if claim.name == "accuracy_drop_points" else claim.value + claim.tolerance
+
+
+def images_needed(claims: list[Claim], with_target: bool) -> tuple[int, str]:
+    """The fewest held-out images on which ``claims`` mean anything, and why, in words.
+
+    An accuracy figure moves by 100 / n points per flipped prediction, and one flipped prediction
+    has a paired standard error of 100 / n points (``metrics.paired_drop``). A claim that allows
+    ``t`` points is checked at all only where two such standard errors fit within ``t``:
+    n >= 200 / t (100 images for the accuracy drop's 2 points, 400 for a float file's 0.5-point
+    bound). This is a floor: the verifier prints each accuracy claim's standard error from the flips
+    it saw, and whether the claim is decided at 95 % confidence. The other claims need ``MIN_IMAGES``;
+    a claim that allows 0 points sets no floor (no sample resolves it exactly).
+
+    Args:
+        claims: The card's claims.
+        with_target: Whether the accuracy claims are re-measured (the verifier has a target).
+
+    Returns:
+        ``(images, reason)``: the number and the claim that sets it.
+    """
+    needed = MIN_IMAGES
+    reason = "the card's means of entropy, PNG bytes and pixel differences are not measured on fewer"
+    for claim in claims:
+        slack = accuracy_slack(claim) if with_target and is_accuracy_claim(claim.name) else 0.0
+        if slack > 0 and math.ceil(200 / slack) > needed:
+            needed = math.ceil(200 / slack)
+            reason = (
+                f"{claim.name} allows {slack:g} points, and two standard errors of one flipped prediction, "
+                f"2 x 100 / n points, must fit within it"
+            )
+    return needed, reason
+
+
+def check_images(claims: list[Claim], images: int, with_target: bool) -> None:
+    """Refuses to verify ``claims`` on fewer held-out images than ``images_needed`` says they need.
+
+    Raises:
+        DapterError: one line with the number needed.
+    """
+    needed, reason = images_needed(claims, with_target)
+    if images < needed:
+        hint = " or leave out --target" if needed > MIN_IMAGES else ""
+        raise DapterError(
+            f"verifying this card's claims needs at least {needed} held-out images, got {images} ({reason}): "
+            f"give more test images (--max_test=0 takes all){hint}"
+        )
+
+
+def accuracy_confidence(limit: float, drop: float, error: float, images: int) -> str:
+    """An accuracy drop with its paired standard error and 95 % interval, and what it says of ``limit``.
+
+    Args:
+        limit: The most points the claim allows the drop.
+        drop: The measured drop, points.
+        error: Its paired standard error, points.
+        images: How many images it was measured on.
+    """
+    low, high = drop - metrics.Z_95 * error, drop + metrics.Z_95 * error
+    text = f"the drop is {drop:.2f} ± {error:.2f} points on {images} images (95 % interval {low:.2f} to {high:.2f})"
+    if high <= limit:
+        return f"{text}: at most {limit:g} at 95 % confidence"
+    if low > limit:
+        return f"{text}: more than {limit:g} at 95 % confidence"
+    # The standard error falls as 1 / sqrt(n): the interval clears the limit from n (Z * error / margin)^2.
+    margin = abs(limit - drop)
+    decide = ""
+    if margin:
+        decide = f"; about {math.ceil(images * (metrics.Z_95 * error / margin) ** 2)} images would decide it"
+    return f"{text}: undecided against {limit:g} at 95 % confidence{decide}"
 
 
 def measured_files(measured: dict) -> set:

@@ -34,11 +34,16 @@ from export.claims import (  # noqa: F401 (re-exported)
     CONVERTER,
     LABEL_GAP_CLAIM,
     MANIFEST,
+    MIN_IMAGES,
     MODEL_CARD,
     TFLITE_NAME,
     Claim,
     ClaimTolerances,
+    accuracy_confidence,
+    check_images,
     format_value,
+    images_needed,
+    is_accuracy_claim,
     make_claims,
     measure_claims,
     measured_files,
@@ -265,6 +270,7 @@ def verify_bundle(
         return findings + [Finding(MODEL_CARD, False, "missing: no claims to check")]
     with open(card_path) as f:
         claims = parse_claims(f.read())
+    check_images(claims, len(images), target is not None)
     converter_path = os.path.join(bundle_dir, CONVERTER)
     try:
         converter = keras.models.load_model(converter_path, compile=False, safe_mode=True)
@@ -300,12 +306,35 @@ def verify_bundle(
                 findings.append(Finding(claim.name, False, "no way to measure it"))
             continue
         value = measured[claim.name]
-        verdict = "holds" if claim.holds(value) else "does not hold"
-        findings.append(
-            Finding(
-                claim.name,
-                claim.holds(value),
-                f"card {format_value(claim.value)} ({claim.holds_if()}), measured {value:.6g}: {verdict}",
-            )
-        )
+        detail = f"card {format_value(claim.value)} ({claim.holds_if()}), measured {value:.6g}"
+        if claim.name.endswith(":accuracy_drop_vs_keras"):
+            detail += " (the low end of the drop's 95 % interval)"
+        detail += ": holds" if claim.holds(value) else ": does not hold"
+        if is_accuracy_claim(claim.name):
+            # The point figure decides the claim, as the card defines it; its noise says how sure that is.
+            if claim.name == "accuracy_drop_points":
+                drop, error = measured["accuracy_drop_points"], measured["accuracy_drop_error_points"]
+            else:
+                drop, error = measured[f"{claim.name}_points"], measured[f"{claim.name}_error"]
+            detail += "; " + accuracy_confidence(claim.value + claim.tolerance, drop, error, len(images))
+        findings.append(Finding(claim.name, claim.holds(value), detail))
     return findings
+
+
+def check_verifier_images(bundle_dir: str, images: int, with_target: bool) -> None:
+    """Refuses, before any image is loaded, a verification on fewer images than the card's claims need.
+
+    A bundle without a readable card passes: ``verify_bundle`` reports the card itself.
+
+    Raises:
+        DapterError: one line with the number of images needed (``claims.images_needed``).
+    """
+    card_path = os.path.join(bundle_dir, MODEL_CARD)
+    if not os.path.isfile(card_path):
+        return
+    try:
+        with open(card_path) as f:
+            claims = parse_claims(f.read())
+    except DapterError:
+        return  # verify_bundle reports the unreadable card, with the manifest's findings.
+    check_images(claims, images, with_target)

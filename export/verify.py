@@ -16,7 +16,17 @@ time-bounded attacker is weaker than the release's, so a pass says the claim is 
 (a converter close to the identity fails at once); only dapter-attack-suite re-measures it in full.
 
 Prints one line per check (ok, FAIL, or skip for a claim it could not re-measure) and exits
-non-zero, after naming each file or claim that does not hold, if any does not.
+non-zero, after naming each file or claim that does not hold, if any does not. Each accuracy claim's
+line gives the drop with its paired standard error and 95 % interval, and says whether the claim's
+limit is met at 95 % confidence, exceeded at 95 % confidence, or undecided (and about how many
+images would decide it); the claim itself holds or fails by its point figure, as the card states it.
+
+Too few held-out images verify nothing, and are refused in one line that gives the number needed.
+The card's means (entropy, PNG bytes, pixel differences, SSIM) need at least 100 images. An accuracy
+claim moves by 100 / n points per flipped prediction, whose paired standard error is also 100 / n
+points; a claim that allows t points needs two such standard errors within t: n >= 200 / t. With
+--target that is 100 images for the accuracy drop (2 points) and 400 for a float .tflite file's
+drop against Keras (0.5 points): a card with a float32 file needs 400 held-out images.
 
 Example:
   dapter-verify --bundle=release/cifar10_resnet18 --source=npz \
@@ -82,11 +92,14 @@ def main():
             f"--target {_TARGET.value} has {target.output_shape[-1]} outputs but task {task.name} has "
             f"{task.num_classes} classes"
         )
+    if data_config.max_test:  # Refused before any image is loaded; all images (0) are counted once loaded.
+        release_lib.check_verifier_images(_BUNDLE.value, data_config.max_test, target is not None)
     if _ATTACKS.value:
         task, train_set, test_set = data.load_data(data_config, seed=_SEED.value)
     else:
         task, test_set = data.load_test_data(data_config, seed=_SEED.value)
     release_lib.check_verifier_data(_BUNDLE.value, task.name, task.target_label, test_set.images.shape[1:3])
+    release_lib.check_verifier_images(_BUNDLE.value, len(test_set), target is not None)
     elsewhere = {}
     if _ATTACKS.value:
         with tempfile.TemporaryDirectory(prefix="dapter-verify-attack-") as workdir:

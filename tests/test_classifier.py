@@ -1,5 +1,9 @@
 """Target (DLIS) models: the zoo of Table 2 by name, a training step, safe save/load, freezing."""
 
+import re
+import shutil
+import zipfile
+
 import keras
 import numpy as np
 import pytest
@@ -107,7 +111,30 @@ def test_load_target_missing_file(tmp_path):
 
 
 def test_load_target_corrupt_file(tmp_path):
+    # Issue 30: Keras calls a file that is there but not a zip archive "File not found".
     path = tmp_path / "broken.keras"
     path.write_bytes(b"this is not a keras archive")
-    with pytest.raises(DapterError, match="not a loadable .keras model"):
+    with pytest.raises(DapterError) as refused:
         models.load_target(str(path))
+    assert str(refused.value) == (
+        f"{path} is not a .keras model: it is not a zip archive, as every .keras file is "
+        "(it is corrupt, truncated or another kind of file)"
+    )
+    # A zip archive that is no model is still refused with Keras's reason.
+    with zipfile.ZipFile(tmp_path / "other.keras", "w") as archive:
+        archive.writestr("readme.txt", "x")
+    with pytest.raises(DapterError, match="other.keras: not a loadable .keras model"):
+        models.load_converter(str(tmp_path / "other.keras"))
+
+
+def test_load_target_folder_says_it_is_a_folder(tmp_path, tiny_target_path):
+    # Issue 30: a folder given as --target was "target model file not found".
+    with pytest.raises(DapterError) as refused:
+        models.load_target(str(tmp_path))
+    assert str(refused.value) == (
+        f"target model {tmp_path} is a folder, not a file: give its .keras file "
+        "(a dapter-train-target workdir keeps it as target.keras)"
+    )
+    shutil.copyfile(tiny_target_path, tmp_path / "target.keras")
+    with pytest.raises(DapterError, match=re.escape(f"(the workdir's own is {tmp_path / 'target.keras'})")):
+        models.load_target(str(tmp_path))

@@ -93,9 +93,13 @@ def _failed(findings):
     return sorted(f.subject for f in findings if not f.ok)
 
 
-def test_fresh_bundle_verifies(bundle, verifier_images, tiny_target_path):
+def test_fresh_bundle_verifies(bundle, verifier_images, embedded, tiny_target_path):
     images, labels = verifier_images
-    findings = release_lib.verify_bundle(str(bundle), images, labels, models.load_target(tiny_target_path))
+    # With the target, the float32 file's 0.5-point claim needs 400 images (200 / 0.5): the 400
+    # after the first 100 of the embedded sample's 500 (100 of them the release's too).
+    findings = release_lib.verify_bundle(
+        str(bundle), embedded[1].images[100:], embedded[1].labels["label"][100:], models.load_target(tiny_target_path)
+    )
     assert _failed(findings) == [], [f for f in findings if not f.ok]
     checked = {f.subject for f in findings}
     assert BUNDLE_FILES - {"manifest.json"} <= checked
@@ -105,6 +109,11 @@ def test_fresh_bundle_verifies(bundle, verifier_images, tiny_target_path):
         "accuracy_drop_points",
         "converter_int8.tflite:mean_pixel_diff",
     } <= checked
+    # Each accuracy claim states its noise: the drop's paired standard error and 95 % interval.
+    for f in findings:
+        if f.subject.endswith(("accuracy_drop_points", "accuracy_drop_vs_keras")):
+            assert re.search(r"the drop is -?\d+\.\d\d ± \d+\.\d\d points on 400 images \(95 % interval", f.detail), f
+            assert "at 95 % confidence" in f.detail, f
     # Without a target the accuracy claims are skipped, said so, and the rest still hold.
     without = release_lib.verify_bundle(str(bundle), images)
     skipped = [f for f in without if "skipped" in f.detail]
@@ -240,6 +249,46 @@ def test_claim_relations_by_hand():
         release_lib.parse_claims("# card\n")
 
 
+def test_verify_refuses_too_few_images_saying_how_many_the_claims_need(bundle, verifier_images, tiny_target_path):
+    # Issue 30 (4): one held-out image "verified" 24 checks. The bundle's claims need 100 images
+    # without a target (MIN_IMAGES) and 400 with it: the float32 file's drop bound is 0.5 points,
+    # and two standard errors of one flipped prediction, 2 x 100 / n points, fit within it from n = 400.
+    claims = release_lib.parse_claims((bundle / "model_card.md").read_text())
+    assert release_lib.images_needed(claims, with_target=False)[0] == 100
+    assert release_lib.images_needed(claims, with_target=True) == (
+        400,
+        "converter_float32.tflite:accuracy_drop_vs_keras allows 0.5 points, and two standard errors of one "
+        "flipped prediction, 2 x 100 / n points, must fit within it",
+    )
+    images, labels = verifier_images
+    with pytest.raises(DapterError) as refused:
+        release_lib.verify_bundle(str(bundle), images[:1])
+    assert str(refused.value) == (
+        "verifying this card's claims needs at least 100 held-out images, got 1 (the card's means of entropy, "
+        "PNG bytes and pixel differences are not measured on fewer): give more test images (--max_test=0 takes all)"
+    )
+    target = models.load_target(tiny_target_path)
+    with pytest.raises(DapterError, match=r"needs at least 400 held-out images, got 200 \(converter_float32"):
+        release_lib.verify_bundle(str(bundle), images, labels, target)
+    with pytest.raises(DapterError, match=r"got 399 .* \(--max_test=0 takes all\) or leave out --target$"):
+        release_lib.check_verifier_images(str(bundle), 399, with_target=True)
+    release_lib.check_verifier_images(str(bundle), 400, with_target=True)  # Enough: passes.
+
+
+def test_accuracy_confidence_by_hand():
+    # Limit 2.3 points (a card's 0.3 + its 2-point tolerance); the interval is drop ± 1.96 errors.
+    assert release_lib.accuracy_confidence(2.3, 1.0, 0.5, 400) == (
+        "the drop is 1.00 ± 0.50 points on 400 images (95 % interval 0.02 to 1.98): at most 2.3 at 95 % confidence"
+    )
+    assert release_lib.accuracy_confidence(2.3, 3.0, 0.3, 400).endswith(
+        "(95 % interval 2.41 to 3.59): more than 2.3 at 95 % confidence"
+    )
+    # [-0.96, 2.96] spans 2.3; the error falls as 1 / sqrt(n): 400 * (1.96 * 1.0 / 1.3)^2 = 909.2 images.
+    assert release_lib.accuracy_confidence(2.3, 1.0, 1.0, 400).endswith(
+        "(95 % interval -0.96 to 2.96): undecided against 2.3 at 95 % confidence; about 910 images would decide it"
+    )
+
+
 def test_release_refuses_broken_files_a_used_folder_and_the_target(workdir, tmp_path, tiny_target_path, embedded):
     images, labels = embedded[1].images[:50], embedded[1].labels["label"][:50]
     target = models.load_target(tiny_target_path)
@@ -293,7 +342,7 @@ def test_release_and_verify_binaries(workdir, tmp_path, tiny_target_path):
     assert "converter_int8.tflite" in proc.stdout and (out / "manifest.json").is_file()
     assert "# Model card: demo-release" in (out / "model_card.md").read_text()
     verify = run_binary(
-        "export.verify", f"--bundle={out}", "--max_test=100", "--seed=1", f"--target={tiny_target_path}"
+        "export.verify", f"--bundle={out}", "--max_test=400", "--seed=1", f"--target={tiny_target_path}"
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "verified:" in verify.stdout and "FAIL" not in verify.stdout
@@ -306,6 +355,16 @@ def test_release_and_verify_binaries(workdir, tmp_path, tiny_target_path):
     assert (
         failed.stderr.strip().splitlines()[-1].startswith("error: the bundle does not hold: converter_float32.tflite")
     )
+
+
+def test_verify_binary_refuses_three_images_in_one_line(bundle, tiny_target_path):
+    proc = run_binary("export.verify", f"--bundle={bundle}", "--max_test=3", f"--target={tiny_target_path}")
+    assert_one_error_line(
+        proc,
+        "verifying this card's claims needs at least 400 held-out images, got 3 (converter_float32.tflite:"
+        "accuracy_drop_vs_keras allows 0.5 points",
+    )
+    assert "ok " not in proc.stdout  # Nothing was checked.
 
 
 RELEASES = REPO / "results" / "release"
@@ -481,7 +540,7 @@ def test_verify_attacks_fails_an_identity_like_converter_naming_the_claim(identi
 
 
 def test_verify_attacks_needs_an_attack_claim_and_a_positive_time(bundle):
-    proc = run_binary("export.verify", f"--bundle={bundle}", "--attacks", "--max_train=100", "--max_test=50")
+    proc = run_binary("export.verify", f"--bundle={bundle}", "--attacks", "--max_train=100", "--max_test=100")
     assert proc.returncode == 1 and "error: --attacks: the card makes no attack_max_ssim claim" in proc.stderr
     proc = run_binary("export.verify", f"--bundle={bundle}", "--attacks", "--attack_seconds=0")
     assert proc.returncode == 1 and "--attack_seconds must be > 0" in proc.stderr

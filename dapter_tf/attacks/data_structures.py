@@ -13,6 +13,7 @@ from dapter_tf.data import DataConfig, ImageSet
 from dapter_tf.data.tasks import Task
 from dapter_tf.errors import DapterError
 from dapter_tf.models import targets
+from dapter_tf.models.saving import check_model_file
 
 # The paper's visual study (§7.3.2) asked volunteers about these four CelebA attributes.
 PAPER_VISUAL_ATTRIBUTES = ("Arched_Eyebrows", "Bangs", "Chubby", "Eyeglasses")
@@ -43,10 +44,9 @@ class AttackInputData:
 
     def validate(self) -> None:
         """Raises DapterError on a missing model file, empty or mismatched images, or missing labels."""
-        if not os.path.isfile(self.converter_path):
-            raise DapterError(f"converter file not found: {self.converter_path}")
-        if self.target_path and not os.path.isfile(self.target_path):
-            raise DapterError(f"target model file not found: {self.target_path}")
+        check_model_file(self.converter_path, "converter")
+        if self.target_path:
+            check_model_file(self.target_path, "target model")
         for name, images in (("train", self.train), ("test", self.test)):
             if not len(images):
                 raise DapterError(f"the attack's {name} images are empty")

@@ -1,13 +1,14 @@
 """Model files: saving a model atomically, and loading a target (frozen) or a converter safely."""
 
 import os
+import zipfile
 
 import keras
 import numpy as np
 
 from dapter_tf.errors import DapterError
 from dapter_tf.models import converter as _converter  # noqa: F401  (registers the converter's layers)
-from dapter_tf.records.runs import CONVERTER_FILE
+from dapter_tf.records.runs import CONVERTER_FILE, TARGET_FILE
 
 
 def save_model(model: keras.Model, path: str) -> None:
@@ -49,6 +50,38 @@ def freeze(model: keras.Model) -> keras.Model:
     return model
 
 
+def check_model_file(path: str, what: str) -> None:
+    """Refuses a path that cannot hold a ``.keras`` model, naming it: missing, a folder, or not a zip archive.
+
+    Keras reports a file that is not a zip archive as "File not found", which misleads a user whose
+    file is there: a ``.keras`` file is a zip archive, so anything else is corrupt or another kind
+    of file.
+
+    Args:
+        path: The file.
+        what: What it should hold ("target model", "converter"), named in errors.
+
+    Raises:
+        DapterError: one line naming ``path``.
+    """
+    if os.path.isdir(path):
+        inside = os.path.join(path, TARGET_FILE)
+        if what == "target model" and os.path.isfile(inside):
+            tip = f" (the workdir's own is {inside})"
+        elif what == "target model":
+            tip = f" (a dapter-train-target workdir keeps it as {TARGET_FILE})"
+        else:
+            tip = ""
+        raise DapterError(f"{what} {path} is a folder, not a file: give its .keras file{tip}")
+    if not os.path.isfile(path):
+        raise DapterError(f"{what} file not found: {path}")
+    if not zipfile.is_zipfile(path):
+        raise DapterError(
+            f"{path} is not a .keras model: it is not a zip archive, as every .keras file is "
+            "(it is corrupt, truncated or another kind of file)"
+        )
+
+
 def load_model_file(path: str, what: str) -> keras.Model:
     """Loads a ``.keras`` file safely: ``safe_mode=True`` refuses to deserialise code (Lambda layers).
 
@@ -57,10 +90,9 @@ def load_model_file(path: str, what: str) -> keras.Model:
         what: What it should hold ("target model", "converter"), named in errors.
 
     Raises:
-        DapterError: if the file is missing or is not a loadable Keras model.
+        DapterError: if the file is missing, a folder, or not a loadable Keras model.
     """
-    if not os.path.isfile(path):
-        raise DapterError(f"{what} file not found: {path}")
+    check_model_file(path, what)
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as e:  # Keras raises many types for a bad file; all mean the same to the user.
