@@ -25,6 +25,7 @@ import numpy as np
 
 from dapter_tf import DapterError, evaluate
 from dapter_tf.models import load_converter
+from dapter_tf.models.saving import check_finite
 from dapter_tf.records.files import atomic_file, clear_leftovers, copy_file, sha256, staged_folder, write_bytes, write_json
 from export import export_tflite_lib
 from export.card import ReleaseInfo, parse_card_task, render_card  # noqa: F401 (re-exported)
@@ -276,6 +277,10 @@ def verify_bundle(
         converter = keras.models.load_model(converter_path, compile=False, safe_mode=True)
     except Exception as e:  # A flipped byte can break the zip in many ways; all mean the same here.
         return findings + [Finding(CONVERTER, False, f"cannot be loaded ({type(e).__name__}): claims not checked")]
+    try:
+        check_finite(converter, converter_path)
+    except DapterError:
+        return findings + [Finding(CONVERTER, False, "holds non-finite weights (its training diverged): claims not checked")]
     tflite_files = {}
     for claim in claims:
         name = claim.name.split(":")[0]

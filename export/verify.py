@@ -131,7 +131,7 @@ def _attack(train_images, test_images, workdir: str) -> dict:
     if release_lib.ATTACK_SSIM_CLAIM not in names:
         raise DapterError(f"--attacks: the card makes no {release_lib.ATTACK_SSIM_CLAIM} claim to re-measure")
     converter_path = os.path.join(_BUNDLE.value, release_lib.CONVERTER)
-    converter = models.load_model_file(converter_path, "converter")
+    converter = models.load_converter(converter_path)
     spec = ReconstructionSpec(architecture=_ATTACK_ARCHITECTURE.value, epochs=_ATTACK_EPOCHS.value, seed=_SEED.value)
     print(
         f"--attacks: training a {spec.architecture} reconstruction attacker for at most {_ATTACK_SECONDS.value:g} s "

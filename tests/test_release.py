@@ -192,6 +192,19 @@ def test_a_false_claim_fails_naming_it_even_with_the_manifest_rehashed(
     assert "does not hold" in next(f.detail for f in findings if f.subject == claim)
 
 
+def test_a_bundle_whose_converter_diverged_fails_verification_even_rehashed(bundle, verifier_images, tmp_path):
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    converter = keras.models.load_model(copy / "converter.keras", compile=False)
+    kernel, bias = converter.get_layer("conv8_out").get_weights()
+    converter.get_layer("conv8_out").set_weights([kernel * np.nan, bias])
+    converter.save(copy / "converter.keras")
+    release_lib.write_manifest(str(copy))
+    findings = release_lib.verify_bundle(str(copy), *verifier_images)
+    assert _failed(findings) == ["converter.keras"]
+    assert "holds non-finite weights (its training diverged)" in findings[-1].detail
+
+
 def test_claims_round_trip_through_the_card(bundle):
     claims = release_lib.parse_claims((bundle / "model_card.md").read_text())
     names = [c.name for c in claims]
