@@ -1,5 +1,6 @@
 """Atomic file writes: a crash never leaves half a file where a finished one is expected."""
 
+import contextlib
 import hashlib
 import json
 import os
@@ -9,13 +10,33 @@ import numpy as np
 from dapter_tf.errors import DapterError
 
 
-def write_json(path: str, obj) -> None:
-    """Writes ``obj`` as indented JSON, atomically (temp file, then rename)."""
+def write_bytes_atomic(path: str, data: bytes) -> None:
+    """Writes ``data`` to ``path`` atomically: a temp file in the same folder, then a rename.
+
+    A kill leaves the old file (or none) and at worst a stale ``<path>.tmp`` that the next write
+    replaces; a failed write (a full disk) removes its temp file, so no empty or half file is left.
+
+    Raises:
+        OSError: the write's error, with ``filename`` set to ``path``, so that the one error line a
+            binary prints names the file (``No space left on device: <path>``).
+    """
     tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=json_default)
-        f.write("\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())  # A full disk can surface only here (or at close) on some file systems.
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise OSError(e.errno, e.strerror or str(e), path) from None
+
+
+def write_json(path: str, obj) -> None:
+    """Writes ``obj`` as indented JSON, atomically (``write_bytes_atomic``)."""
+    text = json.dumps(obj, indent=2, sort_keys=True, default=json_default) + "\n"
+    write_bytes_atomic(path, text.encode())
 
 
 def read_json(path: str) -> dict | None:
