@@ -28,7 +28,7 @@ def write_bytes_atomic(path: str, data: bytes) -> None:
             os.fsync(f.fileno())  # A full disk can surface only here (or at close) on some file systems.
         os.replace(tmp, path)
     except OSError as e:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # No temp file, or none can be there: the error above is the one.
             os.remove(tmp)
         raise OSError(e.errno, e.strerror or str(e), path) from None
 
