@@ -5,8 +5,14 @@ sigmoid and its bytes are snapped to the converter's output grid, which the bund
 states (its output_step claim): keep the file in its bundle (or its dapter-export-tflite folder),
 or give --output_step. --input is a folder of images (png, jpg, bmp, webp, tif; sorted by name) or
 an .npz whose x is uint8 N x H x W x 3. Every image must be RGB at the converter's size: one that
-is not (another size, grey or RGBA, corrupt) is refused with one line and the rest still convert;
-the run then ends with exit status 1 after writing what it could.
+is not (another size, grey or RGBA, 16 bits per channel, corrupt) is refused with one line and the
+rest still convert; the run then ends with exit status 1 after writing what it could. A file's size
+is read from its header before its pixels are decoded, so a huge file is refused without filling memory.
+Sizes are printed width x height.
+
+Nothing given is overwritten: --output_dir (and --output_npz) must lie outside the input folder, and
+two inputs that would be written under one name (photo.jpg and photo_jpg.png beside photo.png) are
+refused before anything is written. Every file is written whole or not at all.
 
 Writes OUTPUT_DIR/<name>.png for every converted image and OUTPUT_DIR/convert.json (per image: the
 entropy of §4.1 and the PNG bytes before and after; the refusals), and prints one line per image.
@@ -46,19 +52,17 @@ _OUTPUT_STEP = flags.DEFINE_integer(
 
 
 def main():
-    import os
-
     from dapter_tf import DapterError
     from export import convert_lib
 
+    convert_lib.check_outputs_outside_input(_INPUT.value, _OUTPUT_DIR.value, _OUTPUT_NPZ.value)
     converter = convert_lib.load_converter(_CONVERTER.value, _IMAGE_SIZE.value, _OUTPUT_STEP.value)
     inputs = convert_lib.read_inputs(_INPUT.value, converter.image_size)
     print(
         f"converting {sum(i.image is not None for i in inputs)} of {len(inputs)} image(s) with {converter.path} "
-        f"({converter.kind}, {converter.image_size[0]}x{converter.image_size[1]})",
+        f"({converter.kind}, {convert_lib.wxh(converter.image_size)})",
         flush=True,
     )
-    os.makedirs(_OUTPUT_DIR.value, exist_ok=True)  # Checked above; made only now that there is work.
     summary = convert_lib.convert_inputs(
         converter, inputs, _OUTPUT_DIR.value, _OUTPUT_NPZ.value, progress=lambda line: print(line, flush=True)
     )
@@ -68,9 +72,7 @@ def main():
             f"PNG bytes {summary['png_bytes_ratio']:.2f}x fewer; written to {_OUTPUT_DIR.value}"
         )
     if summary["refused"]:
-        raise DapterError(
-            f"{len(summary['refused'])} of {len(inputs)} image(s) refused (each named above); the others were converted"
-        )
+        raise DapterError(convert_lib.refusals_line(summary))
 
 
 def run():

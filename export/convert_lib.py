@@ -6,9 +6,16 @@ its ``.tflite`` files (run by ai_edge_litert, with the output grid that the file
 full-int8 files); ``read_inputs`` reads a folder of images or an ``.npz``, refusing each file the
 converter cannot take with one line and going on with the rest; ``convert_inputs`` writes the
 converted PNGs and measures each image's entropy (§4.1) and PNG bytes (§7.4).
+
+Nothing the user gave is ever overwritten: ``check_outputs_outside_input`` refuses an output among
+the inputs, ``output_names`` refuses two inputs that would be written under one name, and every
+file is written atomically (``files.write_bytes``), so a full disk leaves no empty PNG.
+Sizes are printed width x height, as image viewers print them.
 """
 
+import contextlib
 import dataclasses
+import io
 import json
 import os
 
@@ -16,7 +23,7 @@ import numpy as np
 import PIL.Image
 
 from dapter_tf import DapterError, evaluate, metrics, models
-from dapter_tf.records.files import write_json
+from dapter_tf.records.files import write_bytes, write_json
 from export import export_tflite_lib, release_lib
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
@@ -113,7 +120,7 @@ def load_converter(path: str, image_size: int = 0, output_step: int = 0) -> Load
     if len(inp["shape"]) != 4 or inp["shape"][3] != 3:
         raise DapterError(f"{path} takes {tuple(inp['shape'])}, not images: is it a converter?")
     if image_size and (image_size, image_size) != shape:
-        raise DapterError(f"{path} takes {shape[0]}x{shape[1]} images; --image_size={image_size} cannot change that")
+        raise DapterError(f"{path} takes {wxh(shape)} images; --image_size={image_size} cannot change that")
     step = 1
     contract = export_tflite_lib.read_contract(model_bytes)
     if out["dtype"] != np.float32:  # A full-int8 file ends at the sigmoid (export_tflite_lib).
@@ -125,6 +132,38 @@ def load_converter(path: str, image_size: int = 0, output_step: int = 0) -> Load
                 "bundle states: keep it in its bundle or give --output_step"
             )
     return LoadedConverter(path, "tflite", shape, int(step), model_bytes)
+
+
+def wxh(size) -> str:
+    """``"4000x3000"`` for a (height, width) ``size`` of 3000 rows: width first, as image viewers print it."""
+    return f"{size[1]}x{size[0]}"
+
+
+def _inside(path: str, folder: str) -> bool:
+    """Whether ``path`` is ``folder`` or lies inside it, after symlinks and ``./x`` spellings are resolved."""
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath([path, folder]) == folder
+
+
+def check_outputs_outside_input(input_path: str, output_dir: str, npz_path: str = "") -> None:
+    """Refuses outputs that would land among the inputs, before anything is written.
+
+    A converted PNG has its original's name (``photo.png``), so converting a folder into itself
+    would overwrite the user's photos; a folder inside it would be read as input on the next run.
+
+    Raises:
+        DapterError: one line, when ``output_dir`` or ``npz_path`` is, or lies inside, the input
+            folder, or ``npz_path`` is the input npz itself.
+    """
+    if os.path.isdir(input_path):
+        for flag, path in (("--output_dir", output_dir), ("--output_npz", npz_path)):
+            if path and _inside(path, input_path):
+                raise DapterError(
+                    f"{flag} {path} is inside the input folder {input_path}, where it could overwrite the images "
+                    "it reads: pick a folder outside the input"
+                )
+    elif npz_path and os.path.realpath(npz_path) == os.path.realpath(input_path):
+        raise DapterError(f"--output_npz {npz_path} is the --input file: pick another file, outside the input")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,9 +185,53 @@ def _check_image(name: str, image: np.ndarray, image_size) -> Input:
         return Input(
             name,
             None,
-            f"is {image.shape[0]}x{image.shape[1]}, the converter takes {image_size[0]}x{image_size[1]}",
+            f"is {wxh(image.shape)} (width x height), the converter takes {wxh(image_size)}",
         )
     return Input(name, image)
+
+
+def _header_refusal(image: PIL.Image.Image, image_size) -> str:
+    """Why the converter cannot take a lazily opened image, from its header alone ("": it can)."""
+    if image.mode != "RGB":
+        return f"is {image.mode}, the converter takes RGB"
+    # Pillow opens a 16-bit RGB file as 8-bit RGB (its tile's raw mode says RGB;16B): refused, as
+    # other pixels the converter does not take are, rather than silently losing 8 bits per channel.
+    raw_modes = [tile.args if isinstance(tile.args, str) else (tile.args or ("",))[0] for tile in image.tile]
+    if any(";16" in str(mode) for mode in raw_modes):
+        return "has 16 bits per channel, the converter takes 8-bit RGB"
+    width, height = image.size
+    if (height, width) != tuple(image_size):
+        return f"is {width}x{height} (width x height), the converter takes {wxh(image_size)}"
+    return ""
+
+
+@contextlib.contextmanager
+def _no_decompression_bomb_guard():
+    """Pillow's decompression-bomb guard off, inside: ``_read_image_file``'s size check is far tighter.
+
+    The guard raises (above 179 M pixels) or warns on stderr (above 89 M) at ``open``, before the
+    header can be checked; the header check refuses every size but the converter's before decoding.
+    """
+    saved = PIL.Image.MAX_IMAGE_PIXELS
+    PIL.Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield
+    finally:
+        PIL.Image.MAX_IMAGE_PIXELS = saved
+
+
+def _read_image_file(folder: str, name: str, image_size) -> Input:
+    """One image file, checked from its header before its pixels are decoded (a huge file costs no memory)."""
+    try:
+        with _no_decompression_bomb_guard(), PIL.Image.open(os.path.join(folder, name)) as image:
+            refusal = _header_refusal(image, image_size)
+            if refusal:
+                return Input(name, None, refusal)
+            image.load()
+            pixels = np.asarray(image)
+    except (OSError, ValueError, PIL.UnidentifiedImageError) as e:
+        return Input(name, None, f"cannot be read as an image ({type(e).__name__})")
+    return _check_image(name, pixels, image_size)
 
 
 def read_inputs(path: str, image_size) -> list[Input]:
@@ -164,42 +247,50 @@ def read_inputs(path: str, image_size) -> list[Input]:
         names = sorted(n for n in os.listdir(path) if n.lower().endswith(IMAGE_SUFFIXES))
         if not names:
             raise DapterError(f"--input {path} holds no image ({', '.join(IMAGE_SUFFIXES)})")
-        inputs = []
-        for name in names:
-            try:
-                with PIL.Image.open(os.path.join(path, name)) as image:
-                    image.load()
-                    mode, pixels = image.mode, np.asarray(image)
-            except (OSError, ValueError, PIL.UnidentifiedImageError) as e:
-                inputs.append(Input(name, None, f"cannot be read as an image ({type(e).__name__})"))
-                continue
-            if mode != "RGB":
-                inputs.append(Input(name, None, f"is {mode}, the converter takes RGB"))
-                continue
-            inputs.append(_check_image(name, pixels, image_size))
-        return inputs
+        return [_read_image_file(path, name, image_size) for name in names]
     if path.endswith(".npz") and os.path.isfile(path):
         try:
             with np.load(path) as f:
-                if "x" not in f:
-                    raise DapterError(f"--input {path} has no 'x' array (it has {', '.join(f.files) or 'none'})")
-                images = f["x"]
+                arrays = f.files
+                images = f["x"] if "x" in arrays else None
         except (OSError, ValueError) as e:
-            raise DapterError(f"--input {path} cannot be read as an npz ({type(e).__name__})") from None
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise DapterError(f"--input {path} cannot be read as an npz ({reason})") from None
+        if images is None:
+            raise DapterError(
+                f"--input {path} has no array named x (it holds {', '.join(arrays) or 'no array'}): "
+                "save the images as x, uint8 N x H x W x 3"
+            )
         if images.ndim != 4:
             raise DapterError(f"--input {path}: x must be N x H x W x 3, got shape {images.shape}")
+        if not len(images):
+            raise DapterError(f"--input {path} holds no image: its x has shape {images.shape}")
         width = len(str(len(images) - 1))
         return [_check_image(f"image_{i:0{width}d}", image, image_size) for i, image in enumerate(images)]
     raise DapterError(f"--input {path} is neither a folder of images nor an existing .npz file")
 
 
-def _output_names(inputs: list[Input]) -> list[str]:
-    """``cat.jpg`` -> ``cat.png``; two inputs with one stem keep their suffix apart (``cat_jpg.png``)."""
+def output_names(inputs: list[Input]) -> list[str]:
+    """Each input's output name: ``cat.jpg`` -> ``cat.png``; two with one stem keep their suffixes (``cat_jpg.png``).
+
+    Raises:
+        DapterError: one line, when two inputs would still be written under one name
+            (``photo.jpg`` and ``photo_jpg.png`` beside ``photo.png``), compared regardless of
+            case, since the output folder may lie on a file system that ignores it.
+    """
     stems = [os.path.splitext(i.name)[0] for i in inputs]
-    return [
+    names = [
         f"{stem}.png" if stems.count(stem) == 1 else f"{stem}_{os.path.splitext(i.name)[1].lstrip('.')}.png"
         for stem, i in zip(stems, inputs)
     ]
+    first_by_name = {}
+    for item, name in zip(inputs, names):
+        other = first_by_name.setdefault(name.casefold(), item)
+        if other is not item:
+            raise DapterError(
+                f"{other.name} and {item.name} would both be written as {name}: rename one of them and rerun"
+            )
+    return names
 
 
 def convert_inputs(
@@ -210,16 +301,23 @@ def convert_inputs(
     Args:
         converter: From ``load_converter``.
         inputs: From ``read_inputs``.
-        output_dir: An existing folder for the PNGs and ``convert.json``.
+        output_dir: The folder for the PNGs and ``convert.json``, created if missing; see
+            ``check_outputs_outside_input``.
         npz_path: Also write the converted images as an npz (``x``, and ``names``) there; empty: not.
         progress: Optional callable taking one line per image (and per refusal).
 
     Returns:
         ``convert.json``'s content: per image its entropy and PNG bytes before and after, the
         refusals, and the means.
+
+    Raises:
+        DapterError: before anything is written, when two inputs would share an output name.
+        OSError: naming the file, when one cannot be written (a full disk); each file written is
+            whole or absent.
     """
     accepted = [i for i in inputs if i.image is not None]
-    names = dict(zip((id(i) for i in inputs), _output_names(inputs)))
+    names = dict(zip((id(i) for i in inputs), output_names(inputs)))
+    os.makedirs(output_dir, exist_ok=True)
     records, refused = [], []
     for item in inputs:
         if item.image is None:
@@ -231,7 +329,7 @@ def convert_inputs(
     )
     for item, image in zip(accepted, converted):
         out_name = names[id(item)]
-        PIL.Image.fromarray(image).save(os.path.join(output_dir, out_name))
+        write_bytes(os.path.join(output_dir, out_name), _png(image))
         record = {
             "input": item.name,
             "output": out_name,
@@ -248,7 +346,9 @@ def convert_inputs(
                 f"{record['png_bytes_converted']:,} bytes"
             )
     if npz_path and accepted:
-        np.savez_compressed(npz_path, x=converted, names=np.array([names[id(i)] for i in accepted]))
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, x=converted, names=np.array([names[id(i)] for i in accepted]))
+        write_bytes(npz_path, buffer.getvalue())
     summary = {
         "converter": converter.path,
         "kind": converter.kind,
@@ -266,3 +366,17 @@ def convert_inputs(
         )
     write_json(os.path.join(output_dir, SUMMARY_FILE), summary)
     return summary
+
+
+def refusals_line(summary: dict) -> str:
+    """The run's closing error line for ``convert_inputs``'s ``summary`` when it refused images."""
+    total = summary["converted"] + len(summary["refused"])
+    outcome = "the others were converted" if summary["converted"] else "none was converted"
+    return f"{len(summary['refused'])} of {total} image(s) refused (each named above); {outcome}"
+
+
+def _png(image: np.ndarray) -> bytes:
+    """A uint8 H x W x 3 image as PNG bytes."""
+    buffer = io.BytesIO()
+    PIL.Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -1,6 +1,11 @@
 """dapter-convert: one's own images through a released converter, with one line per file it refuses."""
 
+import errno
 import json
+import os
+import struct
+import subprocess
+import zlib
 
 import numpy as np
 import PIL.Image
@@ -21,7 +26,7 @@ def photos(tmp_path_factory):
     for i, image in enumerate(images[:4]):
         PIL.Image.fromarray(image).save(folder / f"photo_{i}.png")
     PIL.Image.fromarray(images[4]).save(folder / "holiday.jpg", quality=90)
-    PIL.Image.fromarray(np.repeat(np.repeat(images[5], 2, 0), 2, 1)).save(folder / "big.png")  # 64x64.
+    PIL.Image.fromarray(np.repeat(images[5], 2, 1)).save(folder / "big.png")  # 64 wide, 32 tall.
     PIL.Image.fromarray(images[5][..., 0]).save(folder / "grey.png")
     PIL.Image.fromarray(np.dstack([images[5], np.full((32, 32), 255, np.uint8)])).save(folder / "alpha.png")
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
@@ -46,7 +51,7 @@ def test_convert_a_folder_with_an_export_folders_int8_file(photos, int8_export, 
     assert_one_error_line(proc, "4 of 9 image(s) refused (each named above); the others were converted")
     for line in (
         "refused alpha.png: is RGBA, the converter takes RGB",
-        "refused big.png: is 64x64, the converter takes 32x32",
+        "refused big.png: is 64x32 (width x height), the converter takes 32x32",
         "refused broken.png: cannot be read as an image",
         "refused grey.png: is L, the converter takes RGB",
     ):
@@ -112,3 +117,144 @@ def test_convert_refuses_what_cannot_be_known_or_written(int8_export, tmp_path):
         f"--output_dir={tmp_path / 'a_file'}",
     )
     assert_one_error_line(proc, "is a file, not a folder")
+
+
+def _png_header(width: int, height: int, bit_depth: int = 8, pixels: bytes = b"") -> bytes:
+    """A PNG file of an RGB image (colour type 2) with ``pixels`` as its deflated rows: Pillow cannot write 16 bits."""
+
+    def chunk(kind, payload):
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(pixels)) + chunk(b"IEND", b"")
+
+
+def _folder(tmp_path, names) -> str:
+    """A folder of the first real test images, saved under ``names`` (the suffix picks the format)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, image in zip(names, data.load_embedded("test").images):
+        PIL.Image.fromarray(image).save(folder / name)
+    return str(folder)
+
+
+def test_convert_never_writes_into_its_input_folder(tmp_path):
+    folder = _folder(tmp_path, ["photo.png"])
+    original = (tmp_path / "in" / "photo.png").read_bytes()
+    proc = run_binary(
+        "export.convert",
+        f"--converter={BUNDLE / 'converter_float32.tflite'}",
+        f"--input={folder}",
+        f"--output_dir={folder}",
+    )
+    assert_one_error_line(
+        proc,
+        f"--output_dir {folder} is inside the input folder {folder}, where it could overwrite the images it reads: "
+        "pick a folder outside the input",
+    )
+    assert sorted(os.listdir(folder)) == ["photo.png"] and (tmp_path / "in" / "photo.png").read_bytes() == original
+    # A folder inside, the input spelt another way, or reached through a symlink: all the same folder.
+    os.symlink(folder, tmp_path / "link")
+    for output_dir in (f"{folder}/converted", f"{tmp_path}/in/./sub/..", f"{tmp_path}/link/converted"):
+        with pytest.raises(DapterError, match="is inside the input folder"):
+            convert_lib.check_outputs_outside_input(folder, output_dir)
+    with pytest.raises(DapterError, match="--output_npz .* is inside the input folder"):
+        convert_lib.check_outputs_outside_input(folder, str(tmp_path / "out"), f"{folder}/converted.npz")
+    np.savez(tmp_path / "in.npz", x=np.zeros((1, 32, 32, 3), np.uint8))
+    with pytest.raises(DapterError, match="--output_npz .* is the --input file"):
+        convert_lib.check_outputs_outside_input(str(tmp_path / "in.npz"), str(tmp_path), str(tmp_path / "in.npz"))
+    # A sibling whose name starts like the input's is outside it; so is the folder above.
+    convert_lib.check_outputs_outside_input(folder, f"{folder}_converted", f"{folder}_converted.npz")
+    convert_lib.check_outputs_outside_input(folder, str(tmp_path))
+
+
+def test_convert_refuses_two_inputs_with_one_output_name_before_writing(tmp_path):
+    folder = _folder(tmp_path, ["photo.jpg", "photo.png", "photo_jpg.png"])
+    inputs = convert_lib.read_inputs(folder, (32, 32))
+    converter = convert_lib.load_converter(str(BUNDLE / "converter_float32.tflite"))
+    out = tmp_path / "out"
+    with pytest.raises(
+        DapterError, match="^photo.jpg and photo_jpg.png would both be written as photo_jpg.png: rename one"
+    ):
+        convert_lib.convert_inputs(converter, inputs, str(out))
+    assert not out.exists()  # Refused before anything was written.
+    # Two with one stem keep their suffixes apart; names that differ only in case collide too.
+    assert convert_lib.output_names(inputs[:2]) == ["photo_jpg.png", "photo_png.png"]
+    cased = [convert_lib.Input("Cat.png", None), convert_lib.Input("cat.png", None)]
+    with pytest.raises(DapterError, match="Cat.png and cat.png would both be written as cat.png"):
+        convert_lib.output_names(cased)
+
+
+def test_convert_reads_sizes_from_the_header_and_refuses_huge_and_16_bit_files(tmp_path):
+    folder = _folder(tmp_path, ["photo.png"])
+    # Headers only, no pixel data: a refusal that names the size proves nothing was decoded. The
+    # first is past Pillow's decompression-bomb limit (an exception at open), the second past its warning.
+    (tmp_path / "in" / "bomb.png").write_bytes(_png_header(15000, 15000))
+    (tmp_path / "in" / "wide.png").write_bytes(_png_header(10000, 9000))
+    rows = b"".join(b"\x00" + bytes(range(192)) for _ in range(32))  # 32 rows of 32 16-bit RGB pixels.
+    (tmp_path / "in" / "deep.png").write_bytes(_png_header(32, 32, bit_depth=16, pixels=rows))
+    inputs = convert_lib.read_inputs(folder, (32, 32))
+    assert [(i.name, i.refused) for i in inputs] == [
+        ("bomb.png", "is 15000x15000 (width x height), the converter takes 32x32"),
+        ("deep.png", "has 16 bits per channel, the converter takes 8-bit RGB"),
+        ("photo.png", ""),
+        ("wide.png", "is 10000x9000 (width x height), the converter takes 32x32"),
+    ]
+    np.testing.assert_array_equal(inputs[2].image, data.load_embedded("test").images[0])
+    summary = {"converted": 1, "refused": [{}] * 3}
+    assert convert_lib.refusals_line(summary) == "3 of 4 image(s) refused (each named above); the others were converted"
+    summary = {"converted": 0, "refused": [{}] * 3}
+    assert convert_lib.refusals_line(summary) == "3 of 3 image(s) refused (each named above); none was converted"
+
+
+def test_convert_gives_an_npzs_real_fault_and_refuses_an_empty_one(tmp_path):
+    np.savez(tmp_path / "images.npz", images=np.zeros((2, 32, 32, 3), np.uint8))
+    with pytest.raises(DapterError, match=r"images.npz has no array named x \(it holds images\): save the images as x"):
+        convert_lib.read_inputs(str(tmp_path / "images.npz"), (32, 32))
+    np.savez(tmp_path / "zero.npz", x=np.zeros((0, 32, 32, 3), np.uint8))
+    with pytest.raises(DapterError, match=r"zero.npz holds no image: its x has shape \(0, 32, 32, 3\)"):
+        convert_lib.read_inputs(str(tmp_path / "zero.npz"), (32, 32))
+    np.savez(tmp_path / "objects.npz", x=np.array([None, 1], dtype=object))
+    with pytest.raises(DapterError, match=r"cannot be read as an npz \(Object arrays cannot be loaded"):
+        convert_lib.read_inputs(str(tmp_path / "objects.npz"), (32, 32))
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 1 MB tmpfs filled to the last byte (by ``filler``), mounted for the test and unmounted after."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode:
+        pytest.skip(
+            f"a full disk needs a tmpfs, and mounting one failed (not root?): {mounted.stderr.decode().strip()}"
+        )
+    try:
+        (disk / "out").mkdir()
+        fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
+        try:
+            while True:
+                os.write(fd, bytes(4096))
+        except OSError as e:
+            assert e.errno == errno.ENOSPC
+        finally:
+            os.close(fd)
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_convert_on_a_full_disk_names_the_file_and_leaves_no_part_of_it(tmp_path, full_disk):
+    folder = _folder(tmp_path, ["photo_0.png", "photo_1.png"])
+    converter = convert_lib.load_converter(str(BUNDLE / "converter_float32.tflite"))
+    inputs = convert_lib.read_inputs(folder, (32, 32))
+    out = full_disk / "out"
+    with pytest.raises(OSError) as raised:
+        convert_lib.convert_inputs(converter, inputs, str(out), str(full_disk / "converted.npz"))
+    assert (raised.value.errno, raised.value.filename) == (errno.ENOSPC, str(out / "photo_0.png"))
+    assert os.listdir(out) == []  # No empty PNG, no temp file.
+    # Room again: the same run simply proceeds.
+    (full_disk / "filler").unlink()
+    summary = convert_lib.convert_inputs(converter, inputs, str(out), str(full_disk / "converted.npz"))
+    assert summary["converted"] == 2
+    assert sorted(os.listdir(out)) == ["convert.json", "photo_0.png", "photo_1.png"]
