@@ -98,7 +98,7 @@ def load_converter(path: str, image_size: int = 0, output_step: int = 0) -> Load
         raise DapterError(f"image size and output step must be >= 0, got {image_size} and {output_step}")
     facts = _bundle_facts(os.path.dirname(os.path.abspath(path)))
     if path.endswith(".keras"):
-        model = models.load_model_file(path, "converter")
+        model = models.load_converter(path)  # Refuses non-finite weights too.
         if tuple(model.output_shape[1:]) != tuple(model.input_shape[1:]):
             raise DapterError(f"{path} is not a converter: it maps {model.input_shape[1:]} to {model.output_shape[1:]}")
         size = (image_size, image_size) if image_size else facts.get("image_size")
