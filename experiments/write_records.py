@@ -19,7 +19,7 @@ _OUT_DIR = flags.DEFINE_string(
     "out_dir",
     None,
     "A new (or empty) folder for the shards and manifest.json. They are written into a staging folder "
-    "beside it (.NAME.partial-PID) and renamed into place when all are written; a killed run leaves "
+    "beside it (.NAME.staging-PID) and renamed into place when all are written; a killed run leaves "
     "no records, and the next run removes its staging folder.",
     required=True,
 )

@@ -240,7 +240,7 @@ def test_a_killed_writer_leaves_no_records_and_its_rerun_proceeds(embedded, tmp_
     out = tmp_path / "records"
     args = [sys.executable, "-m", "experiments.write_records", f"--out_dir={out}", "--train_shards=35"]
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    staging = tmp_path / f".records.partial-{proc.pid}"
+    staging = tmp_path / f".records.staging-{proc.pid}"
     deadline = time.monotonic() + 120
     while not (staging / "train-00001-of-00035.tfrecord").exists() and proc.poll() is None:
         assert time.monotonic() < deadline

@@ -24,14 +24,13 @@ removes.
 import dataclasses
 import os
 import re
-import shutil
 
 import numpy as np
 import tensorflow as tf
 
 from dapter_tf.data.images import ImageSet
 from dapter_tf.errors import DapterError
-from dapter_tf.records.files import read_json, write_json
+from dapter_tf.records.files import read_json, staged_folder, write_json
 
 MANIFEST_FILE = "manifest.json"
 SPLITS = ("train", "test")
@@ -134,32 +133,6 @@ def check_out_dir(out_dir: str) -> None:
         raise DapterError(f"{out_dir} is not empty: write records into a new folder")
 
 
-def _staging_name(out_dir: str) -> tuple:
-    """(the folder above ``out_dir``, its name): the staging folder lies beside it, on the same file system."""
-    return os.path.split(os.path.abspath(out_dir))
-
-
-def _is_running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # Another user's process.
-        return True
-    return True
-
-
-def _remove_stale_staging(out_dir: str) -> None:
-    """Removes the staging folders of writers of ``out_dir`` that were killed (their process is gone)."""
-    parent, name = _staging_name(out_dir)
-    pattern = re.compile(rf"\.{re.escape(name)}\.partial-(\d+)")
-    for entry in os.listdir(parent):
-        match = pattern.fullmatch(entry)
-        # A folder of this process's id is a killed writer's whose id was reused: stale too.
-        if match and (int(match.group(1)) == os.getpid() or not _is_running(int(match.group(1)))):
-            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
-
-
 def _write_failure(out_dir: str, error: Exception) -> str:
     """The one-line reason a write into ``out_dir`` failed (a full disk, a quota), naming the file."""
     if isinstance(error, OSError):
@@ -179,7 +152,7 @@ def _write_failure(out_dir: str, error: Exception) -> str:
 def write_records(task_name: str, splits: dict, out_dir: str, shards: dict, progress=None) -> dict:
     """Writes every split of ``splits`` (name -> ImageSet) as shards, then the manifest, as one set.
 
-    Everything is written into a staging folder beside ``out_dir`` (``.NAME.partial-PID``) that
+    Everything is written into a staging folder beside ``out_dir`` (``records.files.staged_folder``) that
     is renamed to ``out_dir`` as the last step: a killed or failed writer leaves no records folder
     (its staging folder is removed by the next writer of the same folder), so a rerun proceeds.
 
@@ -204,27 +177,19 @@ def write_records(task_name: str, splits: dict, out_dir: str, shards: dict, prog
     for split, images in splits.items():
         if not 1 <= shards[split] <= len(images):
             raise DapterError(f"num_shards must be in 1..{len(images)} (the {split} images), got {shards[split]}")
-    parent, name = _staging_name(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    _remove_stale_staging(out_dir)
-    staging = os.path.join(parent, f".{name}.partial-{os.getpid()}")
+    os.makedirs(os.path.dirname(os.path.abspath(out_dir)), exist_ok=True)
     try:
-        os.makedirs(staging)
-        entries = {}
-        for split, images in splits.items():
-            report = None if progress is None else (lambda n, split=split, total=len(images): progress(split, n, total))
-            entries[split] = write_split(images, staging, split, shards[split], report)
-        labels = set.intersection(*(set(images.labels) for images in splits.values()))
-        write_manifest(staging, task_name, shapes.pop(), labels, entries)
-        if os.path.isdir(out_dir):
-            for leftover in os.listdir(out_dir):
-                os.remove(os.path.join(out_dir, leftover))
-        # The one step that makes the records visible: a rename onto a new or empty folder.
-        os.replace(staging, out_dir)
+        # The one step that makes the records visible is the staging folder's rename onto out_dir
+        # (which holds nothing, or a killed older writer's leftovers that it replaces).
+        with staged_folder(out_dir) as staging:
+            entries = {}
+            for split, images in splits.items():
+                report = None if progress is None else (lambda n, split=split, total=len(images): progress(split, n, total))
+                entries[split] = write_split(images, staging, split, shards[split], report)
+            labels = set.intersection(*(set(images.labels) for images in splits.values()))
+            write_manifest(staging, task_name, shapes.pop(), labels, entries)
     except (OSError, tf.errors.OpError) as e:
         raise DapterError(_write_failure(out_dir, e)) from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return read_manifest(out_dir)
 
 
