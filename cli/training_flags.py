@@ -1,5 +1,7 @@
 """Flags of the binaries that train: the training loop, the converter and the adversarial defence."""
 
+import os
+
 from absl import flags
 
 from cli.flags_lib import parse_ints
@@ -53,6 +55,14 @@ def define_training_flags(*, epochs: int, batch_size: int, learning_rate: float)
             "a rerun with the same --workdir resumes from the last one.",
         ),
     }
+    # Not a training setting (configs do not hold it): join_cluster reads it.
+    flags.DEFINE_integer(
+        "cluster_timeout_s",
+        600,
+        "Under --strategy=multi_worker: how long (seconds, >= 1) a worker waits for every other worker of "
+        "TF_CONFIG to answer before it gives up with one line naming those that never did; while it waits "
+        "it says every few seconds whom it waits for.",
+    )
     return lambda: {k: v.value for k, v in holders.items()}
 
 
@@ -176,9 +186,22 @@ def join_cluster(strategy: str) -> None:
 
     TensorFlow lets a process set up collective ops only before it runs any other op, so a binary
     calls this right after turning its flags into a config, before it reads any data; the strategy
-    built here is the one training uses.
+    built here is the one training uses. Before it waits for the other workers it refuses a
+    --batch_size they cannot share; it waits at most --cluster_timeout_s, saying whom it waits
+    for; from then on SIGINT and SIGTERM end the worker at once with one line
+    (``dapter_tf.cluster_startup``).
     """
-    if strategy == "multi_worker":
-        from dapter_tf import train
+    if strategy != "multi_worker":
+        return
+    from dapter_tf import cluster, cluster_startup, train
+    from dapter_tf.errors import DapterError
 
-        train.build_strategy(strategy)
+    task = cluster.parse_tf_config(os.environ.get("TF_CONFIG"))
+    cluster_startup.check_global_batch(task, flags.FLAGS.batch_size)
+    timeout_s = flags.FLAGS.cluster_timeout_s
+    if timeout_s < 1:
+        raise DapterError(f"--cluster_timeout_s must be at least 1 (seconds), got {timeout_s}")
+    cluster_startup.stop_on_signals()
+    cluster_startup.wait_for_peers(task, timeout_s)
+    train.build_strategy(strategy)
+    cluster_startup.joined()

@@ -32,12 +32,16 @@ class ClusterTask:
         task_index: Its index among the tasks of that type.
         num_workers: Every task that trains (the chief, if there is one, and the workers).
         worker_index: This task's place among them: the chief (or worker 0 without one) is 0.
+        address: This task's ``host:port`` in the cluster.
+        peers: Every other task that trains, as ``(name, "host:port")``, names such as ``"worker 1"``.
     """
 
     task_type: str
     task_index: int
     num_workers: int
     worker_index: int
+    address: str = ""
+    peers: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_chief(self) -> bool:
@@ -87,7 +91,12 @@ def parse_tf_config(text: str | None) -> ClusterTask:
         )
     chiefs = len(cluster.get("chief", []))
     worker_index = task["index"] if task["type"] == "chief" else chiefs + task["index"]
-    return ClusterTask(task["type"], task["index"], chiefs + len(cluster.get("worker", [])), worker_index)
+    # Every task that trains, in worker_index order, named as a user names it: "chief", "worker 1".
+    tasks = [("chief", host) for host in cluster.get("chief", [])]
+    tasks += [(f"worker {i}", host) for i, host in enumerate(cluster.get("worker", []))]
+    address = tasks[worker_index][1]
+    peers = tuple(t for i, t in enumerate(tasks) if i != worker_index)
+    return ClusterTask(task["type"], task["index"], len(tasks), worker_index, address, peers)
 
 
 _joined: ClusterTask | None = None

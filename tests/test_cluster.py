@@ -5,20 +5,23 @@ and ``--workdir``, as a cluster starts them, talking gRPC over localhost ports; 
 device, so the cluster has two replicas.
 """
 
+import io
 import json
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
 import pytest
 from conftest import REPO, tiny_dapter_config
 
-from dapter_tf import DapterError, cluster, data, models, train
+from dapter_tf import DapterError, cluster, cluster_startup, data, models, train
 from dapter_tf.data.tasks import get_task
 from dapter_tf.records import runs
 
@@ -221,3 +224,76 @@ def test_the_kubernetes_job_gives_each_pod_its_tf_config(tmp_path):
     task = cluster.parse_tf_config(proc.stdout)
     assert (task.worker_index, task.num_workers, task.is_chief) == (2, 3, False)
     assert json.loads(proc.stdout)["cluster"]["worker"][0] == "dapter-train-0.dapter-workers:12345"
+
+
+def test_a_worker_whose_peer_never_answers_says_so_and_gives_up_in_one_line():
+    worker0 = cluster.parse_tf_config(cluster.localhost_tf_configs(2)[0])  # Nobody listens at worker 1's port.
+    peer = worker0.peers[0][1]
+    out = io.StringIO()
+    start = time.monotonic()
+    with pytest.raises(DapterError) as caught:
+        cluster_startup.wait_for_peers(worker0, timeout_s=2, progress_every_s=1, out=out)
+    assert 2 <= time.monotonic() - start < 4
+    assert str(caught.value) == (
+        f"worker 1 at {peer} never answered in 2 s: start the same command on every worker of TF_CONFIG, "
+        "check their addresses and firewalls, or wait longer with --cluster_timeout_s"
+    )
+    assert out.getvalue().splitlines() == [f"waiting for worker 1 at {peer} ({s} s of 2 s)" for s in (0, 1)]
+
+
+def test_workers_waiting_for_each_other_see_each_other():
+    tasks = [cluster.parse_tf_config(config) for config in cluster.localhost_tf_configs(3)]
+    outs = [io.StringIO() for _ in tasks]
+    errors, servers = [], []
+
+    def wait(task, out):
+        try:
+            cluster_startup.wait_for_peers(task, timeout_s=10, out=out)
+        except DapterError as e:
+            errors.append(e)
+        # Then the worker builds its strategy, whose server listens on the same port.
+        servers.append(socket.create_server(("", int(task.address.rsplit(":", 1)[1]))))
+
+    # Worker 2 starts a second late: the others wait for it, listening, and it finds them at once.
+    threads = [threading.Thread(target=wait, args=(task, out)) for task, out in zip(tasks, outs, strict=True)]
+    start = time.monotonic()
+    for i, thread in enumerate(threads):
+        time.sleep(1.0 if i == 2 else 0.0)
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=15)
+    for server in servers:
+        server.close()
+    assert errors == [] and time.monotonic() - start < 5
+    assert f"worker 2 at {tasks[2].address} (0 s of 10 s)\n" in outs[0].getvalue()  # Worker 1 may be named too.
+    assert outs[2].getvalue() == ""
+
+
+def test_a_global_batch_the_workers_cannot_share_is_refused_before_waiting_for_them():
+    worker0 = cluster.parse_tf_config(cluster.localhost_tf_configs(2)[0])
+    with pytest.raises(DapterError) as caught:
+        cluster_startup.check_global_batch(worker0, 33)
+    assert str(caught.value) == "batch_size 33 does not split over the 2 workers of TF_CONFIG: give a multiple of 2"
+    cluster_startup.check_global_batch(worker0, 32)
+
+
+def test_a_waiting_worker_says_whom_it_waits_for_and_sigterm_ends_it_in_one_line(tmp_path):
+    config = cluster.localhost_tf_configs(2)[0]  # Worker 1 never starts.
+    peer = json.loads(config)["cluster"]["worker"][1]
+    args = [sys.executable, "-m", "experiments.train_target", "--model=lenet", "--max_train=64", "--max_test=32"]
+    args += ["--strategy=multi_worker", "--cluster_timeout_s=30", f"--workdir={tmp_path / 'run'}"]
+    log = tmp_path / "stderr.log"
+    with open(log, "w") as stderr:
+        proc = subprocess.Popen(args, cwd=REPO, env=dict(os.environ, TF_CONFIG=config), stderr=stderr)
+    try:
+        deadline = time.monotonic() + 60
+        while "waiting for" not in log.read_text() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert log.read_text() == f"waiting for worker 1 at {peer} (0 s of 30 s)\n"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=3) == 1
+    finally:
+        proc.kill()
+        proc.wait()
+    assert log.read_text().splitlines()[-1] == "error: stopped by SIGTERM while waiting for the cluster"
+    assert not (tmp_path / "run").exists()
