@@ -28,7 +28,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from dapter_tf import cluster
+from dapter_tf import cluster, cluster_startup
 from dapter_tf.data.pipeline import build_training_dataset, steps_per_epoch
 from dapter_tf.errors import DapterError
 from dapter_tf.records.files import no_space_left
@@ -189,6 +189,7 @@ def run_training_loop(
             for images, batch_labels in strategy.distribute_datasets_from_function(dataset_fn):
                 out = {k: float(v) for k, v in distributed_step(images, batch_labels).items()}
                 step += 1
+                cluster_startup.note_step(step)  # For the line a signal ends a cluster worker with.
                 bad = _first_non_finite(out)
                 if bad is not None:
                     raise _diverged(step, total, f"{bad} became {out[bad]}", config, manager)
