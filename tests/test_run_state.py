@@ -91,11 +91,11 @@ def test_a_copied_tree_resumes_with_the_same_config_and_knows_its_target_by_cont
         return train.train_dapter(config, TASK, train_set, test_set, str(tree / "converter"))
 
     first = run(original)
-    record = json.loads((original / "converter" / runs.CONFIG_FILE).read_text())
-    assert record["target_path"] == os.path.join("..", "target", runs.TARGET_FILE)
     shutil.copytree(original, copy)
     shutil.rmtree(original)  # Moved, not only copied: nothing may point back into it.
     assert run(copy) == first  # Finished: nothing more to do.
+    record = json.loads((copy / "converter" / runs.CONFIG_FILE).read_text())
+    assert record["target_path"] == os.path.join("..", "target", runs.TARGET_FILE)
     assert runs.recorded_target_path(str(copy / "converter")) == str(copy / "converter" / record["target_path"])
 
     # Another file at the same path is another target.
