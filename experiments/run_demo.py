@@ -36,7 +36,7 @@ flags.adopt_module_key_flags(flags_lib)
 def main():
     from dapter_tf import DapterError, data, evaluate, models, train
     from dapter_tf.analysis import report
-    from dapter_tf.records import runs
+    from dapter_tf.records import lock, runs
     from export import export_tflite_lib
 
     if _CALIBRATION_STEPS.value < 1:
@@ -52,6 +52,10 @@ def main():
         target_path=target_path, lambda_=_LAMBDA.value, epochs=_DAPTER_EPOCHS.value, **common
     )
     task, train_set, test_set = data.load_data(data_config, seed=_SEED.value)
+    # The demo writes its export and report here itself: one demo per workdir (its trainings lock
+    # their own target/ and converter/).
+    os.makedirs(workdir, exist_ok=True)
+    lock.lock_workdir(workdir)
 
     print(f"[1/4] training the target {target_config.model} on {len(train_set)} images", flush=True)
     target_results = train.train_target(target_config, task, train_set, test_set, os.path.join(workdir, "target"))

@@ -12,13 +12,45 @@ from dapter_tf.data.tfrecords import RecordSet, parse_fn, read_examples
 from dapter_tf.errors import DapterError
 
 
-def _augment(image, label):
-    # Flip and a 4-pixel shift: the standard CIFAR recipe, cheap enough for 2 CPU cores.
-    image = tf.image.random_flip_left_right(image)
+def _augment(image, label, seed):
+    """A random flip and 4-pixel shift (the standard CIFAR recipe, cheap enough for 2 CPU cores).
+
+    Stateless: the draw is a function of ``seed`` alone, so the same image at the same place of the
+    same run is augmented the same way in every run, resumed or not, whatever the threads do.
+
+    Args:
+        image: One float image, H x W x 3.
+        label: Its label, passed through.
+        seed: A shape [2] int64 tensor, unique to the image's place in the run (``_augment_seeds``).
+    """
+    flip_seed, crop_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    image = tf.image.stateless_random_flip_left_right(image, flip_seed)
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     image = tf.image.pad_to_bounding_box(image, 4, 4, height + 8, width + 8)
-    image = tf.image.random_crop(image, tf.stack([height, width, 3]))
+    image = tf.image.stateless_random_crop(image, tf.stack([height, width, 3]), crop_seed)
     return image, label
+
+
+def _augmented(ds: tf.data.Dataset, seed: int, stride: int = 1, offset: int = 0) -> tf.data.Dataset:
+    """``ds`` (of float image, label pairs, in its final order) augmented by ``_augment``.
+
+    The i-th example's seed is ``(seed, i * stride + offset)``: the run's seed and the example's
+    place in the pass, before any batch is skipped, so that a resumed run augments the batches it
+    has left exactly as an uninterrupted run does.
+
+    Args:
+        ds: The examples, shuffled.
+        seed: The pass's seed (the training loop's is the run's seed and the epoch).
+        stride: How many streams share the places (a cluster's workers each reading their own
+            shards): each takes every ``stride``-th place, from ``offset``.
+        offset: This stream's first place.
+    """
+
+    def augment(position, example):
+        image, label = example
+        return _augment(image, label, tf.stack([tf.constant(seed, tf.int64), position * stride + offset]))
+
+    return ds.enumerate().map(augment, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def build_dataset(
@@ -38,7 +70,7 @@ def build_dataset(
         batch_size: The global batch size.
         shuffle_seed: If set, shuffles once with this seed, so the order is reproducible (training
             resumes mid-epoch by skipping the batches it already saw).
-        augment: Random flips and shifts.
+        augment: Random flips and shifts, seeded by ``shuffle_seed`` (0 when it is None).
         drop_remainder: Drop a last partial batch (training under a strategy wants equal batches).
     """
     ds = tf.data.Dataset.from_tensor_slices((images, labels))
@@ -46,7 +78,7 @@ def build_dataset(
         ds = ds.shuffle(len(images), seed=shuffle_seed, reshuffle_each_iteration=False)
     ds = ds.map(lambda x, y: (to_float(x), y), num_parallel_calls=tf.data.AUTOTUNE)
     if augment:
-        ds = ds.map(_augment, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = _augmented(ds, shuffle_seed or 0)
     return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 
 
@@ -103,8 +135,9 @@ def build_training_dataset(
         labels: From ``training_labels``: the label array of an ``ImageSet`` (or any array with one
             row per image, as a reconstructor's originals), the label name of a ``RecordSet``.
         global_batch_size: Examples per step over every replica.
-        seed: Seeds the shuffle.
-        augment: Random flips and shifts.
+        seed: Seeds the shuffle and the augmentation.
+        augment: Random flips and shifts, a function of ``seed`` and each example's place in the
+            pass: the same in every run, and in a resumed run that skips batches.
         skip_batches: Global batches to skip (a resumed run skips those it already trained on).
         input_context: This worker's place (``strategy.distribute_datasets_from_function``);
             ``None``: one worker, one replica.
@@ -132,7 +165,10 @@ def build_training_dataset(
         batch = global_batch_size
     ds = ds.map(lambda x, y: (to_float(x), y), num_parallel_calls=tf.data.AUTOTUNE)
     if augment:
-        ds = ds.map(_augment, num_parallel_calls=tf.data.AUTOTUNE)
+        # A record set's workers read different examples: each gets its own places. Every worker
+        # reads the whole in-memory set, so each augments it as one process does.
+        streams = workers if isinstance(train_set, RecordSet) else 1
+        ds = _augmented(ds, seed, stride=streams, offset=index if streams > 1 else 0)
     ds = ds.batch(batch, drop_remainder=True).take(steps).skip(skip_batches)
     if batch == global_batch_size and workers > 1:
         # Every worker read the whole global batch: keep its own consecutive slice.

@@ -1,8 +1,9 @@
 """The run record: the only reader and writer of a training workdir's ``config.json`` and ``results.json``.
 
-Every training run (a target, a converter, an attacker) records the config it was made with in
-``config.json`` when it starts and its figures in ``results.json`` when it ends. A rerun with the
-same config resumes the run (or, finished, does nothing); another config is refused. Export,
+Every training run (a target, a converter, an attacker) locks its workdir, records the config it
+was made with in ``config.json`` when it starts and its figures in ``results.json`` when it ends. A
+rerun with the same config resumes the run (or, finished, does nothing); another config is refused,
+and so is a second run while the first holds the workdir. Export,
 release and the reports read the records here, so that none of them needs the training code.
 """
 
@@ -12,12 +13,15 @@ import os
 
 from dapter_tf import cluster
 from dapter_tf.errors import DapterError
-from dapter_tf.records.files import json_default, read_json, write_json
+from dapter_tf.records import lock
+from dapter_tf.records.files import json_default, read_json, sha256, write_json
 
 CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.json"
 TARGET_FILE = "target.keras"
 CONVERTER_FILE = "converter.keras"
+# The SHA-256 of a run's target, beside its target_path in config.json: a target is known by its content.
+TARGET_HASH = "target_sha256"
 
 
 def config_to_dict(config) -> dict:
@@ -26,28 +30,30 @@ def config_to_dict(config) -> dict:
 
 
 def prepare_workdir(workdir: str, config) -> None:
-    """Creates ``workdir`` and records ``config`` in it, or checks it against the run it holds.
+    """Creates and locks ``workdir`` and records ``config`` in it, or checks it against the run it holds.
 
     A workdir that already holds a run resumes that run, so its config must match, except for
     ``epochs`` (a finished run may be extended). A field the record lacks was added to the config
-    after that run was made: it matches if the new config leaves it at its default.
+    after that run was made: it matches if the new config leaves it at its default. A target is
+    known by its content (``record_config``): the same file moved or copied matches, another file
+    at the same path does not.
 
-    In a cluster only the chief creates and writes; the other workers check the record if it is there.
+    The workdir is this process's until it ends (``lock.lock_workdir``): a second run on it is
+    refused. In a cluster only the chief creates, locks and writes; the other workers check the
+    record if it is there.
 
     Raises:
-        DapterError: if the workdir holds a run with another config.
+        DapterError: if another process holds the workdir, or it holds a run with another config.
     """
     if cluster.is_chief():
         os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(workdir, "config.json")
-    new = config_to_dict(config)
+        lock.lock_workdir(workdir)
+    path = os.path.join(workdir, CONFIG_FILE)
+    new = record_config(config, workdir)
     if os.path.exists(path):
         with open(path) as f:
-            old = json.load(f)
-        old = _fill_defaults(old, config)
-        if old.get("target_path"):  # Older runs recorded it as given, relative to where they started.
-            old["target_path"] = os.path.abspath(old["target_path"])
-        changed = sorted(k for k in set(old) | set(new) if k != "epochs" and old.get(k) != new.get(k))
+            old = _fill_defaults(json.load(f), config)
+        changed = _differences(old, new, workdir)
         if changed:
             raise DapterError(
                 f"{workdir} holds a run with another config (differs in: {', '.join(changed)}); "
@@ -55,6 +61,53 @@ def prepare_workdir(workdir: str, config) -> None:
             )
     if cluster.is_chief():
         write_json(path, new)
+
+
+def record_config(config, workdir: str) -> dict:
+    """``config`` as ``workdir``'s ``config.json`` records it.
+
+    A target that exists is recorded with its SHA-256 (``target_sha256``), and, where it lies in
+    the folder that holds the workdir (the workdir's own tree or a sibling's, as the demo's
+    ``target/`` beside its ``converter/``), by its path relative to the workdir: a copied or moved
+    tree then still names its own target. Other targets are recorded by their absolute path.
+    """
+    record = config_to_dict(config)
+    target = record.get("target_path")
+    if target and os.path.isfile(target):
+        record[TARGET_HASH] = sha256(target)
+        real_target, real_workdir = os.path.realpath(target), os.path.realpath(workdir)
+        tree = os.path.dirname(real_workdir)
+        if os.path.commonpath([tree, real_target]) == tree:
+            record["target_path"] = os.path.relpath(real_target, real_workdir)
+    return record
+
+
+def _differences(old: dict, new: dict, workdir: str) -> list[str]:
+    """The fields in which the records ``old`` and ``new`` of ``workdir`` differ, ``epochs`` aside.
+
+    Two targets with recorded hashes are compared by hash alone; otherwise by where they lie.
+    """
+    changed = [
+        key
+        for key in sorted(set(old) | set(new))
+        if key not in ("epochs", "target_path", TARGET_HASH) and old.get(key) != new.get(key)
+    ]
+    if old.get(TARGET_HASH) and new.get(TARGET_HASH):
+        if old[TARGET_HASH] != new[TARGET_HASH]:
+            changed.append(TARGET_HASH)
+    elif _target_location(old, workdir) != _target_location(new, workdir):
+        changed.append("target_path")
+    return sorted(changed)
+
+
+def _target_location(record: dict, workdir: str) -> str:
+    """The absolute path of the target a record of ``workdir`` names ("" for none)."""
+    path = record.get("target_path") or ""
+    if not path or os.path.isabs(path):
+        return path
+    if TARGET_HASH in record:  # Recorded relative to the workdir.
+        return os.path.normpath(os.path.join(os.path.abspath(workdir), path))
+    return os.path.abspath(path)  # Older runs recorded it as given, relative to where they started.
 
 
 def _fill_defaults(record: dict, config) -> dict:
@@ -113,22 +166,37 @@ def finished_results(workdir: str, config, train_images: int, model_file: str) -
 def recorded_target_path(workdir: str, override: str = "") -> str:
     """The target a train_dapter workdir's converter was trained against, as a path that opens from here.
 
-    ``config.json`` records ``target_path`` as the training run was given it (since issue 17: made
-    absolute). A relative record from an older run is tried from here, then from the workdir.
+    ``config.json`` records ``target_path`` relative to the workdir, or absolute, with its SHA-256
+    (``record_config``); the file found there must still have that hash. Older records hold no
+    hash and an absolute path (since issue 17) or one relative to where their run started, tried
+    from here, then from the workdir.
 
     Args:
         workdir: A ``train_dapter`` workdir.
         override: A target given on the command line (``--target``): used as it is.
 
     Raises:
-        DapterError: on a folder that is no workdir, or a recorded target that is not found.
+        DapterError: on a folder that is no workdir, or a recorded target that is not found or
+            whose content has changed.
     """
     if override:
         return override
     config_path = os.path.join(workdir, CONFIG_FILE)
-    recorded = read_dapter_config(workdir).get("target_path") or ""
+    record = read_dapter_config(workdir)
+    recorded = record.get("target_path") or ""
     if not recorded:
         raise DapterError(f"{config_path} names no target_path: give --target")
+    recorded_hash = record.get(TARGET_HASH)
+    if recorded_hash:
+        found = os.path.join(workdir, recorded)  # An absolute record stays as it is.
+        if not os.path.isfile(found):
+            raise DapterError(f"{config_path} names target {recorded}, which is not found from {workdir}: give --target")
+        if sha256(found) != recorded_hash:
+            raise DapterError(
+                f"{found} is not the target that {workdir}'s converter was trained against (its SHA-256 "
+                f"differs from the one {config_path} records): give --target"
+            )
+        return found
     for candidate in (recorded, os.path.join(workdir, recorded)):
         if os.path.isfile(candidate):
             return candidate

@@ -157,7 +157,8 @@ class DapterConfig:
             raise DapterError(f"acc_labels must be one of {', '.join(ACC_LABELS)}, got {self.acc_labels!r}")
         if not self.target_path:
             raise DapterError("a target model is needed: give the .keras file of a trained target")
-        # Recorded absolute, so that export and release find it from any directory.
+        # Absolute, so that it opens from any directory; the workdir's record knows it by its hash
+        # and, within the workdir's folder, by a path relative to the workdir (records.runs).
         object.__setattr__(self, "target_path", os.path.abspath(self.target_path))
         if len(self.filters) != 3 or min(self.filters) < 1:
             raise DapterError(f"filters must be three positive channel counts, got {self.filters}")
