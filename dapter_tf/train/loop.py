@@ -71,7 +71,8 @@ def _first_non_finite(values: dict) -> str | None:
 
 
 def _all_finite(variables) -> bool:
-    return all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in variables)
+    """Whether every floating-point variable holds finite values only (seed generators' states are integers)."""
+    return all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in variables if tf.as_dtype(v.dtype).is_floating)
 
 
 def _diverged(step: int, total: int, what: str, config, manager) -> DivergedError:
