@@ -152,4 +152,13 @@ def run(main, tensorflow: bool = True):
             sys.stderr.write(f"error: no space left on device ({str(e).strip().splitlines()[0]})\n")
             sys.exit(1)
 
-    app.run(guarded)
+    app.run(guarded, flags_parser=_parse_flags)
+
+
+def _parse_flags(argv: list) -> list:
+    """absl's flag parsing, with a bad or missing flag as one ``error:`` line (absl prints two, one ``FATAL``)."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        sys.stderr.write(f"error: {e} (--helpshort lists the flags)\n")
+        sys.exit(1)

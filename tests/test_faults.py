@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO, spread_converter, tiny_dapter_config
+from conftest import REPO, assert_one_error_line, run_binary, spread_converter, tiny_dapter_config
 
 from dapter_tf import DapterError, models, train
 from dapter_tf.data import DataConfig
@@ -273,3 +273,8 @@ def test_a_target_workdir_given_for_a_converter_is_named_so(tmp_path):
     (tmp_path / runs.TARGET_FILE).write_bytes(b"")
     with pytest.raises(DapterError, match="is a dapter-train-target workdir \\(it holds a target, not a converter\\)"):
         runs.read_dapter_config(str(tmp_path))
+
+
+def test_a_bad_or_missing_flag_is_one_error_line():
+    proc = run_binary("export.verify", "--bundle=x", "--max_test=abc")
+    assert_one_error_line(proc, "flag --max_test=abc: invalid literal for int() with base 10: 'abc' (--helpshort")
