@@ -333,11 +333,9 @@ def truncate_half(path: str) -> None:
 
 
 def sha256(path: str) -> str:
-    h = hashlib.sha256()
+    # Not the project's records.files.sha256: the auditor imports nothing of the code it audits.
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def fx_inputs():
