@@ -117,6 +117,7 @@ def measure_claims(
     images: np.ndarray,
     labels: np.ndarray | None = None,
     target: keras.Model | None = None,
+    converted: np.ndarray | None = None,
 ) -> dict:
     """Measures every figure a card claims, on real held-out ``images``.
 
@@ -126,11 +127,13 @@ def measure_claims(
         images: uint8 N x H x W x 3 held-out images of the task.
         labels: Their target labels (with ``target``).
         target: The target, when the measurer has it (the provider at release; a verifier may not).
+        converted: ``images`` through the Keras converter, where the caller has them already.
 
     Returns:
         ``{claim name: measured value}``; the accuracy figures only with a target.
     """
-    converted = evaluate.convert_images(converter, images)
+    if converted is None:
+        converted = evaluate.convert_images(converter, images)
     step = output_step_of(converter)
     entropy_original = float(np.mean(metrics.image_entropy(images)))
     entropy_converted = float(np.mean(metrics.image_entropy(converted)))

@@ -17,7 +17,6 @@ Example:
 """
 
 import os
-import shutil
 
 from absl import flags
 
@@ -70,6 +69,7 @@ flags.adopt_module_key_flags(flags_lib)
 def main():
     from dapter_tf import DapterError, data, models
     from dapter_tf.records import runs
+    from dapter_tf.records.files import copy_file
     from dapter_tf.records.attacks import AttackResults
     from dapter_tf.records.suite import SuiteResults
     from export import release_lib
@@ -126,7 +126,7 @@ def main():
     for name, entry in manifest["files"].items():
         print(f"{entry['sha256']}  {entry['bytes']:>10,}  {name}")
     if published:
-        shutil.copyfile(target_path, published)
+        copy_file(target_path, published)
         print(f"{release_lib.sha256(published)}  {os.path.getsize(published):>10,}  {published} (beside the bundle)")
     print(f"bundle: {_OUTPUT_DIR.value} (check it with dapter-verify --bundle={_OUTPUT_DIR.value} and the data flags)")
 

@@ -131,8 +131,9 @@ def build_bundle(
                 f"{path} is not the file its parity gate passed (its SHA-256 differs from export.json's): "
                 "re-run dapter-export-tflite"
             )
-    measured = measure_claims(converter, tflite_files, images, labels, target)
-    check_serves_task(converter, images, measured)
+    converted = evaluate.convert_images(converter, images)
+    measured = measure_claims(converter, tflite_files, images, labels, target, converted)
+    check_serves_task(converted, measured)
     claims = make_claims(measured, export, tolerances)
     if suite is not None:
         claims += suite_claims(suite, tolerances)
@@ -151,16 +152,19 @@ def build_bundle(
     return manifest
 
 
-def check_serves_task(converter: keras.Model, images: np.ndarray, measured: dict) -> None:
+def check_serves_task(converted: np.ndarray, measured: dict) -> None:
     """Refuses a converter that sends one and the same image for every photo: no claim of it can be true.
 
     Such a converter (a collapsed or diverged training) leaves the target nothing to tell photos
     apart by: it answers alike for all, at chance, whatever entropy and bandwidth figures say.
 
+    Args:
+        converted: The held-out images through the converter.
+        measured: Their figures (``measure_claims``).
+
     Raises:
         DapterError: naming the figures.
     """
-    converted = evaluate.convert_images(converter, images)
     if len(converted) > 1 and (converted == converted[:1]).all():
         accuracy = measured.get("accuracy_converted")
         answer = f"; the target then answers alike for every photo (accuracy {accuracy:.4f})" if accuracy is not None else ""

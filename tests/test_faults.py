@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 from conftest import REPO, assert_one_error_line, run_binary, spread_converter, tiny_dapter_config
 
-from dapter_tf import DapterError, models, train
+from dapter_tf import DapterError, evaluate, models, train
 from dapter_tf.data import DataConfig
 from dapter_tf.data.tasks import get_task
 from dapter_tf.records import files, runs
@@ -142,8 +142,9 @@ def test_release_refuses_a_converter_that_sends_one_image_for_every_photo(embedd
     images = embedded[1].images[:20]
     measured = {"entropy_converted": 0.0, "accuracy_converted": 0.1}
     with pytest.raises(DapterError, match="sends one and the same image for all 20 held-out photos"):
-        release_lib.check_serves_task(converter, images, measured)
-    release_lib.check_serves_task(spread_converter(10.0), images, measured)  # Images differ: no refusal.
+        release_lib.check_serves_task(evaluate.convert_images(converter, images), measured)
+    # Images differ: no refusal.
+    release_lib.check_serves_task(evaluate.convert_images(spread_converter(10.0), images), measured)
 
 
 # --- Sets of files that commit as one -----------------------------------------------------------
