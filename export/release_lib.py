@@ -18,7 +18,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
 
 import keras
 import numpy as np
@@ -35,7 +34,6 @@ from export.claims import (  # noqa: F401 (re-exported)
     CONVERTER,
     LABEL_GAP_CLAIM,
     MANIFEST,
-    MIN_IMAGES,
     MODEL_CARD,
     TFLITE_NAME,
     Claim,

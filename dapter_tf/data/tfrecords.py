@@ -283,7 +283,7 @@ def read_manifest(folder: str) -> dict:
     return manifest
 
 
-def _tf_reason(error: tf.errors.OpError) -> str:
+def tf_error_reason(error: tf.errors.OpError) -> str:
     """The reason in TensorFlow's message, without the op and function names wrapped around it."""
     # e.g. "{{function_node __wrapped__ReduceDataset...}} corrupted record at 73054 [Op:ReduceDataset] name: ",
     # or "... truncated record at 300671' failed with Read less bytes than requested ...".
@@ -316,7 +316,7 @@ def check_shards(folder: str, split: str, entry: dict) -> None:
             found = count_records(os.path.join(folder, name))
         except tf.errors.OpError as e:
             raise DapterError(
-                f"{folder}: {split} shard {name} is damaged ({_tf_reason(e)}): write the records again with "
+                f"{folder}: {split} shard {name} is damaged ({tf_error_reason(e)}): write the records again with "
                 "dapter-write-records"
             ) from None
         if found != expected:

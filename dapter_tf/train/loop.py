@@ -30,6 +30,7 @@ from absl import logging
 
 from dapter_tf import cluster, cluster_startup
 from dapter_tf.data.pipeline import build_training_dataset, steps_per_epoch
+from dapter_tf.data.tfrecords import tf_error_reason
 from dapter_tf.errors import DapterError
 from dapter_tf.records.files import no_space_left
 from dapter_tf.train.strategy import distribute_step
@@ -225,7 +226,7 @@ def run_training_loop(
         ) from None
     except tf.errors.DataLossError as e:
         raise DapterError(
-            f"a training record could not be read at step {step + 1} ({_first_line(e.message)}): "
+            f"a training record could not be read at step {step + 1} ({tf_error_reason(e)}): "
             "rewrite the records with dapter-write-records"
         ) from None
     except (OSError, tf.errors.OpError) as e:
@@ -238,9 +239,3 @@ def run_training_loop(
     if scratch is not None:
         cluster.remove_scratch(scratch)
     return {"resumed_from_step": resumed_from, "steps": step, **summary}
-
-
-def _first_line(text: str) -> str:
-    """The first line of a TensorFlow error message, without the ``{{function_node ...}}`` prefix."""
-    line = (text or "").strip().splitlines()[0] if text and text.strip() else ""
-    return line.rpartition("}} ")[2] or line
