@@ -4,6 +4,7 @@ import os
 
 from absl import flags
 
+from cli import target_flags
 from cli.flags_lib import parse_ints
 from dapter_tf import pixels
 
@@ -73,8 +74,14 @@ def define_converter_flags():
     ``define_training_flags``) and keyword overrides.
     """
     target = flags.DEFINE_string(
-        "target", None, "The trained target's .keras file (from dapter-train-target); it stays frozen.", required=True
+        "target",
+        None,
+        "The trained target, frozen: a .keras file (from dapter-train-target) or a SavedModel directory (as TF "
+        "Serving serves it), behind its input contract (--target_preprocessing and the flags beside it, or "
+        "<target>.contract.json).",
+        required=True,
     )
+    build_contract = target_flags.define_target_contract_flags()
     filters = flags.DEFINE_list("filters", "24,48,96", "The converter's channels at full, half and quarter resolution.")
     eval_images = flags.DEFINE_integer(
         "eval_images", 1000, "Test images measured after every epoch (TensorBoard); the final report uses all."
@@ -118,11 +125,13 @@ def define_converter_flags():
 
     def build(data, training: dict, **overrides):
         from dapter_tf import train
+        from dapter_tf.models import served
 
         channels = parse_ints(filters.value, "--filters")
         values = dict(
             data=data,
             target_path=target.value,
+            target_contract=served.resolve_contract(target.value, build_contract()),
             filters=channels,
             eval_images=eval_images.value,
             output_step=output_step.value,

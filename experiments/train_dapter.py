@@ -8,7 +8,7 @@ Example:
 
 from absl import flags
 
-from cli import flags_lib, runner, training_flags
+from cli import flags_lib, runner, target_flags, training_flags
 
 _build_data = flags_lib.define_data_flags()
 _training = training_flags.define_training_flags(epochs=5, batch_size=64, learning_rate=1e-3)
@@ -28,7 +28,7 @@ _WORKDIR = flags.DEFINE_string(
 )
 
 # The shared flags are this binary's own to its users: list them in --helpshort too.
-for module in (flags_lib, training_flags):
+for module in (flags_lib, training_flags, target_flags):
     flags.adopt_module_key_flags(module)
 
 

@@ -132,8 +132,8 @@ def test_load_target_folder_says_it_is_a_folder(tmp_path, tiny_target_path):
     with pytest.raises(DapterError) as refused:
         models.load_target(str(tmp_path))
     assert str(refused.value) == (
-        f"target model {tmp_path} is a folder, not a file: give its .keras file "
-        "(a dapter-train-target workdir keeps it as target.keras)"
+        f"target model {tmp_path} is a folder but not a SavedModel (it holds no saved_model.pb): give a .keras "
+        "file or a SavedModel directory (a dapter-train-target workdir keeps it as target.keras)"
     )
     shutil.copyfile(tiny_target_path, tmp_path / "target.keras")
     with pytest.raises(DapterError, match=re.escape(f"(the workdir's own is {tmp_path / 'target.keras'})")):

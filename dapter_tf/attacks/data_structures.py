@@ -13,7 +13,7 @@ from dapter_tf.data import DataConfig, ImageSet
 from dapter_tf.data.tasks import Task
 from dapter_tf.errors import DapterError
 from dapter_tf.models import targets
-from dapter_tf.models.saving import check_model_file
+from dapter_tf.models.saving import check_model_file, check_target_path
 
 # The paper's visual study (§7.3.2) asked volunteers about these four CelebA attributes.
 PAPER_VISUAL_ATTRIBUTES = ("Arched_Eyebrows", "Bangs", "Chubby", "Eyeglasses")
@@ -46,7 +46,7 @@ class AttackInputData:
         """Raises DapterError on a missing model file, empty or mismatched images, or missing labels."""
         check_model_file(self.converter_path, "converter")
         if self.target_path:
-            check_model_file(self.target_path, "target model")
+            check_target_path(self.target_path)
         for name, images in (("train", self.train), ("test", self.test)):
             if not len(images):
                 raise DapterError(f"the attack's {name} images are empty")

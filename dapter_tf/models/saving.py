@@ -10,6 +10,9 @@ from dapter_tf.errors import DapterError
 from dapter_tf.models import converter as _converter  # noqa: F401  (registers the converter's layers)
 from dapter_tf.records.runs import CONVERTER_FILE, TARGET_FILE
 
+# The file that makes a folder a SavedModel (a target as TF Serving serves it: ``models.served``).
+SAVED_MODEL_FILE = "saved_model.pb"
+
 
 def save_model(model: keras.Model, path: str) -> None:
     """Saves ``model`` as a ``.keras`` file, atomically: a failure (a full disk) leaves no partial file.
@@ -71,8 +74,11 @@ def check_model_file(path: str, what: str) -> None:
         elif what == "target model":
             tip = f" (a dapter-train-target workdir keeps it as {TARGET_FILE})"
         else:
-            tip = ""
-        raise DapterError(f"{what} {path} is a folder, not a file: give its .keras file{tip}")
+            raise DapterError(f"{what} {path} is a folder, not a file: give its .keras file")
+        raise DapterError(
+            f"{what} {path} is a folder but not a SavedModel (it holds no {SAVED_MODEL_FILE}): give a .keras file "
+            f"or a SavedModel directory{tip}"
+        )
     if not os.path.isfile(path):
         raise DapterError(f"{what} file not found: {path}")
     if not zipfile.is_zipfile(path):
@@ -80,6 +86,21 @@ def check_model_file(path: str, what: str) -> None:
             f"{path} is not a .keras model: it is not a zip archive, as every .keras file is "
             "(it is corrupt, truncated or another kind of file)"
         )
+
+
+def is_saved_model(path: str) -> bool:
+    """Whether ``path`` is a SavedModel directory (it holds ``saved_model.pb``)."""
+    return os.path.isfile(os.path.join(path, SAVED_MODEL_FILE))
+
+
+def check_target_path(path: str) -> None:
+    """Refuses a path that holds no target: neither a SavedModel directory nor a ``.keras`` file (``check_model_file``).
+
+    Raises:
+        DapterError: one line naming ``path``.
+    """
+    if not is_saved_model(path):
+        check_model_file(path, "target model")
 
 
 def load_model_file(path: str, what: str) -> keras.Model:
@@ -100,13 +121,31 @@ def load_model_file(path: str, what: str) -> keras.Model:
         raise DapterError(f"{path}: not a loadable .keras model ({type(e).__name__}: {first_line})") from None
 
 
-def load_target(path: str) -> keras.Model:
+def load_keras_target(path: str) -> keras.Model:
     """Loads a trained target from a ``.keras`` file, safely (a target may come from elsewhere) and frozen.
 
     Raises:
         DapterError: if the file is missing or is not a loadable Keras model.
     """
     return freeze(check_finite(load_model_file(path, "target model"), path))
+
+
+def load_target(path: str, contract=None) -> keras.Model:
+    """Loads a frozen target, a ``.keras`` file or a SavedModel directory, behind its input contract.
+
+    The result takes [0, 1] float images and returns logits (``models.served.load_target``).
+
+    Args:
+        path: The target.
+        contract: Its ``served.TargetContract`` (a workdir's record, or flags); None: the JSON
+            beside the model, else our zoo's (``served.resolve_contract``).
+
+    Raises:
+        DapterError: if there is no loadable target there, or the contract does not fit it.
+    """
+    from dapter_tf.models import served  # served builds on this module.
+
+    return served.load_target(path, served.resolve_contract(path, contract))
 
 
 def load_converter(path: str) -> keras.Model:

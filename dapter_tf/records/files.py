@@ -182,6 +182,25 @@ def sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+def tree_sha256(folder: str) -> str:
+    """The SHA-256 of a folder's content (a SavedModel): every file's relative path and hash, sorted by path.
+
+    A copied or moved folder keeps its hash; a file added, removed, renamed or changed changes it.
+    """
+    digest = hashlib.sha256()
+    paths = []
+    for parent, _, names in os.walk(folder):
+        paths.extend(os.path.relpath(os.path.join(parent, name), folder) for name in names)
+    for relative in sorted(p.replace(os.sep, "/") for p in paths):
+        digest.update(f"{relative}\0{sha256(os.path.join(folder, relative))}\n".encode())
+    return digest.hexdigest()
+
+
+def path_sha256(path: str) -> str:
+    """The SHA-256 of a file (``sha256``) or of a folder's content (``tree_sha256``)."""
+    return tree_sha256(path) if os.path.isdir(path) else sha256(path)
+
+
 def read_record(path: str, what: str, parse):
     """``parse`` of the JSON a record's ``save`` wrote at ``path``.
 

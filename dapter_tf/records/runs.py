@@ -14,13 +14,14 @@ import os
 from dapter_tf import cluster
 from dapter_tf.errors import DapterError
 from dapter_tf.records import lock
-from dapter_tf.records.files import json_default, read_json, sha256, write_json
+from dapter_tf.records.files import json_default, path_sha256, read_json, write_json
 
 CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.json"
 TARGET_FILE = "target.keras"
 CONVERTER_FILE = "converter.keras"
-# The SHA-256 of a run's target, beside its target_path in config.json: a target is known by its content.
+# The SHA-256 of a run's target, beside its target_path in config.json: a target is known by its content
+# (a SavedModel directory by every file in it, ``files.tree_sha256``).
 TARGET_HASH = "target_sha256"
 
 
@@ -66,15 +67,16 @@ def prepare_workdir(workdir: str, config) -> None:
 def record_config(config, workdir: str) -> dict:
     """``config`` as ``workdir``'s ``config.json`` records it.
 
-    A target that exists is recorded with its SHA-256 (``target_sha256``), and, where it lies in
+    A target that exists (a ``.keras`` file or a SavedModel directory) is recorded with its SHA-256
+    (``target_sha256``; a directory's over every file, ``files.tree_sha256``), and, where it lies in
     the folder that holds the workdir (the workdir's own tree or a sibling's, as the demo's
     ``target/`` beside its ``converter/``), by its path relative to the workdir: a copied or moved
     tree then still names its own target. Other targets are recorded by their absolute path.
     """
     record = config_to_dict(config)
     target = record.get("target_path")
-    if target and os.path.isfile(target):
-        record[TARGET_HASH] = sha256(target)
+    if target and os.path.exists(target):
+        record[TARGET_HASH] = path_sha256(target)
         real_target, real_workdir = os.path.realpath(target), os.path.realpath(workdir)
         tree = os.path.dirname(real_workdir)
         if os.path.commonpath([tree, real_target]) == tree:
@@ -189,16 +191,16 @@ def recorded_target_path(workdir: str, override: str = "") -> str:
     recorded_hash = record.get(TARGET_HASH)
     if recorded_hash:
         found = os.path.join(workdir, recorded)  # An absolute record stays as it is.
-        if not os.path.isfile(found):
+        if not os.path.exists(found):
             raise DapterError(f"{config_path} names target {recorded}, which is not found from {workdir}: give --target")
-        if sha256(found) != recorded_hash:
+        if path_sha256(found) != recorded_hash:
             raise DapterError(
                 f"{found} is not the target that {workdir}'s converter was trained against (its SHA-256 "
                 f"differs from the one {config_path} records): give --target"
             )
         return found
     for candidate in (recorded, os.path.join(workdir, recorded)):
-        if os.path.isfile(candidate):
+        if os.path.exists(candidate):
             return candidate
     raise DapterError(
         f"{config_path} names target {recorded}, which is not found from here or from {workdir}: give --target"

@@ -13,6 +13,8 @@ from dapter_tf.defences.adversarial import AdversaryConfig
 from dapter_tf.errors import DapterError
 from dapter_tf.models import targets
 from dapter_tf.models.converter import DEFAULT_FILTERS, DEFAULT_OUTPUT_STEP, check_output_block, check_output_step
+from dapter_tf.models.saving import is_saved_model
+from dapter_tf.models.served import TargetContract
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 # --mixed_precision: the Keras dtype policy the trained model computes in (its variables stay float32).
@@ -97,7 +99,10 @@ class DapterConfig:
 
     Attributes:
         data: Where the images come from.
-        target_path: The trained target's ``.keras`` file.
+        target_path: The trained target: a ``.keras`` file or a SavedModel directory.
+        target_contract: How the provider feeds the target and what it returns
+            (``models.served``): preprocessing between the converter's pixels and the target,
+            logits or probabilities, the SavedModel signature. The default is our zoo's.
         lambda_: lambda of Eq. 1, in [0, 1]; 0.9 is the paper's sweet point (§7.1).
         filters: The converter's channels at full, half and quarter resolution.
         epochs: Passes over the training images.
@@ -148,6 +153,7 @@ class DapterConfig:
     mixed_precision: str = "float32"
     xla: bool = False
     class_code: str = ""
+    target_contract: TargetContract = TargetContract()
 
     def __post_init__(self):
         losses.check_lambda(self.lambda_)
@@ -156,7 +162,7 @@ class DapterConfig:
         if self.acc_labels not in ACC_LABELS:
             raise DapterError(f"acc_labels must be one of {', '.join(ACC_LABELS)}, got {self.acc_labels!r}")
         if not self.target_path:
-            raise DapterError("a target model is needed: give the .keras file of a trained target")
+            raise DapterError("a target model is needed: give a trained target's .keras file or SavedModel directory")
         # Absolute, so that it opens from any directory; the workdir's record knows it by its hash
         # and, within the workdir's folder, by a path relative to the workdir (records.runs).
         object.__setattr__(self, "target_path", os.path.abspath(self.target_path))
@@ -166,6 +172,11 @@ class DapterConfig:
             raise DapterError(f"eval_images must be >= 1, got {self.eval_images}")
         if self.class_code and self.output_block != 1:
             raise DapterError("class_code and output_block are two output codes: choose one")
+        if self.class_code == "target" and is_saved_model(self.target_path):
+            raise DapterError(
+                f"--class_code=target runs a copy of the target on the phone and needs a .keras target, but "
+                f"{self.target_path} is a SavedModel: give a classifier's .keras file as --class_code"
+            )
         if self.class_code not in ("", "target"):
             object.__setattr__(self, "class_code", os.path.abspath(self.class_code))
         _check_training_fields(self)

@@ -16,7 +16,7 @@ from dapter_tf.data.pipeline import image_statistics, training_labels
 from dapter_tf.data.tasks import Task
 from dapter_tf.defences.adversarial import AdversarialDecoders
 from dapter_tf.errors import DapterError
-from dapter_tf.models import saving
+from dapter_tf.models import saving, served
 from dapter_tf.models.converter import build_class_code_converter, build_converter
 from dapter_tf.pixels import check_image_size
 from dapter_tf.records import runs
@@ -107,8 +107,15 @@ def train_dapter(config: DapterConfig, task: Task, train_set, test_set: ImageSet
     strategy = build_strategy(config.strategy)
     check_batches(config, len(train_set), strategy)
     with strategy.scope():
-        target = saving.load_target(config.target_path)  # Fails fast, before the workdir exists.
+        # Fails fast, before the workdir exists.
+        target = saving.load_target(config.target_path, config.target_contract)
     _check_target_fits(config, task, train_set, target)
+    if saving.is_saved_model(config.target_path) or config.target_contract != served.DEFAULT_CONTRACT:
+        # A target the project did not build: a wrong contract scores about chance on its own task.
+        originals = test_set.take(config.eval_images)
+        served.check_target_serves(
+            target, originals.images, originals.labels[task.target_label], config.target_path, config.target_contract
+        )
     if config.init_converter:
         initial = saving.load_converter(config.init_converter)  # Fails fast too.
     classifier_path = config.target_path if config.class_code == "target" else config.class_code
