@@ -173,19 +173,24 @@ def define_reconstruction_flags():
     return build
 
 
-def load_attack_input(data_config, converter: str, target: str, seed: int):
+def load_attack_input(data_config, converter: str, target: str, seed: int, contract=None):
     """What every attack starts from (``attacks.AttackInputData``): the run's images, the converter and target.
 
     Args:
         data_config: The attacked run's ``DataConfig``.
         converter: A converter's ``.keras`` file, or the train_dapter workdir holding it.
-        target: The target's ``.keras`` file (empty: none).
+        target: The target's ``.keras`` file or SavedModel directory (empty: none).
         seed: Seeds the images' order (as training did).
+        contract: The target's contract the flags state (``cli.target_flags``); None: the one the
+            converter's workdir records, else the JSON beside the target, else our zoo's.
     """
     from dapter_tf import attacks, data
+    from dapter_tf.models import served
     from dapter_tf.records import runs
 
     task, train_set, test_set = data.load_data(data_config, seed=seed)
     if os.path.isdir(converter):
         converter = os.path.join(converter, runs.CONVERTER_FILE)
-    return attacks.AttackInputData(task, train_set, test_set, converter, target, data_config)
+    if target:
+        contract = served.resolve_contract(target, contract or served.recorded_contract(os.path.dirname(converter)))
+    return attacks.AttackInputData(task, train_set, test_set, converter, target, data_config, contract)

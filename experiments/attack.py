@@ -28,7 +28,7 @@ Example (CelebA, gender target, eight attributes):
 
 from absl import flags
 
-from cli import attack_flags, flags_lib, runner
+from cli import attack_flags, flags_lib, runner, target_flags
 
 ATTACKS = ("auto_recognition", "reconstruction", "visual_recognition")
 
@@ -38,8 +38,12 @@ _CONVERTER = flags.DEFINE_string(
     "converter", None, "The attacked converter's .keras file (or its dapter-train-dapter workdir).", required=True
 )
 _TARGET = flags.DEFINE_string(
-    "target", "", "The target's .keras file; auto_recognition reports its accuracy on original and converted images."
+    "target",
+    "",
+    "The target's .keras file or SavedModel directory; auto_recognition reports its accuracy on original and "
+    "converted images. Its contract: the flags below, else the converter's workdir's, else <target>.contract.json.",
 )
+_build_contract = target_flags.define_target_contract_flags()
 _ATTACKS = flags.DEFINE_list(
     "attacks",
     ["auto_recognition", "reconstruction"],
@@ -97,7 +101,7 @@ _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Folder for attacks.json, summary.txt, the plots and one folder per attack.", required=True
 )
 
-for module in (flags_lib, attack_flags):
+for module in (flags_lib, attack_flags, target_flags):
     flags.adopt_module_key_flags(module)
 
 
@@ -146,7 +150,9 @@ def main():
     from dapter_tf import attacks
 
     specs = build_specs()
-    input_data = attack_flags.load_attack_input(_build_data(), _CONVERTER.value, _TARGET.value, _SEED.value)
+    input_data = attack_flags.load_attack_input(
+        _build_data(), _CONVERTER.value, _TARGET.value, _SEED.value, _build_contract()
+    )
     results = attacks.run_attacks(input_data, specs, _WORKDIR.value)
     print(results.summary())
     print(f"wrote {os.path.join(_WORKDIR.value, attacks.RESULTS_FILE)} and summary.txt")

@@ -28,7 +28,7 @@ import sys
 
 from absl import flags
 
-from cli import attack_flags, flags_lib, runner
+from cli import attack_flags, flags_lib, runner, target_flags
 
 _build_data = flags_lib.define_data_flags()
 _build_suite = attack_flags.define_suite_flags()
@@ -40,8 +40,12 @@ _CONVERTER = flags.DEFINE_string(
     "converter", None, "The attacked converter's .keras file (or its dapter-train-dapter workdir).", required=True
 )
 _TARGET = flags.DEFINE_string(
-    "target", "", "The target's .keras file: measures usability; the labelling attackers need it."
+    "target",
+    "",
+    "The target's .keras file or SavedModel directory: measures usability; the labelling attackers need it. Its "
+    "contract: the flags below, else the converter's workdir's, else <target>.contract.json.",
 )
+_build_contract = target_flags.define_target_contract_flags()
 _SEED = flags.DEFINE_integer("seed", 0, "Seeds data order and every attacker's weights.")
 _FAIL_ON_MISS = flags.DEFINE_bool(
     "fail_on_miss", False, "Exit with status 2 when a criterion is missed (a gate); off: only report it."
@@ -50,7 +54,7 @@ _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Folder for suite.json, summary.txt and one folder per attacker.", required=True
 )
 
-for module in (flags_lib, attack_flags):
+for module in (flags_lib, attack_flags, target_flags):
     flags.adopt_module_key_flags(module)
 
 
@@ -61,7 +65,9 @@ def main():
 
     criteria = attacks.SecurityCriteria(max_drop_points=_MAX_DROP.value, **_criteria()).validate()
     spec = _build_suite(_SEED.value, criteria)
-    input_data = attack_flags.load_attack_input(_build_data(), _CONVERTER.value, _TARGET.value, _SEED.value)
+    input_data = attack_flags.load_attack_input(
+        _build_data(), _CONVERTER.value, _TARGET.value, _SEED.value, _build_contract()
+    )
     results = attacks.run_attack_suite(input_data, spec, _WORKDIR.value)
     print(f"wrote {os.path.join(_WORKDIR.value, attacks.suite.SUITE_FILE)} and summary.txt")
     if _FAIL_ON_MISS.value and not results.holds:

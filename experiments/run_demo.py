@@ -63,7 +63,7 @@ def main():
     results = train.train_dapter(dapter_config, task, train_set, test_set, os.path.join(workdir, "converter"))
     print("[3/4] exporting .tflite files and checking them against Keras", flush=True)
     converter = models.load_converter(os.path.join(workdir, "converter"))
-    target = models.load_target(target_path)
+    target = models.load_target(target_path, dapter_config.target_contract)
     test_labels = test_set.labels[task.target_label]
     export_dir = os.path.join(workdir, "export")
     try:

@@ -31,6 +31,8 @@ class ReleaseInfo:
     published_target: str = ""
     # The converter's ``class_code`` ("target" or a classifier's file; "" for the paper's converter).
     class_code: str = ""
+    # The target's input contract, as ``TargetContract.describe`` says it ("" : our zoo's, unstated).
+    target_contract: str = ""
 
 
 def _suite_section(suite) -> list[str]:
@@ -117,6 +119,8 @@ def render_card(info: ReleaseInfo, measured: dict, claims: list[Claim], export: 
             else " (kept by the provider, not released)"
         )
         + (f"; published beside this bundle as `{info.published_target}`" if info.published_target else ""),
+        *([f"- Target's input contract: {info.target_contract} (between the converter and the target, as the "
+           "provider's server applies it)"] if info.target_contract else []),
         f"- λ (L_dap = λ L_eta + (1 - λ) L_acc): {info.lambda_ if info.lambda_ is not None else 'not recorded'}",
         f"- Images: {height}x{width} RGB, uint8; converted pixels on the grid 128 + k * {int(measured['output_step'])}",
         f"- Measured on: {images} held-out images of {info.data}",

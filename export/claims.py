@@ -14,6 +14,8 @@ from export import export_tflite_lib
 MANIFEST = "manifest.json"
 MODEL_CARD = "model_card.md"
 CONVERTER = "converter.keras"
+# The target's input contract (``models.served.TargetContract``), in a bundle whose target is not our zoo's.
+TARGET_CONTRACT = "target_contract.json"
 CLAIMS_HEADING = "## Claims"
 TFLITE_NAME = re.compile(r"^converter_(?P<mode>[a-z0-9_]+)\.tflite$")
 

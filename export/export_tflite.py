@@ -104,6 +104,7 @@ def _tolerances(modes) -> dict:
 
 def main():
     from dapter_tf import DapterError, data, models
+    from dapter_tf.models import served
     from dapter_tf.records import runs
     from export import export_tflite_lib
 
@@ -118,7 +119,8 @@ def main():
     output_dir = _OUTPUT_DIR.value or os.path.join(_WORKDIR.value, "export")
     runner.check_output_folder("--output_dir", output_dir)
     converter = models.load_converter(_WORKDIR.value)
-    target = models.load_target(target_path)
+    # The contract the converter was trained through: the provider's preprocessing sits before the target.
+    target = models.load_target(target_path, served.recorded_contract(_WORKDIR.value))
     task, train_set, test_set = data.load_data(data_config, seed=_SEED.value)
     result = export_tflite_lib.export_converter(
         converter,

@@ -58,8 +58,9 @@ _GAP_TOLERANCE = flags.DEFINE_float(
 _PUBLISH_TARGET = flags.DEFINE_bool(
     "publish_target",
     False,
-    "Copy the target beside the bundle, outside it, as OUTPUT_DIR.target.keras (the provider's side, "
-    "published so that anyone can re-measure the accuracy claims).",
+    "Copy the target beside the bundle, outside it, as OUTPUT_DIR.target.keras (a SavedModel directory: as "
+    "OUTPUT_DIR.target/), with its input contract as OUTPUT_DIR.target.contract.json where it is not our zoo's "
+    "(the provider's side, published so that anyone can re-measure the accuracy claims).",
 )
 _SEED = flags.DEFINE_integer("seed", 0, "Seeds which held-out images are measured (with --max_test).")
 
@@ -68,8 +69,8 @@ flags.adopt_module_key_flags(flags_lib)
 
 def main():
     from dapter_tf import DapterError, data, models
+    from dapter_tf.models import served
     from dapter_tf.records import runs
-    from dapter_tf.records.files import copy_file
     from dapter_tf.records.attacks import AttackResults
     from dapter_tf.records.suite import SuiteResults
     from export import release_lib
@@ -92,11 +93,18 @@ def main():
         attack_results = AttackResults.load(_ATTACK_RESULTS.value)
         attacks = "\n".join(f"{result.summary()}" for result in attack_results.results)
     suite = SuiteResults.load(_SUITE_RESULTS.value) if _SUITE_RESULTS.value else None
-    published = f"{os.path.normpath(_OUTPUT_DIR.value)}.target.keras" if _PUBLISH_TARGET.value else ""
-    if published and os.path.exists(published):
-        raise DapterError(f"{published} exists: the published target goes beside a new bundle")
     target_path = runs.recorded_target_path(_WORKDIR.value, _TARGET.value)
-    target = models.load_target(target_path)
+    contract = served.resolve_contract(target_path, served.recorded_contract(_WORKDIR.value))
+    is_saved_model = served.is_saved_model(target_path)
+    published = ""
+    if _PUBLISH_TARGET.value:
+        published = f"{os.path.normpath(_OUTPUT_DIR.value)}.target{'' if is_saved_model else '.keras'}"
+    published_contract = served.contract_file(published) if published else ""
+    for path in (published, published_contract):
+        if path and os.path.exists(path):
+            raise DapterError(f"{path} exists: the published target goes beside a new bundle")
+    target = models.load_target(target_path, contract)
+    stated = contract != served.DEFAULT_CONTRACT or is_saved_model
     converter_path = os.path.join(_WORKDIR.value, runs.CONVERTER_FILE)
     task, test_set = data.load_test_data(data_config, seed=_SEED.value)
     info = release_lib.ReleaseInfo(
@@ -110,6 +118,7 @@ def main():
         attacks=attacks,
         published_target=os.path.basename(published),
         class_code=_class_code_source(config.get("class_code", "")),
+        target_contract=contract.describe() if stated else "",
     )
     manifest = release_lib.build_bundle(
         converter_path,
@@ -122,12 +131,15 @@ def main():
         target_path,
         tolerances,
         suite,
+        contract.to_dict() if stated else None,
     )
     for name, entry in manifest["files"].items():
         print(f"{entry['sha256']}  {entry['bytes']:>10,}  {name}")
     if published:
-        copy_file(target_path, published)
-        print(f"{release_lib.sha256(published)}  {os.path.getsize(published):>10,}  {published} (beside the bundle)")
+        release_lib.publish_target(target_path, published, contract.to_dict() if stated else None)
+        print(f"{release_lib.target_sha256(published)}  {published} (beside the bundle)")
+        if stated:
+            print(f"{release_lib.sha256(published_contract)}  {published_contract} (its input contract)")
     print(f"bundle: {_OUTPUT_DIR.value} (check it with dapter-verify --bundle={_OUTPUT_DIR.value} and the data flags)")
 
 

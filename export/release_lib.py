@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 
 import keras
 import numpy as np
@@ -25,7 +26,16 @@ import numpy as np
 from dapter_tf import DapterError, evaluate
 from dapter_tf.models import load_converter
 from dapter_tf.models.saving import check_finite
-from dapter_tf.records.files import atomic_file, clear_leftovers, copy_file, sha256, staged_folder, write_bytes, write_json
+from dapter_tf.records.files import (
+    atomic_file,
+    clear_leftovers,
+    copy_file,
+    path_sha256,
+    sha256,
+    staged_folder,
+    write_bytes,
+    write_json,
+)
 from export import export_tflite_lib
 from export.card import ReleaseInfo, parse_card_task, render_card  # noqa: F401 (re-exported)
 from export.claims import (  # noqa: F401 (re-exported)
@@ -35,6 +45,7 @@ from export.claims import (  # noqa: F401 (re-exported)
     LABEL_GAP_CLAIM,
     MANIFEST,
     MODEL_CARD,
+    TARGET_CONTRACT,
     TFLITE_NAME,
     Claim,
     ClaimTolerances,
@@ -74,6 +85,7 @@ def build_bundle(
     target_path: str,
     tolerances: ClaimTolerances = ClaimTolerances(),
     suite=None,
+    target_contract: dict | None = None,
 ) -> dict:
     """Writes a release bundle to ``output_dir`` and returns its manifest.
 
@@ -89,6 +101,8 @@ def build_bundle(
         tolerances: The slack each claim allows a verifier.
         suite: The converter's attack suite results (``dapter_tf.attacks.SuiteResults``), whose
             figures the card states as claims; ``None``: no security claims beyond entropy.
+        target_contract: The target's input contract (``TargetContract.to_dict``), written as
+            ``target_contract.json`` so that a verifier measures through it; None: our zoo's.
 
     Raises:
         DapterError: on a missing export, a file that broke its parity gate or is not the file
@@ -106,7 +120,7 @@ def build_bundle(
     clear_leftovers(output_dir)
     if os.path.isdir(output_dir) and os.listdir(output_dir):
         raise DapterError(f"{output_dir} is not empty: a bundle goes into a new folder")
-    if sha256(converter_path) == sha256(target_path):
+    if sha256(converter_path) == _target_file_hash(target_path):
         raise DapterError("the bundle would hold the target model; nothing was released")
     converter = load_converter(converter_path)  # Refuses non-finite weights (a diverged run).
     if tuple(converter.output_shape[1:]) != tuple(converter.input_shape[1:]):
@@ -143,11 +157,50 @@ def build_bundle(
             write_bytes(os.path.join(staging, name), model_bytes)
         with atomic_file(os.path.join(staging, MODEL_CARD), "w") as f:
             f.write(render_card(info, measured, claims, export, len(images), suite))
+        if target_contract is not None:
+            write_json(os.path.join(staging, TARGET_CONTRACT), target_contract)
         manifest = write_manifest(staging)
-        target_hash = sha256(target_path)
+        target_hash = _target_file_hash(target_path)
         if any(entry["sha256"] == target_hash for entry in manifest["files"].values()):
             raise DapterError("the bundle would hold the target model; nothing was released")
     return manifest
+
+
+def _target_file_hash(target_path: str) -> str:
+    """The SHA-256 of the target's file: a ``.keras`` file, or a SavedModel's graph and weights' ``saved_model.pb``."""
+    if os.path.isdir(target_path):
+        return sha256(os.path.join(target_path, "saved_model.pb"))
+    return sha256(target_path)
+
+
+def target_sha256(path: str) -> str:
+    """The SHA-256 of a target: a ``.keras`` file's, or a SavedModel directory's over every file (``tree_sha256``)."""
+    return path_sha256(path)
+
+
+def publish_target(target_path: str, published: str, contract: dict | None) -> None:
+    """Copies the target to ``published``, beside a bundle, and its contract to ``<published>.contract.json``.
+
+    A SavedModel directory is copied whole into a hidden folder renamed into place at the end, as
+    a ``.keras`` file is copied atomically: a kill leaves no half target to be taken for the whole.
+    """
+    if contract is not None:
+        stem = published[: -len(".keras")] if published.endswith(".keras") else published
+        write_json(f"{stem}.contract.json", contract)
+    if not os.path.isdir(target_path):
+        copy_file(target_path, published)
+        return
+    with staged_folder(published) as staging:
+        shutil.copytree(target_path, staging, dirs_exist_ok=True)
+
+
+def read_target_contract(bundle_dir: str) -> dict | None:
+    """The target contract a bundle states (``target_contract.json``), or None (our zoo's)."""
+    path = os.path.join(bundle_dir, TARGET_CONTRACT)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
 
 
 def check_serves_task(converted: np.ndarray, measured: dict) -> None:

@@ -42,7 +42,10 @@ from cli import flags_lib, runner
 _build_data = flags_lib.define_data_flags()
 _BUNDLE = flags.DEFINE_string("bundle", None, "The release bundle's folder (from dapter-release).", required=True)
 _TARGET = flags.DEFINE_string(
-    "target", "", "A target model (.keras) to re-measure the accuracy claims with; empty: those claims are skipped."
+    "target",
+    "",
+    "A target model (.keras file or SavedModel directory) to re-measure the accuracy claims with, through the "
+    "input contract the bundle states (target_contract.json); empty: those claims are skipped.",
 )
 _SEED = flags.DEFINE_integer("seed", 0, "Seeds which held-out images are measured (with --max_test).")
 _ATTACKS = flags.DEFINE_bool(
@@ -74,6 +77,7 @@ def main():
 
     from dapter_tf import DapterError, data, models
     from dapter_tf.data import tasks
+    from dapter_tf.models import served
     from export import release_lib
 
     if not os.path.isdir(_BUNDLE.value):
@@ -86,7 +90,13 @@ def main():
     # Before any image is loaded: the data must be of the bundle's task (the size is checked below).
     task = tasks.get_task(data_config.dataset, data_config.target_label, data_config.image_size)
     release_lib.check_verifier_data(_BUNDLE.value, task.name, task.target_label, task.image_size)
-    target = models.load_target(_TARGET.value) if _TARGET.value else None
+    target = None
+    if _TARGET.value:
+        # Measured through the contract the bundle states (its target_contract.json; none: our zoo's), or
+        # the one the JSON beside the target states; both given, they must agree.
+        stated = release_lib.read_target_contract(_BUNDLE.value)
+        stated = served.TargetContract.from_dict(stated, release_lib.TARGET_CONTRACT) if stated else None
+        target = models.load_target(_TARGET.value, served.resolve_contract(_TARGET.value, stated))
     if target is not None and target.output_shape[-1] != task.num_classes:
         raise DapterError(
             f"--target {_TARGET.value} has {target.output_shape[-1]} outputs but task {task.name} has "

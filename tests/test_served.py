@@ -27,7 +27,7 @@ def provider_model(tmp_path_factory):
     keras.utils.set_random_seed(0)
     images = keras.Input((8, 8, 3))
     # Initialised wide, so that its answers on solid colours spread over several classes.
-    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", kernel_initializer=RandomNormal(stddev=1.0))(images)
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", kernel_initializer=RandomNormal(stddev=1))(images)
     x = keras.layers.GlobalAveragePooling2D()(x)
     scores = keras.layers.Dense(10, activation="softmax", kernel_initializer=RandomNormal(stddev=3.0))(x)
     model = keras.Model(images, scores)
@@ -68,7 +68,8 @@ def test_gradients_reach_the_converter_through_a_saved_model_target(provider_mod
     images = tf.constant(np.random.default_rng(0).random((4, 8, 8, 3)), tf.float32)
     with tf.GradientTape() as tape:
         logits = target(converter(images, training=True), training=False)
-        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(tf.constant([0, 1, 2, 3]), logits, from_logits=True))
+        labels = tf.constant([0, 1, 2, 3])
+        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
     grads = tape.gradient(loss, converter.trainable_variables)
     assert all(g is not None for g in grads)
     first_kernel = next(g for g, v in zip(grads, converter.trainable_variables) if "kernel" in v.path)
@@ -187,3 +188,14 @@ def test_train_dapter_against_a_saved_model_with_a_wrong_signature_is_one_line(p
     assert proc.returncode == 1
     assert_one_error_line(proc, f"SavedModel {saved} has no signature 'predict' (it has: serve, serving_default)")
     assert not workdir.exists()
+
+
+def test_a_published_saved_model_target_is_copied_whole_with_its_contract(provider_model, tmp_path):
+    from export import release_lib
+
+    _, _, saved = provider_model
+    published = str(tmp_path / "bundle.target")
+    release_lib.publish_target(saved, published, MINUS_ONE_ONE.to_dict())
+    assert release_lib.target_sha256(published) == files.tree_sha256(saved)
+    assert served.read_contract(published) == MINUS_ONE_ONE  # bundle.target.contract.json
+    assert served.load_target(published, MINUS_ONE_ONE).output_shape == (None, 10)

@@ -186,7 +186,9 @@ def run_frontier(
             if not trained:
                 train.train_dapter(config, task, train_set, test_set, converter_dir)
             converter_path = os.path.join(converter_dir, runs.CONVERTER_FILE)
-            input_data = AttackInputData(task, train_set, test_set, converter_path, base.target_path, base.data)
+            input_data = AttackInputData(
+                task, train_set, test_set, converter_path, base.target_path, base.data, base.target_contract
+            )
             suite = run_attack_suite(input_data, suite_spec, suite_dir)
         frontier["points"].append(frontier_point(recipe, config, suite))
         write_frontier(frontier, workdir)

@@ -50,7 +50,7 @@ def run_attacks(input_data: AttackInputData, specs, workdir: str) -> AttackResul
     if AttackType.AUTO_RECOGNITION in kinds and not input_data.target_path:
         raise DapterError("the auto-recognition attack needs the target model (target_path)")
     converter = models.load_converter(input_data.converter_path)
-    target = models.load_target(input_data.target_path) if input_data.target_path else None
+    target = models.load_target(input_data.target_path, input_data.target_contract) if input_data.target_path else None
     input_data.check_target(target)
     os.makedirs(workdir, exist_ok=True)
 

@@ -14,6 +14,7 @@ from dapter_tf.data.tasks import Task
 from dapter_tf.errors import DapterError
 from dapter_tf.models import targets
 from dapter_tf.models.saving import check_model_file, check_target_path
+from dapter_tf.models.served import TargetContract
 
 # The paper's visual study (§7.3.2) asked volunteers about these four CelebA attributes.
 PAPER_VISUAL_ATTRIBUTES = ("Arched_Eyebrows", "Bangs", "Chubby", "Eyeglasses")
@@ -31,8 +32,11 @@ class AttackInputData:
             own training images: §5.3 lets the adversary use them, its strongest setting.
         test: Held-out images every attack is measured on.
         converter_path: The public converter's ``.keras`` file.
-        target_path: The target's ``.keras`` file (auto-recognition reports its accuracy too).
+        target_path: The target: a ``.keras`` file or a SavedModel directory (auto-recognition
+            reports its accuracy too).
         data: Where the images came from, recorded in the attack workdirs.
+        target_contract: The target's input contract (``models.served``); None: the JSON beside
+            the target, else our zoo's.
     """
 
     task: Task
@@ -41,6 +45,7 @@ class AttackInputData:
     converter_path: str
     target_path: str = ""
     data: DataConfig = DataConfig()
+    target_contract: TargetContract | None = None
 
     def validate(self) -> None:
         """Raises DapterError on a missing model file, empty or mismatched images, or missing labels."""

@@ -107,7 +107,7 @@ def run_attack_suite(input_data: AttackInputData, spec: SuiteSpec, workdir: str)
     spec.validate(input_data.task)
     start = time.time()
     converter = models.load_converter(input_data.converter_path)
-    target = models.load_target(input_data.target_path) if input_data.target_path else None
+    target = models.load_target(input_data.target_path, input_data.target_contract) if input_data.target_path else None
     task = input_data.task
     input_data.check_target(target)
     if spec.runs_labelling(task) and target is None:

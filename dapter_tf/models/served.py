@@ -23,6 +23,7 @@ import tensorflow as tf
 from dapter_tf.errors import DapterError
 from dapter_tf.models import saving
 from dapter_tf.models.saving import is_saved_model
+from dapter_tf.records import runs
 from dapter_tf.records.files import write_json
 
 PREPROCESSINGS = ("zero_one", "minus_one_one", "raw_0_255", "caffe", "torch")
@@ -71,7 +72,9 @@ class TargetContract:
         if not self.signature:
             raise DapterError("--target_signature must name a signature of the SavedModel (serving_default)")
         if self.image_size < 0:
-            raise DapterError(f"the target contract's image_size must be >= 0 (0: the model's own), got {self.image_size}")
+            raise DapterError(
+                f"the target contract's image_size must be >= 0 (0: the model's own), got {self.image_size}"
+            )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -173,7 +176,8 @@ def resolve_contract(target_path: str, from_flags: TargetContract | None) -> Tar
     """
     beside = read_contract(target_path)
     if from_flags is not None and beside is not None and from_flags != beside:
-        differ = [f.name for f in dataclasses.fields(TargetContract) if getattr(from_flags, f.name) != getattr(beside, f.name)]
+        fields = [f.name for f in dataclasses.fields(TargetContract)]
+        differ = [name for name in fields if getattr(from_flags, name) != getattr(beside, name)]
         raise DapterError(
             f"the target contract flags and {contract_file(target_path)} disagree (in {', '.join(differ)}): "
             "state the contract once, by the flags or by the JSON beside the model"
@@ -181,11 +185,13 @@ def resolve_contract(target_path: str, from_flags: TargetContract | None) -> Tar
     return from_flags or beside or DEFAULT_CONTRACT
 
 
-def recorded_contract(record: dict | None) -> TargetContract | None:
-    """The contract a workdir's ``config.json`` (``records.runs.read_config``) records, or None."""
+def recorded_contract(workdir: str) -> TargetContract | None:
+    """The contract a train_dapter workdir's ``config.json`` records, or None (no record, or one made before it)."""
+    record = runs.read_config(workdir)
     if not record or not isinstance(record.get("target_contract"), dict):
         return None
-    return TargetContract.from_dict(record["target_contract"], "config.json's target_contract")
+    where = f"{os.path.join(workdir, runs.CONFIG_FILE)}'s target_contract"
+    return TargetContract.from_dict(record["target_contract"], where)
 
 
 class Preprocess(keras.layers.Layer):

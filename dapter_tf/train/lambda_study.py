@@ -271,7 +271,9 @@ def tune_lambda(
         if not tuner.uses_suite:
             return None
         converter_path = os.path.join(converter_dir, runs.CONVERTER_FILE)
-        data = AttackInputData(task, train_set, measured_on, converter_path, config.target_path, config.data)
+        data = AttackInputData(
+            task, train_set, measured_on, converter_path, config.target_path, config.data, config.target_contract
+        )
         return run_attack_suite(data, suite, folder)
 
     if cluster.is_chief():  # In a cluster, the chief alone writes (dapter_tf.cluster).
@@ -312,7 +314,7 @@ def tune_lambda(
             break
         lambda_, init = new, os.path.join(path, runs.CONVERTER_FILE)
     final_path = os.path.join(workdir, f"round_{rounds[-1]['round']:02d}")
-    target = models.load_target(config.target_path)
+    target = models.load_target(config.target_path, config.target_contract)
     final = evaluate.evaluate_converter(
         models.load_converter(final_path), target, test_set.images, test_set.labels[task.target_label]
     )
