@@ -21,6 +21,9 @@ STRATEGIES = ("default", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "bfloat16")
 # What L_acc compares the target's answer on converted images with (DapterConfig.acc_labels).
 ACC_LABELS = ("true", "target")
+# The converter's architecture (DapterConfig.architecture): the U-Net of Fig. 3, or the block encoder
+# of the coarse output code, which computes nothing finer than its blocks (models.build_block_converter).
+ARCHITECTURES = ("fig3", "block_encoder")
 
 
 def _check_training_fields(config) -> None:
@@ -99,7 +102,8 @@ class DapterConfig:
         data: Where the images come from.
         target_path: The trained target's ``.keras`` file.
         lambda_: lambda of Eq. 1, in [0, 1]; 0.9 is the paper's sweet point (§7.1).
-        filters: The converter's channels at full, half and quarter resolution.
+        filters: The converter's channels at full, half and quarter resolution (``fig3``), or of
+            its last three stages, the last at the block resolution (``block_encoder``).
         epochs: Passes over the training images.
         batch_size: Global batch size, split across replicas.
         learning_rate: Adam's learning rate (the initial one with ``cosine_decay``).
@@ -125,6 +129,10 @@ class DapterConfig:
         mixed_precision: What the converter computes in (``train.precision``); its output, the
             losses and the saved converter stay float32.
         xla: Compile each replica's step with XLA.
+        architecture: The converter: ``fig3``, the paper's U-Net (with ``output_block``, its output
+            averaged over the blocks), or ``block_encoder`` (``models.build_block_converter``), which
+            stops at the block resolution and so costs less the larger the blocks; it needs
+            ``output_block`` >= 2 (``class_code`` then cannot be set: that is another output code).
     """
 
     data: DataConfig = DataConfig()
@@ -148,6 +156,7 @@ class DapterConfig:
     mixed_precision: str = "float32"
     xla: bool = False
     class_code: str = ""
+    architecture: str = "fig3"
 
     def __post_init__(self):
         losses.check_lambda(self.lambda_)
@@ -166,6 +175,13 @@ class DapterConfig:
             raise DapterError(f"eval_images must be >= 1, got {self.eval_images}")
         if self.class_code and self.output_block != 1:
             raise DapterError("class_code and output_block are two output codes: choose one")
+        if self.architecture not in ARCHITECTURES:
+            raise DapterError(f"architecture must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}")
+        if self.architecture == "block_encoder" and self.output_block < 2:
+            raise DapterError(
+                "architecture block_encoder needs output_block >= 2 (it stops at the block resolution); "
+                "with output_block 1 use architecture fig3"
+            )
         if self.class_code not in ("", "target"):
             object.__setattr__(self, "class_code", os.path.abspath(self.class_code))
         _check_training_fields(self)
