@@ -122,6 +122,17 @@ def define_converter_flags():
         "block of this many x this many pixels (a power of two; image sides must be multiples of it), "
         "so its output cannot hold more of the photo than (H/b) x (W/b) colours. 1: the paper's converter.",
     )
+    architecture = flags.DEFINE_enum(
+        "architecture",
+        "fig3",
+        ["fig3", "block_encoder"],
+        "The converter: fig3, the paper's U-Net at full resolution (1.138 GMAC at 224x224 with 24,48,96; "
+        "about 4x that with 48,96,192), whose features --output_block averages away; or block_encoder, "
+        "log2(b) stride-2 convolutions down to the block resolution and one colour per block, which costs less "
+        "the larger the blocks (at 224x224 with 24,48,96: 0.147 GMAC for b=4, 0.033 for b=32; "
+        "results/export/converter_cost.txt). block_encoder needs --output_block >= 2; --filters are then the "
+        "channels of its last stages, the last at the block resolution.",
+    )
 
     def build(data, training: dict, **overrides):
         from dapter_tf import train
@@ -141,6 +152,7 @@ def define_converter_flags():
             adversary=build_adversary(),
             acc_labels=acc_labels.value,
             class_code=class_code.value,
+            architecture=architecture.value,
             **training,
         )
         values.update(overrides)

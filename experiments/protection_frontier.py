@@ -1,9 +1,10 @@
 r"""The protection frontier: converters trained with each recipe, each measured by the attack suite.
 
 Each --recipe is "name: field=value ..." over the converter training flags: lambda_, epochs,
-learning_rate, cosine_decay, output_block, output_step, filters (48/96/192), and the adversarial
-defence's adversary_weight, adversary_decoders, adversary_restart_every, adversary_steps,
-adversary_learning_rate, adversary_filters; a recipe without fields trains with the flags as given.
+learning_rate, cosine_decay, output_block, output_step, filters (48/96/192), architecture (fig3, or
+block_encoder with output_block >= 2), and the adversarial defence's adversary_weight,
+adversary_decoders, adversary_restart_every, adversary_steps, adversary_learning_rate,
+adversary_filters; a recipe without fields trains with the flags as given.
 For every recipe, a converter trains against the frozen --target on the data flags' training images
 (WORKDIR/<name>/converter), then the attack suite's attackers train on its converted training images
 and are measured on the held-out images (WORKDIR/<name>/suite; the --suite_* flags). Finished recipes

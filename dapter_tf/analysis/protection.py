@@ -32,6 +32,7 @@ _FIELDS = {
     "filters": lambda v: tuple(int(c) for c in v.split("/")),
     "acc_labels": str,
     "class_code": str,
+    "architecture": str,
 }
 _ADVERSARY_FIELDS = {
     "adversary_weight": ("weight", float),

@@ -10,6 +10,8 @@ Two mechanisms, alone or together (README, "Defences"):
 * the coarse output code, ``models.build_converter(output_block=b)``: the converter sends one colour
   per b x b block, so its output cannot hold more than (H / b) (W / b) colours of the photo, whatever
   it learns. It lives with the converter because it ships with it (it is part of the ``.tflite``).
+  ``models.build_block_converter`` sends the same code from an encoder that stops at the block
+  resolution, at a cost that falls with b.
 
 Neither defence is ever one of the attackers that measure it (``attacks.suite``): those are trained
 afresh, after the converter is frozen.

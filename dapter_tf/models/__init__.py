@@ -1,6 +1,6 @@
 """Models: the converter of Fig. 3 with its output grid, the target zoo, and their model files.
 
-``converter`` (the U-Net and its output layers), ``saving`` (atomic saving, safe loading of a
+``converter`` (the U-Net, the block encoder and their output layers), ``saving`` (atomic saving, safe loading of a
 target or converter), ``targets`` (target builders by name). ``targets`` is imported on its own
 (``from dapter_tf.models import targets``), so that what builds a release never loads the zoo.
 """
@@ -12,6 +12,8 @@ from dapter_tf.models.converter import (
     ClassCode,
     OutputBlocks,
     OutputLevels,
+    RepeatBlocks,
+    build_block_converter,
     build_class_code_converter,
     build_converter,
     check_output_block,
@@ -31,7 +33,9 @@ __all__ = [
     "MAX_OUTPUT_BLOCK",
     "OutputBlocks",
     "OutputLevels",
+    "RepeatBlocks",
     "SIDE_MULTIPLE",
+    "build_block_converter",
     "build_class_code_converter",
     "build_converter",
     "check_image_size",

@@ -23,6 +23,9 @@ STRATEGIES = ("default", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "bfloat16")
 # What L_acc compares the target's answer on converted images with (DapterConfig.acc_labels).
 ACC_LABELS = ("true", "target")
+# The converter's architecture (DapterConfig.architecture): the U-Net of Fig. 3, or the block encoder
+# of the coarse output code, which computes nothing finer than its blocks (models.build_block_converter).
+ARCHITECTURES = ("fig3", "block_encoder")
 
 
 def _check_training_fields(config) -> None:
@@ -104,7 +107,8 @@ class DapterConfig:
             (``models.served``): preprocessing between the converter's pixels and the target,
             logits or probabilities, the SavedModel signature. The default is our zoo's.
         lambda_: lambda of Eq. 1, in [0, 1]; 0.9 is the paper's sweet point (§7.1).
-        filters: The converter's channels at full, half and quarter resolution.
+        filters: The converter's channels at full, half and quarter resolution (``fig3``), or of
+            its last three stages, the last at the block resolution (``block_encoder``).
         epochs: Passes over the training images.
         batch_size: Global batch size, split across replicas.
         learning_rate: Adam's learning rate (the initial one with ``cosine_decay``).
@@ -130,6 +134,10 @@ class DapterConfig:
         mixed_precision: What the converter computes in (``train.precision``); its output, the
             losses and the saved converter stay float32.
         xla: Compile each replica's step with XLA.
+        architecture: The converter: ``fig3``, the paper's U-Net (with ``output_block``, its output
+            averaged over the blocks), or ``block_encoder`` (``models.build_block_converter``), which
+            stops at the block resolution and so costs less the larger the blocks; it needs
+            ``output_block`` >= 2 (``class_code`` then cannot be set: that is another output code).
     """
 
     data: DataConfig = DataConfig()
@@ -154,6 +162,7 @@ class DapterConfig:
     xla: bool = False
     class_code: str = ""
     target_contract: TargetContract = TargetContract()
+    architecture: str = "fig3"
 
     def __post_init__(self):
         losses.check_lambda(self.lambda_)
@@ -176,6 +185,13 @@ class DapterConfig:
             raise DapterError(
                 f"--class_code=target runs a copy of the target on the phone and needs a .keras target, but "
                 f"{self.target_path} is a SavedModel: give a classifier's .keras file as --class_code"
+            )
+        if self.architecture not in ARCHITECTURES:
+            raise DapterError(f"architecture must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}")
+        if self.architecture == "block_encoder" and self.output_block < 2:
+            raise DapterError(
+                "architecture block_encoder needs output_block >= 2 (it stops at the block resolution); "
+                "with output_block 1 use architecture fig3"
             )
         if self.class_code not in ("", "target"):
             object.__setattr__(self, "class_code", os.path.abspath(self.class_code))

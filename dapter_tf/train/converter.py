@@ -17,7 +17,7 @@ from dapter_tf.data.tasks import Task
 from dapter_tf.defences.adversarial import AdversarialDecoders
 from dapter_tf.errors import DapterError
 from dapter_tf.models import saving, served
-from dapter_tf.models.converter import build_class_code_converter, build_converter
+from dapter_tf.models.converter import build_block_converter, build_class_code_converter, build_converter
 from dapter_tf.pixels import check_image_size
 from dapter_tf.records import runs
 from dapter_tf.train.config import DapterConfig
@@ -133,6 +133,8 @@ def train_dapter(config: DapterConfig, task: Task, train_set, test_set: ImageSet
             # The converter's own copy of the classifier: it must not share weights with the target.
             classifier = saving.load_model_file(classifier_path, "class-code classifier")
             return build_class_code_converter(classifier, train_set.image_shape, config.output_step)
+        if config.architecture == "block_encoder":
+            return build_block_converter(config.filters, config.output_block, config.output_step)
         return build_converter(config.filters, output_step=config.output_step, output_block=config.output_block)
 
     with strategy.scope():
@@ -186,6 +188,7 @@ def train_dapter(config: DapterConfig, task: Task, train_set, test_set: ImageSet
     results = {
         "lambda": config.lambda_,
         "output_block": config.output_block,
+        "architecture": config.architecture,
         "class_code": config.class_code,
         "adversary_weight": config.adversary.weight,
         "replicas": int(strategy.num_replicas_in_sync),
