@@ -50,6 +50,7 @@ setup(
             "dapter-adb-benchmark=android_app.tools.adb_benchmark:run",
             "dapter-reproduce=experiments.reproduce:run",
             "dapter-write-records=experiments.write_records:run",
+            "dapter-protect=experiments.protect:run",
         ],
     },
 )

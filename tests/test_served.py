@@ -106,7 +106,7 @@ def test_a_wrong_input_size_is_one_line(provider_model, embedded):
     train_set, _ = embedded
     config = tiny_dapter_config(saved, target_contract=MINUS_ONE_ONE)
     with pytest.raises(DapterError) as refused:
-        converter._check_target_fits(config, tasks.get_task("cifar10"), train_set, load_target(saved, MINUS_ONE_ONE))
+        converter.check_target_fits(config, tasks.get_task("cifar10"), train_set, load_target(saved, MINUS_ONE_ONE))
     assert str(refused.value) == (
         f"{saved} takes 8x8 images but the data are 32x32: train at the target's size (--image_size)"
     )

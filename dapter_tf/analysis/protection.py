@@ -166,7 +166,7 @@ def run_frontier(
         "title": title or task.description,
         "target": base.target_path,
         "base": runs.config_to_dict(base),
-        "suite": dataclasses.asdict(suite_spec),
+        "suite": suite_spec_dict(suite_spec),
         "points": [],
     }
     for i, recipe in enumerate(recipes):
@@ -179,11 +179,11 @@ def run_frontier(
         if trained:
             runs.prepare_workdir(converter_dir, config)  # A converter of another recipe fails here.
         if trained and os.path.isfile(saved):
-            _check_suite_spec(suite_dir, frontier["suite"])
+            check_suite_spec(suite_dir, frontier["suite"])
             suite = SuiteResults.load(saved)
             print(f"   done before, read from {suite_dir}", flush=True)
         else:
-            _write_suite_spec(suite_dir, frontier["suite"])
+            write_suite_spec(suite_dir, frontier["suite"])
             if not trained:
                 train.train_dapter(config, task, train_set, test_set, converter_dir)
             converter_path = os.path.join(converter_dir, runs.CONVERTER_FILE)
@@ -201,16 +201,21 @@ def run_frontier(
 SUITE_SPEC_FILE = "suite_spec.json"
 
 
-def _write_suite_spec(suite_dir: str, spec: dict) -> None:
+def suite_spec_dict(spec) -> dict:
+    """A ``SuiteSpec`` as the plain dict written beside each point's suite (``SUITE_SPEC_FILE``)."""
+    return dataclasses.asdict(spec)
+
+
+def write_suite_spec(suite_dir: str, spec: dict) -> None:
     path = os.path.join(suite_dir, SUITE_SPEC_FILE)
     if os.path.isfile(path):
-        _check_suite_spec(suite_dir, spec)
+        check_suite_spec(suite_dir, spec)
         return
     os.makedirs(suite_dir, exist_ok=True)
     files.write_json(path, spec)
 
 
-def _check_suite_spec(suite_dir: str, spec: dict) -> None:
+def check_suite_spec(suite_dir: str, spec: dict) -> None:
     """Raises DapterError when the suite of ``suite_dir`` was run with other attackers than ``spec``."""
     path = os.path.join(suite_dir, SUITE_SPEC_FILE)
     if not os.path.isfile(path):

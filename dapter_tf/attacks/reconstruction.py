@@ -50,10 +50,11 @@ class _LoopConfig:
 def converter_filters(converter: keras.Model) -> tuple:
     """The channels of a converter's full-, half- and quarter-resolution layers (``models.build_converter``).
 
-    A class-code converter (``models.build_class_code_converter``) has no such layers: its symmetric
-    generator is the paper's, mirroring the default converter's channels.
+    A class-code converter (``models.build_class_code_converter``) and a block encoder
+    (``models.build_block_converter``, whose last layer is ``block_colours``) have no such layers:
+    their symmetric generator is the paper's, mirroring the default converter's channels.
     """
-    if any(layer.name == "codebook" for layer in converter.layers):
+    if any(layer.name in ("codebook", "block_colours") for layer in converter.layers):
         return models.DEFAULT_FILTERS
     try:
         return tuple(int(converter.get_layer(n).filters) for n in ("conv1", "conv4_down", "conv5_down"))

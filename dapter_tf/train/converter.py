@@ -109,7 +109,7 @@ def train_dapter(config: DapterConfig, task: Task, train_set, test_set: ImageSet
     with strategy.scope():
         # Fails fast, before the workdir exists.
         target = saving.load_target(config.target_path, config.target_contract)
-    _check_target_fits(config, task, train_set, target)
+    check_target_fits(config, task, train_set, target)
     if saving.is_saved_model(config.target_path) or config.target_contract != served.DEFAULT_CONTRACT:
         # A target the project did not build: a wrong contract scores about chance on its own task.
         originals = test_set.take(config.eval_images)
@@ -211,7 +211,7 @@ def _copy_weights(source: keras.Model, converter: keras.Model, where: str) -> No
     converter.set_weights(source.get_weights())
 
 
-def _check_target_fits(config: DapterConfig, task: Task, train_set, target: keras.Model) -> None:
+def check_target_fits(config: DapterConfig, task: Task, train_set, target: keras.Model) -> None:
     """Refuses, before the workdir is made, a target of another task or image size than the data's.
 
     A refused run then leaves nothing behind that would block the corrected one.

@@ -1,0 +1,498 @@
+"""The recipe search of ``dapter-protect``: the first converter training that meets a provider's bars.
+
+results/protection measured, by hand, which recipes hold against attackers trained after the converter
+froze: a coarse output code (one colour per block) holds every attack bar where the target needs
+little of the image, if the converter is trained long enough and with L_acc towards the target's own
+answer; L_dap alone is inverted by a learned decoder. This module turns those findings into a ladder
+of recipes and a stopping rule:
+
+* **The ladder** (``build_ladder``) goes from the most protective code to the least: one colour per
+  image, then 4, 16, 64 colours (blocks of ``side``, ``side / 2``, ...), then L_dap alone (the paper's
+  converter), then, only with ``allow_model_on_device``, the class code (which runs a copy of the
+  provider's model on the phone). At each code it tries the cheap training first (the block encoder,
+  whose cost falls with the block), then a wider and three times longer one.
+* **Screening** (``screen_spec``): a candidate whose accuracy drop, measured on every held-out image
+  as training ends, misses the bar is not attacked at all; otherwise a short attack (the same
+  attackers, fewer epochs and images) rejects a leaking candidate cheaply. A screen can only reject:
+  a candidate that passes it is confirmed by the full suite, and only the full suite's figures are
+  ever claimed.
+* **The stopping rule** (``next_rung``): stop at the first candidate whose full suite meets every
+  bar. A code that leaks makes every finer code (and L_dap, the finest) pointless, so they are
+  skipped; a code that only misses the accuracy bar moves on to the next candidate. The search also
+  stops when the budget is spent or the next candidate would not fit in what is left of it.
+
+Every candidate works in its own folders (``<name>/converter``, ``<name>/screen``, ``<name>/suite``),
+each resumable, and ``search.json`` records each one's outcome and seconds, so a killed search
+resumes where it stopped with the time already spent counted against the budget.
+"""
+
+import dataclasses
+import json
+import os
+import time
+
+from dapter_tf import train
+from dapter_tf.analysis import protection
+from dapter_tf.errors import DapterError
+from dapter_tf.records import files, runs
+
+SEARCH_FILE = "search.json"
+REPORT_FILE = "search.md"
+PLOT_FILE = "search.png"
+
+# What the search ended with (search.json "ended"): a candidate met the bars, the ladder ran out, or the budget did.
+MET, EXHAUSTED, BUDGET = "met", "exhausted", "budget"
+# One candidate's outcome.
+PASSED = "met the bars"
+MISSED_ACCURACY = "missed the accuracy bar"
+LEAKED = "missed an attack bar"
+MISSED_BOTH = "missed both"
+SKIPPED = "skipped"
+
+# The block encoder's channels, and the wider variant's (results/protection: 48/96/192 brought b32 on
+# Cifar2:10 from 7.11 to 2.75 points lost).
+NARROW_FILTERS = (16, 32, 64)
+WIDE_FILTERS = (48, 96, 192)
+MIN_BLOCK = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class Bars:
+    """What a provider asks of a converter (``dapter-protect``'s ``--max_*`` flags).
+
+    Attributes:
+        max_accuracy_drop: Points of target accuracy the converter may cost, on held-out images.
+        max_ssim_over_mean: How far the strongest reconstruction's SSIM may rise over the mean
+            training image's (the score of an attacker who learnt nothing of the photo).
+        max_attack_gap: Points by which the best labelling attacker may beat an attacker who knows
+            only the target label.
+    """
+
+    max_accuracy_drop: float = 3.0
+    max_ssim_over_mean: float = 0.05
+    max_attack_gap: float = 5.0
+
+    def criteria(self):
+        """The attack suite's ``SecurityCriteria`` for these bars (no absolute SSIM bar: the mean image's is the baseline)."""
+        from dapter_tf.records.suite import SecurityCriteria
+
+        return SecurityCriteria(
+            max_drop_points=self.max_accuracy_drop,
+            max_ssim=None,
+            max_ssim_over_mean_image=self.max_ssim_over_mean,
+            max_label_gap_points=self.max_attack_gap,
+        ).validate()
+
+
+@dataclasses.dataclass(frozen=True)
+class Rung:
+    """One candidate of the ladder.
+
+    Attributes:
+        recipe: Its training, as overrides of the search's base config.
+        colours: How many colours a converted image carries at most (its code's protection level:
+            fewer is more protective); 0 for L_dap, which sends every pixel; -1 for the class code.
+        cost: Its training cost relative to the ladder's first rung (epochs times width), to
+            estimate its time from the ones already trained.
+    """
+
+    recipe: protection.Recipe
+    colours: int
+    cost: float
+
+    @property
+    def name(self) -> str:
+        return self.recipe.name
+
+
+def build_ladder(side: int, epochs: int = 10, allow_model_on_device: bool = False, lambda_: float = 0.5) -> list:
+    """The candidates, most protective and cheapest first.
+
+    Args:
+        side: The image side (square images; the task's ``--image_size``).
+        epochs: Epochs of the cheap training at each code; the wide one trains three times as long.
+        allow_model_on_device: Add the class code last: a converter that holds a copy of the target
+            (the provider's model ships to every phone).
+        lambda_: λ of L_dap for the coarse codes (results/protection: 0.5 kept more accuracy than 0.9).
+
+    Returns:
+        A list of ``Rung``.
+    """
+    from dapter_tf.models.converter import MAX_OUTPUT_BLOCK
+
+    blocks = [b for b in (64, 32, 16, 8, 4) if MIN_BLOCK <= b <= min(side, MAX_OUTPUT_BLOCK) and side % b == 0]
+    common = {"lambda_": lambda_, "cosine_decay": True, "acc_labels": "target"}
+    ladder = []
+    for block in blocks:
+        colours = (side // block) ** 2
+        code = {**common, "output_block": block, "architecture": "block_encoder"}
+        ladder.append(
+            Rung(protection.Recipe(f"b{block}", {**code, "epochs": epochs, "filters": NARROW_FILTERS}), colours, 1.0)
+        )
+        ladder.append(
+            Rung(
+                protection.Recipe(f"b{block}_wide", {**code, "epochs": 3 * epochs, "filters": WIDE_FILTERS}),
+                colours,
+                9.0,
+            )
+        )
+    # L_dap alone, at the paper's λ: every pixel is sent; the least protective of the paper's kind.
+    ladder.append(Rung(protection.Recipe("ldap_0.9", {"lambda_": 0.9, "epochs": epochs, "cosine_decay": True}), 0, 4.0))
+    if allow_model_on_device:
+        ladder.append(
+            Rung(
+                protection.Recipe(
+                    "class_code", {"class_code": "target", "acc_labels": "target", "lambda_": 0.9, "epochs": 1}
+                ),
+                -1,
+                1.0,
+            )
+        )
+    return ladder
+
+
+def _finer(rung: Rung, than: Rung) -> bool:
+    """Whether ``rung`` sends at least as much of the photo as ``than`` (more colours, or every pixel).
+
+    The class code sends one decision per photo whatever the code before it leaked, so it is never finer.
+    """
+    if rung.colours < 0:
+        return False
+    if than.colours == 0:
+        return rung.colours == 0
+    return rung.colours == 0 or rung.colours >= than.colours
+
+
+def next_rung(ladder, outcomes: dict, budget_left: float | None = None, seconds_per_cost: float | None = None):
+    """The stopping rule: the next candidate to train, or ``None`` with the reason the search ends.
+
+    Args:
+        ladder: The ``Rung`` list, in order.
+        outcomes: Name -> outcome (``PASSED``, ``MISSED_ACCURACY``, ``LEAKED``, ``MISSED_BOTH`` or
+            ``SKIPPED``) of the candidates done so far.
+        budget_left: Seconds of budget left (``None``: no budget).
+        seconds_per_cost: Seconds one unit of ``Rung.cost`` took so far (``None``: nothing trained yet).
+
+    Returns:
+        ``(rung, None)`` to train ``rung`` next, or ``(None, reason)``: ``MET``, ``EXHAUSTED`` or ``BUDGET``.
+    """
+    if PASSED in outcomes.values():
+        return None, MET
+    leaked = [r for r in ladder if outcomes.get(r.name) in (LEAKED, MISSED_BOTH)]
+    for rung in ladder:
+        if rung.name in outcomes:
+            continue
+        if any(_finer(rung, worse) for worse in leaked):
+            continue  # A coarser code already leaked: this one sends more of the photo.
+        if budget_left is not None:
+            if budget_left <= 0:
+                return None, BUDGET
+            if seconds_per_cost is not None and rung.cost * seconds_per_cost > budget_left:
+                return None, BUDGET
+        return rung, None
+    return None, EXHAUSTED
+
+
+def outcome_of(accuracy_holds: bool, attacks_hold: bool | None) -> str:
+    """A candidate's outcome from its verdicts (``attacks_hold`` ``None``: not attacked, its accuracy missed)."""
+    if accuracy_holds and attacks_hold:
+        return PASSED
+    if attacks_hold is None:
+        return MISSED_ACCURACY
+    if accuracy_holds:
+        return LEAKED
+    return MISSED_BOTH if not attacks_hold else MISSED_ACCURACY
+
+
+def screen_spec(full, epochs: int = 3, images: int = 4000):
+    """The short attack: the full suite's attackers with at most ``epochs`` epochs on at most ``images`` images.
+
+    It only rejects (a candidate that passes goes to the full suite), so it may be weaker than the
+    full suite without weakening any claim.
+    """
+    reconstruction = tuple(
+        dataclasses.replace(
+            spec,
+            epochs=min(spec.epochs, epochs),
+            train_images=min(spec.train_images, images) if spec.train_images else images,
+        )
+        for spec in full.reconstruction
+        if spec.architecture != "symmetric"  # the U-Net is the stronger decoder; the screen keeps it alone
+    ) or full.reconstruction
+    labelling = full.labelling
+    if labelling is not None:
+        labelling = dataclasses.replace(
+            labelling,
+            attackers=tuple(a for a in labelling.attackers if a == "scratch") or labelling.attackers,
+            pretrain_epochs=min(labelling.pretrain_epochs, epochs),
+            finetune_epochs=min(labelling.finetune_epochs, epochs),
+            attack_images=min(labelling.attack_images, images) if labelling.attack_images else images,
+        )
+    return dataclasses.replace(full, reconstruction=reconstruction, labelling=labelling)
+
+
+def attacks_hold(suite) -> bool:
+    """Whether every attack verdict of a ``SuiteResults`` holds (usability is judged apart)."""
+    return all(v.holds is not False for v in suite.verdicts() if v.name != "usability")
+
+
+@dataclasses.dataclass
+class SearchState:
+    """What ``search.json`` holds: every candidate's outcome, figures and seconds, and how the search ended."""
+
+    points: list = dataclasses.field(default_factory=list)
+    ended: str = ""
+    chosen: str = ""
+    target_accuracy: float | None = None
+
+    @property
+    def outcomes(self) -> dict:
+        return {p["name"]: p["outcome"] for p in self.points}
+
+    @property
+    def seconds(self) -> float:
+        return sum(p.get("seconds", 0.0) for p in self.points)
+
+    def seconds_per_cost(self, ladder) -> float | None:
+        costs = {r.name: r.cost for r in ladder}
+        trained = [p for p in self.points if p.get("train_seconds") and p["name"] in costs]
+        if not trained:
+            return None
+        return sum(p["train_seconds"] for p in trained) / sum(costs[p["name"]] for p in trained)
+
+    @classmethod
+    def load(cls, workdir: str) -> "SearchState":
+        path = os.path.join(workdir, SEARCH_FILE)
+        if not os.path.isfile(path):
+            return cls()
+        with open(path) as f:
+            saved = json.load(f)
+        return cls(saved["points"], saved.get("ended", ""), saved.get("chosen", ""), saved.get("target_accuracy"))
+
+    def save(self, workdir: str, extra: dict) -> None:
+        files.write_json(os.path.join(workdir, SEARCH_FILE), {**extra, **dataclasses.asdict(self)})
+
+
+def run_search(
+    base: train.DapterConfig,
+    ladder,
+    bars: Bars,
+    full_spec,
+    task,
+    train_set,
+    test_set,
+    workdir: str,
+    budget_hours: float | None = None,
+    screen=None,
+    log=print,
+) -> SearchState:
+    """Trains, screens and attacks the ladder's candidates until one meets ``bars`` (``next_rung``).
+
+    Args:
+        base: The config every recipe overrides (data, target, its contract, batch, seed).
+        ladder: ``build_ladder``'s candidates.
+        bars: The provider's bars.
+        full_spec: The attack suite that confirms a candidate (its criteria are replaced by ``bars``').
+        task, train_set, test_set: The task and its images (the attackers train on the converted
+            training images and are measured on the held-out ones).
+        workdir: Where each candidate's folders and ``search.json`` go.
+        budget_hours: Stop before a candidate that would not fit in what is left (``None``: no budget).
+        screen: The short attack (default: ``screen_spec(full_spec)``).
+        log: Where the progress lines go.
+
+    Returns:
+        The ``SearchState``: every point, how the search ended and the chosen candidate's name.
+    """
+    criteria = bars.criteria()
+    full_spec = dataclasses.replace(full_spec, criteria=criteria)
+    screen = dataclasses.replace(screen or screen_spec(full_spec), criteria=criteria)
+    full_spec.validate(task)
+    protection.check_recipes([r.recipe for r in ladder], base)
+    os.makedirs(workdir, exist_ok=True)
+    state = SearchState.load(workdir)
+    extra = {
+        "bars": dataclasses.asdict(bars),
+        "budget_hours": budget_hours,
+        "ladder": [{"name": r.name, "recipe": r.recipe.overrides, "colours": r.colours} for r in ladder],
+        "suite": protection.suite_spec_dict(full_spec),
+        "screen": protection.suite_spec_dict(screen),
+    }
+    budget = None if budget_hours is None else budget_hours * 3600.0
+    while True:
+        left = None if budget is None else budget - state.seconds
+        rung, reason = next_rung(ladder, state.outcomes, left, state.seconds_per_cost(ladder))
+        if rung is None:
+            state.ended = reason
+            state.chosen = next((p["name"] for p in state.points if p["outcome"] == PASSED), "")
+            state.save(workdir, extra)
+            return state
+        done = len(state.points)
+        log(f"== candidate {rung.name} ({done + 1} tried of at most {len(ladder)}): {rung.recipe.overrides}")
+        point = _measure(rung, base, task, train_set, test_set, workdir, screen, full_spec, bars, log)
+        state.points.append(json.loads(json.dumps(point)))  # As search.json holds it: a rerun reads the same.
+        state.save(workdir, extra)
+        log(f"   {rung.name}: {point['outcome']} ({_figures(point)}; {point['seconds'] / 60:.1f} min)")
+
+
+def _measure(rung, base, task, train_set, test_set, workdir, screen, full_spec, bars, log) -> dict:
+    """Trains one candidate, screens it, and confirms it with the full suite if it passes the screen."""
+    from dapter_tf.attacks import AttackInputData, SuiteResults, run_attack_suite
+    from dapter_tf.attacks.suite import SUITE_FILE
+
+    start = time.time()
+    config = rung.recipe.apply(base)
+    converter_dir = os.path.join(workdir, rung.name, "converter")
+    trained = train.train_dapter(config, task, train_set, test_set, converter_dir)
+    train_seconds = time.time() - start
+    point = {
+        "name": rung.name,
+        "family": rung.recipe.family,
+        "recipe": rung.recipe.overrides,
+        "colours": rung.colours,
+        "converter": converter_dir,
+        "train_seconds": train_seconds,
+    }
+    drop = 100.0 * (trained["accuracy_original"] - trained["accuracy_converted"])
+    point["training_drop_points"] = drop
+    input_data = AttackInputData(
+        task,
+        train_set,
+        test_set,
+        os.path.join(converter_dir, runs.CONVERTER_FILE),
+        base.target_path,
+        base.data,
+        target_contract=base.target_contract,
+    )
+    if drop > bars.max_accuracy_drop:
+        point.update(outcome=MISSED_ACCURACY, stage="training", seconds=time.time() - start)
+        return point
+    for stage, spec in (("screen", screen), ("suite", full_spec)):
+        folder = os.path.join(workdir, rung.name, stage)
+        protection.write_suite_spec(folder, protection.suite_spec_dict(spec))
+        if os.path.isfile(os.path.join(folder, SUITE_FILE)):
+            suite = SuiteResults.load(os.path.join(folder, SUITE_FILE))  # Measured before an interruption.
+        else:
+            attackers = ", ".join(s.architecture for s in spec.reconstruction) + " reconstruction"
+            if spec.runs_labelling(task):
+                attackers += f"; {', '.join(spec.labelling.attackers)} labelling"
+            log(f"   {stage} ({attackers})")
+            suite = run_attack_suite(input_data, spec, folder)
+        point[stage] = protection.frontier_point(rung.recipe, config, suite)
+        accuracy_holds = suite.accuracy_drop_points is not None and suite.accuracy_drop_points <= bars.max_accuracy_drop
+        outcome = outcome_of(accuracy_holds, attacks_hold(suite))
+        point.update(outcome=outcome, stage=stage)
+        if outcome != PASSED:
+            break
+    point["seconds"] = time.time() - start
+    return point
+
+
+def _figures(point: dict) -> str:
+    measured = point.get("suite") or point.get("screen")
+    if measured is None:
+        return f"{point['training_drop_points']:+.2f} points lost as training ended"
+    text = f"{measured['accuracy_drop_points']:+.2f} ± {measured['accuracy_drop_error_points']:.2f} points lost"
+    if measured.get("max_ssim") is not None:
+        over = measured["max_ssim"] - measured["ssim_mean_image"]
+        text += f", SSIM {measured['max_ssim']:.3f} ({over:+.3f} over the mean image)"
+    if measured.get("max_label_gap_points") is not None:
+        text += f", labelling {measured['max_label_gap_points']:+.2f} points over the bound"
+    text += f", by the {point['stage']}"
+    return text
+
+
+def best_points(state: SearchState, bars: Bars) -> dict:
+    """The best point on each side of the bars, for a search that met none.
+
+    Returns:
+        ``{"protective": point or None, "usable": point or None}``: among the candidates whose
+        attacks held, the one that lost fewest points; among those whose accuracy held (or lost
+        least), the one whose strongest reconstruction was weakest.
+    """
+    attacked = [p for p in state.points if p.get("suite") or p.get("screen")]
+    protective = [p for p in attacked if p["outcome"] in (PASSED, MISSED_ACCURACY)]
+    usable = [p for p in state.points if p["outcome"] in (PASSED, LEAKED)]
+
+    def drop(p):
+        measured = p.get("suite") or p.get("screen")
+        return measured["accuracy_drop_points"] if measured else p["training_drop_points"]
+
+    def leak(p):
+        measured = p.get("suite") or p.get("screen") or {}
+        if measured.get("max_ssim") is None:
+            return float("inf")
+        return measured["max_ssim"] - measured["ssim_mean_image"]
+
+    if not usable:
+        usable = sorted(state.points, key=drop)[:1]
+    return {
+        "protective": min(protective, key=drop, default=None),
+        "usable": min(usable, key=leak, default=None),
+    }
+
+
+def describe_point(point: dict | None) -> str:
+    """One line for a point: its name and figures."""
+    if point is None:
+        return "none"
+    return f"{point['name']} ({_figures(point)})"
+
+
+def frontier_of(state: SearchState, title: str, target: str, full_spec) -> dict:
+    """The searched points as a frontier (``protection.write_frontier``'s input): attacked points only."""
+    points = []
+    for p in state.points:
+        measured = p.get("suite") or p.get("screen")
+        if measured is not None:
+            name = p["name"] if p.get("suite") else f"{p['name']} (screen)"
+            points.append({**measured, "name": name})
+    return {
+        "task": title,
+        "title": title,
+        "target": target,
+        "suite": protection.suite_spec_dict(full_spec),
+        "points": points,
+    }
+
+
+def write_report(state: SearchState, bars: Bars, full_spec, workdir: str, title: str, target: str) -> str:
+    """Writes ``search.md`` and ``search.png``: every candidate tried, its outcome and figures, and the plot.
+
+    Returns:
+        The report's path.
+    """
+    lines = [
+        f"# {title}",
+        "",
+        f"Bars: at most {bars.max_accuracy_drop:g} points lost; strongest reconstruction SSIM at most the mean "
+        f"training image's + {bars.max_ssim_over_mean:g}; labelling at most {bars.max_attack_gap:g} points over "
+        "the bound of knowing only the target label.",
+        "",
+        f"Ended: {state.ended}" + (f"; chosen: **{state.chosen}**" if state.chosen else "") + ".",
+        "",
+        "| candidate | recipe | outcome | measured by | figures | minutes |",
+        "|---|---|---|---|---|---|",
+    ]
+    for p in state.points:
+        recipe = " ".join(f"{k}={v}" for k, v in p["recipe"].items())
+        lines.append(
+            f"| {p['name']} | {recipe} | {p['outcome']} | {p['stage']} | {_figures(p)} | {p['seconds'] / 60:.1f} |"
+        )
+    lines += [
+        "",
+        "A screen (a short attack) can only reject a candidate; every figure claimed for the chosen one is the "
+        "full suite's, measured by attackers trained after the converter froze, on converted images of its own "
+        "training split, on held-out images.",
+    ]
+    path = os.path.join(workdir, REPORT_FILE)
+    files.write_bytes(path, ("\n".join(lines) + "\n").encode())
+    frontier = frontier_of(state, title, target, full_spec)
+    if frontier["points"]:
+        protection.plot_frontier(frontier, os.path.join(workdir, PLOT_FILE), bars.criteria())
+    return path
+
+
+def check_budget(budget_hours: float | None) -> None:
+    """Raises DapterError unless the budget is positive (or ``None``)."""
+    if budget_hours is not None and not budget_hours > 0:
+        raise DapterError(f"--budget_hours must be > 0, got {budget_hours}")

@@ -1,0 +1,107 @@
+"""dapter-protect's recipe search: the ladder, the stopping rule by hand, and a tiny search that stops and resumes."""
+
+import keras
+import pytest
+
+from conftest import tiny_dapter_config
+from dapter_tf.analysis import protection
+from dapter_tf.analysis import recipe_search as rs
+
+LEAKED, MISSED = rs.LEAKED, rs.MISSED_ACCURACY
+
+
+def names(ladder):
+    return [r.name for r in ladder]
+
+
+def test_the_ladder_goes_from_the_coarsest_code_to_l_dap_and_the_class_code_only_when_allowed():
+    assert names(rs.build_ladder(32)) == [
+        "b32", "b32_wide", "b16", "b16_wide", "b8", "b8_wide", "b4", "b4_wide", "ldap_0.9"
+    ]  # fmt: skip
+    # 64x64 photos: one colour per image first; the class code last, only when the provider allows it.
+    ladder = rs.build_ladder(64, allow_model_on_device=True)
+    assert names(ladder)[:3] == ["b64", "b64_wide", "b32"] and names(ladder)[-1] == "class_code"
+    assert [r.colours for r in ladder[:3]] == [1, 1, 4]
+    assert ladder[1].recipe.overrides["epochs"] == 30 and ladder[1].recipe.overrides["filters"] == rs.WIDE_FILTERS
+    assert ladder[0].recipe.overrides["architecture"] == "block_encoder"
+
+
+@pytest.mark.parametrize(
+    "outcomes, budget, expected",
+    [
+        ({}, None, ("b32", None)),
+        # The accuracy missed at one colour: the same code trained wider and longer comes next.
+        ({"b32": MISSED}, None, ("b32_wide", None)),
+        ({"b32": MISSED, "b32_wide": MISSED}, None, ("b16", None)),
+        # A code that leaks: every finer code, and L_dap, sends more of the photo; nothing is left.
+        ({"b32": MISSED, "b32_wide": MISSED, "b16": LEAKED}, None, (None, rs.EXHAUSTED)),
+        ({"b32": LEAKED}, None, (None, rs.EXHAUSTED)),
+        ({"b32": MISSED, "b32_wide": rs.PASSED}, None, (None, rs.MET)),
+        # b32_wide costs 9 units; at 20 s a unit it needs 180 s, and 100 s are left.
+        ({"b32": MISSED}, (100.0, 20.0), (None, rs.BUDGET)),
+        ({"b32": MISSED}, (200.0, 20.0), ("b32_wide", None)),
+        ({"b32": MISSED}, (0.0, None), (None, rs.BUDGET)),
+    ],
+)
+def test_the_stopping_rule_by_hand(outcomes, budget, expected):
+    left, per_cost = budget or (None, None)
+    rung, reason = rs.next_rung(rs.build_ladder(32), outcomes, left, per_cost)
+    assert (rung.name if rung else None, reason) == expected
+
+
+def test_the_class_code_follows_a_leak_only_when_allowed():
+    ladder = rs.build_ladder(32, allow_model_on_device=True)
+    rung, _ = rs.next_rung(ladder, {"b32": LEAKED})
+    assert rung.name == "class_code"
+
+
+def test_outcomes_and_bars():
+    assert rs.outcome_of(True, True) == rs.PASSED
+    assert rs.outcome_of(False, None) == MISSED
+    assert rs.outcome_of(True, False) == LEAKED
+    assert rs.outcome_of(False, False) == rs.MISSED_BOTH
+    criteria = rs.Bars(3.0, 0.05, 5.0).criteria()
+    assert (criteria.max_drop_points, criteria.max_ssim, criteria.max_ssim_over_mean_image) == (3.0, None, 0.05)
+    with pytest.raises(Exception, match="max_ssim_over_mean_image must lie in"):
+        rs.Bars(3.0, -0.1, 5.0).criteria()
+
+
+def _tiny_ladder():
+    code = {"output_block": 32, "architecture": "block_encoder", "filters": (4, 4, 4)}
+    return [
+        rs.Rung(protection.Recipe("coarse", dict(code)), 1, 1.0),
+        rs.Rung(protection.Recipe("fine", {**code, "output_block": 8}), 16, 1.0),
+    ]
+
+
+def test_a_tiny_search_stops_at_the_first_that_meets_the_bars_and_resumes(tmp_path):
+    from dapter_tf import attacks
+    from dapter_tf.data import DataConfig, load_data
+    from dapter_tf.models import targets
+
+    keras.utils.set_random_seed(0)
+    data_config = DataConfig(dataset="cifar2_10", max_train=96, max_test=48)
+    task, train_set, test_set = load_data(data_config)
+    target = str(tmp_path / "target2.keras")
+    targets.build_target("resnet18", (32, 32, 3), 2, width=4).save(target)
+    base = tiny_dapter_config(target, data=data_config)
+    full = attacks.SuiteSpec(
+        reconstruction=(attacks.ReconstructionSpec(architecture="symmetric", epochs=1, batch_size=32),),
+        labelling=attacks.AutoRecognitionSpec(pretrain_epochs=1, width=4, batch_size=32, attackers=("scratch",)),
+    )
+    lines = []
+    # Bars any converter meets: the first candidate is screened, confirmed, chosen; the second never trains.
+    generous = rs.Bars(100.0, 2.0, 100.0)
+    state = rs.run_search(base, _tiny_ladder(), generous, full, task, train_set, test_set, str(tmp_path / "s"),
+                          log=lines.append)  # fmt: skip
+    assert (state.ended, state.chosen, [p["name"] for p in state.points]) == (rs.MET, "coarse", ["coarse"])
+    point = state.points[0]
+    assert point["stage"] == "suite" and point["screen"]["max_ssim"] is not None and point["suite"]["verdicts"]
+    assert not (tmp_path / "s" / "fine").exists()
+    assert (tmp_path / "s" / rs.SEARCH_FILE).is_file()
+    # A rerun reads the search back: nothing trains again.
+    again = rs.run_search(base, _tiny_ladder(), generous, full, task, train_set, test_set, str(tmp_path / "s"),
+                          log=lines.append)  # fmt: skip
+    assert again.points == state.points and not any("candidate" in line for line in lines[-2:])
+    report = rs.write_report(again, generous, full, str(tmp_path / "s"), "tiny", target)
+    assert "| coarse |" in open(report).read() and (tmp_path / "s" / rs.PLOT_FILE).is_file()
