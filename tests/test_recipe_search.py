@@ -105,3 +105,19 @@ def test_a_tiny_search_stops_at_the_first_that_meets_the_bars_and_resumes(tmp_pa
     assert again.points == state.points and not any("candidate" in line for line in lines[-2:])
     report = rs.write_report(again, generous, full, str(tmp_path / "s"), "tiny", target)
     assert "| coarse |" in open(report).read() and (tmp_path / "s" / rs.PLOT_FILE).is_file()
+
+
+def test_dapter_protect_refuses_a_near_chance_target_in_one_line_and_writes_nothing(tmp_path):
+    from conftest import assert_one_error_line, run_binary
+    from dapter_tf.models import targets
+
+    keras.utils.set_random_seed(0)
+    target = str(tmp_path / "untrained.keras")
+    targets.build_target("resnet18", (32, 32, 3), 2, width=4).save(target)
+    proc = run_binary(
+        "experiments.protect", "--dataset=cifar2_10", "--max_train=64", "--max_test=48", f"--target={target}",
+        f"--workdir={tmp_path / 'protect'}",
+    )  # fmt: skip
+    assert_one_error_line(proc, "near chance (the commonest class alone scores")
+    assert "--target_preprocessing (now zero_one)" in proc.stderr
+    assert not (tmp_path / "protect").exists()
