@@ -107,9 +107,7 @@ def _build_model(image_size: int, seed: int):
     import keras
 
     keras.utils.set_random_seed(seed)
-    model = keras.applications.MobileNetV2(
-        input_shape=(image_size, image_size, 3), alpha=0.35, weights=None, classes=2
-    )
+    model = keras.applications.MobileNetV2(input_shape=(image_size, image_size, 3), alpha=0.35, weights=None, classes=2)
     # keras.applications builds its BatchNormalization layers with momentum 0.999: their moving
     # statistics, which the served model uses, move by 0.1 % a step and had not caught up after
     # 8 epochs on 8,000 faces (a MobileNetV3Small answered at exactly the majority rate through its
@@ -152,9 +150,12 @@ def _train(model, train, test, out_dir: str, config: dict) -> None:
     model.compile(
         optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
     )
-    validation = tf.data.Dataset.from_tensor_slices(
-        (test.images, test.labels[TARGET_LABEL])
-    ).batch(EVAL_BATCH).map(lambda x, y: (_to_model_input(x), y))
+    # Watched per epoch, never trained on nor used to pick an epoch: the last epoch is the model served.
+    validation = (
+        tf.data.Dataset.from_tensor_slices((test.images, test.labels[TARGET_LABEL]))
+        .batch(EVAL_BATCH)
+        .map(lambda x, y: (_to_model_input(x), y))
+    )
 
     class EpochSeconds(keras.callbacks.Callback):
         """Adds each epoch's wall time to its logs, so that train_log.csv holds it."""
