@@ -11,6 +11,7 @@ import os
 from absl import flags
 
 from dapter_tf import DapterError
+from dapter_tf.resize import RESIZE_POLICY
 
 
 def define_data_flags():
@@ -20,15 +21,19 @@ def define_data_flags():
         "cifar10",
         "Task (dataset, target label, attack labels) to train for: cifar10; cifar2_10 (vehicle/animal "
         "-> 10 classes, the offline stand-in for Cifar20:100); cifar20_100 (tfds cifar100); celeba "
-        "(target: --target_label, default Male); lfw (gender -> identity); imagenet10; imagenet8_32.",
+        "(target: --target_label, default Male); lfw (gender -> identity); imagenet10; imagenet8_32; photos "
+        "(your own labelled photos: a folder per class in --data_dir, or a CSV in --labels_csv; labels, classes "
+        "and their names come from the files).",
     )
     source = flags.DEFINE_string(
         "source",
         "embedded",
-        "Where the images come from: embedded, npz, folder, tfds or tfrecord. 'embedded' is the CIFAR-10 "
+        "Where the images come from: embedded, npz, folder, csv, tfds or tfrecord. 'embedded' is the CIFAR-10 "
         "sample packaged with dapter_tf (3,500 training and 500 test images); 'npz' reads --train_npz and "
         "--test_npz; 'folder' reads a dataset's on-disk layout in --data_dir (CelebA, LFW, ImageNet; "
-        "official layouts and those of ../shared/data); 'tfds' reads tensorflow-datasets from --tfds_data_dir; "
+        "official layouts and those of ../shared/data; for --dataset=photos, <data_dir>/<class>/<photo>); "
+        "'csv' reads the photos --labels_csv lists (--dataset=photos, which picks csv or folder itself when "
+        "--source is not given); 'tfds' reads tensorflow-datasets from --tfds_data_dir; "
         "'tfrecord' reads the shards dapter-write-records wrote in --data_dir (trainers stream them, so "
         "memory does not grow with the set).",
     )
@@ -36,7 +41,9 @@ def define_data_flags():
         "data_dir",
         None,
         "With --source=folder: the dataset's folder, e.g. ../shared/data/celeba, ../shared/data/lfw/rgb150, "
-        "a folder with img_align_celeba/ + list_attr_celeba.txt, or an ImageNet folder with train/ and val/. "
+        "a folder with img_align_celeba/ + list_attr_celeba.txt, or an ImageNet folder with train/ and val/; "
+        "with --dataset=photos, a folder per class (<data_dir>/<class>/*.jpg|jpeg|png|bmp; the classes are the "
+        "sorted folder names, the target's label is called 'label'). "
         "With --source=tfrecord: the records folder (its manifest.json and shards).",
     )
     target_label = flags.DEFINE_string(
@@ -49,7 +56,8 @@ def define_data_flags():
         "image_size",
         0,
         "Square image side (a multiple of 4) to crop and resize every image to; 0: the task's own "
-        "(32 for CIFAR, 64 for CelebA and LFW, 224 for ImageNet).",
+        "(32 for CIFAR, 64 for CelebA, LFW and photos, 224 for ImageNet). Photos of any size are brought to it "
+        "by the policy dapter-convert and the Android harness apply too: " + RESIZE_POLICY + ".",
     )
     tfds_manual_dir = flags.DEFINE_string(
         "tfds_manual_dir", None, "With --source=tfds --download: where tfds finds archives it cannot download itself."
@@ -73,13 +81,35 @@ def define_data_flags():
     max_test = flags.DEFINE_integer(
         "max_test", 0, "Use at most this many test images, after a seeded shuffle (0: all)."
     )
+    labels_csv = flags.DEFINE_string(
+        "labels_csv",
+        None,
+        "With --dataset=photos: a CSV with a header row, one row per photo: its file (--file_column, relative to "
+        "the CSV's folder), the target's label (--label_column), any attack labels (--attack_columns) and, "
+        "optionally, a 'split' column of train or test (without it, a fixed 20% test split, the same for every "
+        "--seed). Labels may be words or integers; each label's classes are its sorted distinct values.",
+    )
+    label_column = flags.DEFINE_string(
+        "label_column", "label", "With --labels_csv: the column of the label the target serves."
+    )
+    file_column = flags.DEFINE_string(
+        "file_column", "file", "With --labels_csv: the column of photo paths, relative to the CSV's folder."
+    )
+    attack_columns = flags.DEFINE_list(
+        "attack_columns",
+        [],
+        "With --labels_csv: columns of labels a greedy provider would like to read off the converted photos "
+        "(comma-separated); the labelling attackers of the attack suite are trained on them.",
+    )
 
     def build():
         from dapter_tf.data import DataConfig  # Imports TensorFlow: only once flags are parsed.
 
+        photo_source = "csv" if labels_csv.value else "folder"
         return DataConfig(
             dataset=dataset.value,
-            source=source.value,
+            # The photos task's source follows from its flags where --source is not given.
+            source=photo_source if dataset.value == "photos" and not source.present else source.value,
             train_npz=train_npz.value,
             test_npz=test_npz.value,
             data_dir=data_dir.value,
@@ -90,6 +120,10 @@ def define_data_flags():
             image_size=image_size.value,
             max_train=max_train.value,
             max_test=max_test.value,
+            labels_csv=labels_csv.value,
+            label_column=label_column.value,
+            file_column=file_column.value,
+            attack_columns=tuple(attack_columns.value),
         )
 
     return build

@@ -76,7 +76,6 @@ def main():
     import tempfile
 
     from dapter_tf import DapterError, data, models
-    from dapter_tf.data import tasks
     from dapter_tf.models import served
     from export import release_lib
 
@@ -88,7 +87,7 @@ def main():
         raise DapterError(f"--attack_epochs must be >= 1, got {_ATTACK_EPOCHS.value}")
     data_config = _build_data()
     # Before any image is loaded: the data must be of the bundle's task (the size is checked below).
-    task = tasks.get_task(data_config.dataset, data_config.target_label, data_config.image_size)
+    task = data.config_task(data_config)
     release_lib.check_verifier_data(_BUNDLE.value, task.name, task.target_label, task.image_size)
     target = None
     if _TARGET.value:

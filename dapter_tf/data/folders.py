@@ -65,7 +65,7 @@ def read_folder(task: Task, data_dir: str, split: str, max_images: int = 0, seed
         raise DapterError(f"task {task.name!r} is not read from folders")
     paths, labels, layout, split_done = readers[task.name](task, data_dir, split)
     if not split_done:
-        paths, labels = _fixed_split(paths, labels, split)
+        paths, labels = fixed_split(paths, labels, split)
     order = np.random.default_rng(seed).permutation(len(paths))
     if max_images:
         order = order[:max_images]
@@ -77,7 +77,17 @@ def read_folder(task: Task, data_dir: str, split: str, max_images: int = 0, seed
     return ImageSet(images, {k: v[order] for k, v in labels.items()}, f"{data_dir} ({layout}, {split})", names)
 
 
-def _fixed_split(paths, labels, split):
+def fixed_split(paths, labels, split):
+    """The ``split`` of a set without an official one: the same images for every run (``SPLIT_SEED``).
+
+    Args:
+        paths: Every image's path, in a fixed order (the order the files were listed in).
+        labels: Label name -> an array with one value per path.
+        split: ``"train"`` or ``"test"`` (the last ``TEST_FRACTION`` of a ``SPLIT_SEED`` permutation).
+
+    Returns:
+        (paths, labels) of the split, in the order they were given.
+    """
     order = np.random.default_rng(SPLIT_SEED).permutation(len(paths))
     n_test = int(round(len(paths) * TEST_FRACTION))
     keep = order[len(paths) - n_test :] if split == "test" else order[: len(paths) - n_test]

@@ -2,8 +2,9 @@
 
 import dataclasses
 
+from dapter_tf.data import photos, tfrecords
 from dapter_tf.data.images import ImageSet
-from dapter_tf.data.sources import check_source, load_split, record_set
+from dapter_tf.data.sources import check_labels, check_source, load_split, record_set
 from dapter_tf.data.tasks import Task, get_task
 from dapter_tf.errors import DapterError
 from dapter_tf.pixels import check_image_size
@@ -16,7 +17,8 @@ class DataConfig:
     Attributes:
         dataset: A task name from ``tasks.TASKS``.
         source: ``"embedded"`` (the packaged CIFAR-10 sample), ``"npz"``, ``"folder"`` (a
-            dataset's on-disk layout, see ``folders``), ``"tfds"`` or ``"tfrecord"`` (shards
+            dataset's on-disk layout, see ``folders``; for ``photos``, a folder per class),
+            ``"csv"`` (``photos`` listed in ``labels_csv``), ``"tfds"`` or ``"tfrecord"`` (shards
             written by ``dapter-write-records``, see ``tfrecords``: trainers stream them).
         train_npz: Training ``.npz``, for ``source="npz"``.
         test_npz: Test ``.npz``, for ``source="npz"``.
@@ -28,6 +30,10 @@ class DataConfig:
         image_size: Square image side instead of the task's own (0: the task's own).
         max_train: Use at most this many training images (0: all), after a seeded shuffle.
         max_test: Use at most this many test images (0: all), after a seeded shuffle.
+        labels_csv: The ``photos`` task's CSV of files and labels, for ``source="csv"`` (``data.photos``).
+        label_column: The CSV's column of the target's label.
+        file_column: The CSV's column of photo paths, relative to the CSV's folder.
+        attack_columns: The CSV's columns of attack labels (what the labelling attackers read).
     """
 
     dataset: str = "cifar10"
@@ -42,13 +48,81 @@ class DataConfig:
     image_size: int = 0
     max_train: int = 0
     max_test: int = 0
+    labels_csv: str | None = None
+    label_column: str = "label"
+    file_column: str = "file"
+    attack_columns: tuple = ()
 
     def __post_init__(self):
-        task = get_task(self.dataset, self.target_label, self.image_size)
+        _check_photo_fields(self)
+        task = config_task(self)  # Lists a photos task's files: a bad set is refused here, before any output.
         check_source(task, self.source)
         for name in ("max_train", "max_test"):
             if getattr(self, name) < 0:
                 raise DapterError(f"{name} must be >= 0 (0 means all images), got {getattr(self, name)}")
+
+
+def _check_photo_fields(config: DataConfig) -> None:
+    """Refuses the photos fields where they would be ignored, and the ones the photos task cannot take."""
+    csv_fields = config.labels_csv or config.attack_columns
+    if config.dataset != "photos":
+        if csv_fields or config.source == "csv":
+            raise DapterError(
+                "--labels_csv, --attack_columns and --source=csv describe the provider's own photos: "
+                f"use them with --dataset=photos, not --dataset={config.dataset}"
+            )
+        return
+    if config.target_label:
+        raise DapterError(
+            "--target_label picks a label of a registered task; with --dataset=photos the target's label is "
+            "--label_column (a CSV's column) or the class folders' names"
+        )
+    if config.source == "folder" and csv_fields:
+        raise DapterError(
+            "--dataset=photos --source=folder reads a folder per class (--data_dir): --labels_csv and "
+            "--attack_columns need --source=csv"
+        )
+    if config.source == "csv" and config.data_dir:
+        raise DapterError(
+            "--source=csv reads the photos the CSV names, relative to its folder: drop --data_dir"
+        )
+
+
+def config_task(config: DataConfig) -> Task:
+    """The task ``config`` serves: a registered task, or the photos task with its labels listed from its files.
+
+    Raises:
+        DapterError: as ``tasks.get_task``, or ``photos.list_photos`` for a photos task.
+    """
+    task = get_task(config.dataset, config.target_label, config.image_size)
+    if task.name != "photos":
+        return task
+    if config.source == "tfrecord" and config.data_dir:
+        # Records of photos hold their labels, the target's first (dapter-write-records writes the
+        # task's labels in order); class counts are filled from the records, their names are not kept.
+        labels = tfrecords.read_manifest(config.data_dir)["labels"]
+        return dataclasses.replace(
+            task, target_label=labels[0], attack_labels=tuple(labels[1:]), label_classes=dict.fromkeys(labels, 0)
+        )
+    return photos.photo_task(task, _photo_listing(config))
+
+
+def _photo_listing(config: DataConfig) -> photos.PhotoListing:
+    return photos.list_photos(
+        config.source,
+        data_dir=config.data_dir,
+        labels_csv=config.labels_csv,
+        label_column=config.label_column,
+        file_column=config.file_column,
+        attack_columns=config.attack_columns,
+    )
+
+
+def _load_split(task: Task, config: DataConfig, split: str, npz_path, max_images: int, seed: int) -> ImageSet:
+    """One split of ``config``'s images, from photos or any other source (``sources.load_split``)."""
+    if task.name == "photos" and config.source in ("folder", "csv"):
+        return check_labels(task, photos.read_photos(task, _photo_listing(config), split, max_images, seed))
+    return load_split(task, config.source, split, npz_path=npz_path, max_images=max_images, seed=seed, **_where(config))
 
 
 def _where(config: DataConfig) -> dict:
@@ -61,15 +135,7 @@ def _where(config: DataConfig) -> dict:
 
 
 def _load_test(task: Task, config: DataConfig, seed: int) -> ImageSet:
-    return load_split(
-        task,
-        config.source,
-        "test",
-        npz_path=config.test_npz,
-        max_images=config.max_test,
-        seed=seed + 1,
-        **_where(config),
-    )
+    return _load_split(task, config, "test", config.test_npz, config.max_test, seed + 1)
 
 
 def load_test_data(config: DataConfig, seed: int = 0):
@@ -84,7 +150,7 @@ def load_test_data(config: DataConfig, seed: int = 0):
     Raises:
         DapterError: as ``load_data``.
     """
-    task = get_task(config.dataset, config.target_label, config.image_size)
+    task = config_task(config)
     test = _load_test(task, config, seed)
     check_image_size(*test.images.shape[1:3])
     return task, test
@@ -105,16 +171,8 @@ def load_data(config: DataConfig, seed: int = 0):
         DapterError: on any problem with the data (see ``load_split``), or when the two splits'
             image sizes differ or do not suit the converter.
     """
-    task = get_task(config.dataset, config.target_label, config.image_size)
-    train = load_split(
-        task,
-        config.source,
-        "train",
-        npz_path=config.train_npz,
-        max_images=config.max_train,
-        seed=seed,
-        **_where(config),
-    )
+    task = config_task(config)
+    train = _load_split(task, config, "train", config.train_npz, config.max_train, seed)
     test = _load_test(task, config, seed)
     if train.images.shape[1:] != test.images.shape[1:]:
         raise DapterError(f"training images are {train.images.shape[1:]} but test images are {test.images.shape[1:]}")
@@ -139,7 +197,7 @@ def load_training_data(config: DataConfig, seed: int = 0):
         return load_data(config, seed)
     if config.max_train:
         raise DapterError("--max_train cuts in-memory sets; with --source=tfrecord write fewer records instead")
-    task = get_task(config.dataset, config.target_label, config.image_size)
+    task = config_task(config)
     train = record_set(task, config.data_dir, "train")
     test = _load_test(task, config, seed)
     if train.image_shape != test.images.shape[1:]:

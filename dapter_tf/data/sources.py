@@ -12,7 +12,7 @@ from dapter_tf.data.images import ImageSet, validate_images, validate_labels
 from dapter_tf.data.tasks import CIFAR10_SUPERCLASS, Task
 from dapter_tf.errors import DapterError
 
-SOURCES = ("embedded", "npz", "folder", "tfds", "tfrecord")
+SOURCES = ("embedded", "npz", "folder", "csv", "tfds", "tfrecord")
 EMBEDDED_SAMPLE = "cifar10_sample.npz"
 
 
@@ -205,10 +205,10 @@ def load_split(
     elif source == "folder":
         if not data_dir:
             raise DapterError("--source=folder needs the dataset's folder (--data_dir)")
-        return _check_labels(task, folders.read_folder(task, data_dir, split, max_images, seed))
+        return check_labels(task, folders.read_folder(task, data_dir, split, max_images, seed))
     elif source == "tfrecord":
         # Stored already prepared and shuffled (with the writer's seed): read in that order.
-        return _check_labels(task, tfrecords.read_split(record_set(task, data_dir, split), max_images))
+        return check_labels(task, tfrecords.read_split(record_set(task, data_dir, split), max_images))
     else:
         images = load_tfds(task, split, tfds_data_dir, download, tfds_manual_dir)
     images = dataclasses.replace(images, labels=derive_labels(task, images.labels))
@@ -217,10 +217,11 @@ def load_split(
     images = images.shuffled(seed)
     if max_images:
         images = images.take(max_images)
-    return _check_labels(task, images)
+    return check_labels(task, images)
 
 
-def _check_labels(task: Task, images: ImageSet) -> ImageSet:
+def check_labels(task: Task, images: ImageSet) -> ImageSet:
+    """Returns ``images`` if it holds every label of ``task`` within its classes; DapterError otherwise."""
     missing = [k for k in task.label_classes if k not in images.labels]
     if missing:
         raise DapterError(f"{images.source}: has no label(s) {', '.join(missing)} that task {task.name!r} needs")

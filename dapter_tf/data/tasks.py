@@ -16,6 +16,7 @@ from PIL import Image
 
 from dapter_tf.errors import DapterError
 from dapter_tf.pixels import check_image_size
+from dapter_tf.resize import fit_image
 
 CIFAR10_CLASS_NAMES = (
     "airplane",
@@ -164,10 +165,11 @@ class Task:
     def prepare_images(self, images) -> np.ndarray:
         """Crops and resizes images to the task's pixels: uint8 N x H x W x 3, RGB.
 
-        The one place where a task's geometry is decided. An image that is not square loses the
-        edges of its longer side (a centre square: CelebA's 89x109 faces keep their 89x89 middle),
-        and is then resized with a box filter (area averaging, no aliasing) to ``image_size``.
-        Grayscale images (LFW's gray set) are repeated into three channels.
+        The one place where a task's geometry is decided, by ``resize.RESIZE_POLICY``
+        (``resize.fit_image``, which ``dapter-convert`` and the Android harness apply too): an image
+        of another aspect loses the edges of its longer side (CelebA's 89x109 faces keep their 89x89
+        middle for a square task), and is then resized with a box filter (area averaging, no
+        aliasing) to ``image_size``. Grayscale images (LFW's gray set) are repeated into three channels.
 
         Args:
             images: A uint8 N x H x W x C array (C = 1 or 3), or a sequence of uint8 H x W (x C)
@@ -181,13 +183,7 @@ class Task:
                 if array.dtype != np.uint8:
                     raise DapterError(f"images must be uint8 pixels, got dtype {array.dtype}")
                 image = Image.fromarray(array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array)
-            image = image.convert("RGB")
-            if image.size != (width, height):
-                w, h = image.size
-                side = min(w, h)
-                box = ((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side)
-                image = image.resize((width, height), Image.Resampling.BOX, box=box)
-            out[i] = np.asarray(image)
+            out[i] = fit_image(image, height, width)
         return out
 
 
@@ -271,6 +267,16 @@ TASKS = {
         label_classes={"coarse_label": 8, "label": 32},
         class_names=(),
         image_size=(224, 224),
+    ),
+    "photos": Task(
+        name="photos",
+        description="a provider's own labelled photos (a folder per class, or a CSV): see data.photos",
+        sources=("folder", "csv"),
+        target_label="label",
+        attack_labels=(),
+        label_classes={"label": 0},
+        class_names=(),  # Labels, class counts and names come from the files (data.photos.photo_task).
+        image_size=(64, 64),
     ),
 }
 
