@@ -4,6 +4,7 @@ import numpy as np
 
 from dapter_tf import metrics
 from dapter_tf.models import snap_to_levels
+from dapter_tf.resize import RESIZE_POLICY
 from export.native_output import native_output_captured
 
 
@@ -72,6 +73,7 @@ def output_contract(model_bytes: bytes, output_step: int) -> dict:
     return {
         "format": CONTRACT_FORMAT,
         **described,
+        "input_resize": f"a photo of another size first: {RESIZE_POLICY}",
         "input_encoding": "x = pixel / 255 (float32 input), else q = clip(round_half_even(float32(pixel / 255) / "
         "float32(scale) + zero_point)) to the type's range",
         "output_step": int(output_step),

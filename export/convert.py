@@ -4,11 +4,14 @@ r"""Converts one's own images with a released converter: a folder of images or a
 sigmoid and its bytes are snapped to the converter's output grid, which the bundle's model card
 states (its output_step claim): keep the file in its bundle (or its dapter-export-tflite folder),
 or give --output_step. --input is a folder of images (png, jpg, bmp, webp, tif; sorted by name) or
-an .npz whose x is uint8 N x H x W x 3. Every image must be RGB at the converter's size: one that
-is not (another size, grey or RGBA, 16 bits per channel, corrupt) is refused with one line and the
-rest still convert; the run then ends with exit status 1 after writing what it could. A file's size
-is read from its header before its pixels are decoded, so a huge file is refused without filling memory.
-Sizes are printed width x height.
+an .npz whose x is uint8 N x H x W x 3. A photo of another size than the converter's is brought to
+it by the one resize policy that training used too (dapter_tf.resize.RESIZE_POLICY: a centre crop to
+the converter's aspect ratio, then a box-filter resize), and the run says so once; with
+--refuse_other_sizes it is refused instead. An image the converter cannot take (grey or RGBA, 16 bits
+per channel, corrupt, or above 89,478,485 pixels) is refused with one line and the rest still
+convert; the run then ends with exit status 1 after writing what it could. A file's size is read from
+its header before its pixels are decoded, so a huge file is refused without filling memory. Sizes
+are printed width x height.
 
 Nothing given is overwritten: --output_dir (and --output_npz) must lie outside the input folder, and
 two inputs that would be written under one name (photo.jpg and photo_jpg.png beside photo.png) are
@@ -44,6 +47,12 @@ _IMAGE_SIZE = flags.DEFINE_integer(
     "Square side the converter takes (0: the file's own, or the size its bundle states; a .keras file outside a "
     "bundle needs it).",
 )
+_REFUSE_OTHER_SIZES = flags.DEFINE_bool(
+    "refuse_other_sizes",
+    False,
+    "Refuse every image that is not exactly the converter's size, instead of bringing it to that size by "
+    "the resize policy training used (a centre crop to the converter's aspect ratio, then a box-filter resize).",
+)
 _OUTPUT_STEP = flags.DEFINE_integer(
     "output_step",
     0,
@@ -57,12 +66,19 @@ def main():
 
     convert_lib.check_outputs_outside_input(_INPUT.value, _OUTPUT_DIR.value, _OUTPUT_NPZ.value)
     converter = convert_lib.load_converter(_CONVERTER.value, _IMAGE_SIZE.value, _OUTPUT_STEP.value)
-    inputs = convert_lib.read_inputs(_INPUT.value, converter.image_size)
+    inputs = convert_lib.read_inputs(_INPUT.value, converter.image_size, _REFUSE_OTHER_SIZES.value)
     print(
         f"converting {sum(i.image is not None for i in inputs)} of {len(inputs)} image(s) with {converter.path} "
         f"({converter.kind}, {convert_lib.wxh(converter.image_size)})",
         flush=True,
     )
+    resized = sum(i.resized_from is not None for i in inputs)
+    if resized:
+        print(
+            f"resized {resized} photo(s) to {convert_lib.wxh(converter.image_size)} by the policy: "
+            f"{convert_lib.RESIZE_POLICY}",
+            flush=True,
+        )
     summary = convert_lib.convert_inputs(
         converter, inputs, _OUTPUT_DIR.value, _OUTPUT_NPZ.value, progress=lambda line: print(line, flush=True)
     )

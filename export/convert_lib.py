@@ -7,6 +7,10 @@ full-int8 files); ``read_inputs`` reads a folder of images or an ``.npz``, refus
 converter cannot take with one line and going on with the rest; ``convert_inputs`` writes the
 converted PNGs and measures each image's entropy (§4.1) and PNG bytes (§7.4).
 
+A photo of another size is brought to the converter's by ``resize.RESIZE_POLICY`` (``fit_image``),
+the policy training used on the task's images and the Android harness applies: the pixels a
+converter is given here are those it was trained on. ``refuse_other_sizes`` refuses such a photo instead.
+
 Nothing the user gave is ever overwritten: ``check_outputs_outside_input`` refuses an output among
 the inputs, ``output_names`` refuses two inputs that would be written under one name, and every
 file is written atomically (``files.write_bytes``), so a full disk leaves no empty PNG.
@@ -24,10 +28,14 @@ import PIL.Image
 
 from dapter_tf import DapterError, evaluate, metrics, models
 from dapter_tf.records.files import write_bytes, write_json
+from dapter_tf.resize import RESIZE_POLICY, fit_image
 from export import export_tflite_lib, release_lib
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 SUMMARY_FILE = "convert.json"
+# The most pixels a photo to resize may have: Pillow's own decompression-bomb warning limit. Its
+# pixels are decoded whole before the resize, so a larger file is refused from its header.
+MAX_PHOTO_PIXELS = 89_478_485
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,29 +176,52 @@ def check_outputs_outside_input(input_path: str, output_dir: str, npz_path: str 
 
 @dataclasses.dataclass(frozen=True)
 class Input:
-    """One image to convert, or why it cannot be (``image`` None and ``refused`` saying why)."""
+    """One image to convert, or why it cannot be (``image`` None and ``refused`` saying why).
+
+    ``resized_from`` is the (height, width) of a photo brought to the converter's size by
+    ``RESIZE_POLICY``; ``None`` for one that already had it.
+    """
 
     name: str
     image: np.ndarray | None
     refused: str = ""
+    resized_from: tuple | None = None
 
 
-def _check_image(name: str, image: np.ndarray, image_size) -> Input:
+def _size_refusal(image_size, size, refuse_other_sizes: bool) -> str:
+    """Why a (height, width) ``size`` cannot be converted ("": it can, resized if it differs)."""
+    if tuple(size) == tuple(image_size):
+        return ""
+    if refuse_other_sizes:
+        return f"is {wxh(size)} (width x height), the converter takes {wxh(image_size)}"
+    if size[0] * size[1] > MAX_PHOTO_PIXELS:
+        return (
+            f"is {wxh(size)} (width x height), {size[0] * size[1]:,} pixels: more than the {MAX_PHOTO_PIXELS:,} a photo "
+            "to resize may have (Pillow's decompression-bomb limit); shrink it first"
+        )
+    return ""
+
+
+def _fitted(name: str, image: np.ndarray, image_size) -> Input:
+    """``image`` as an ``Input`` at the converter's size: resized by ``RESIZE_POLICY`` if it differs."""
+    if tuple(image.shape[:2]) == tuple(image_size):
+        return Input(name, image)
+    return Input(name, fit_image(PIL.Image.fromarray(image), *image_size), resized_from=tuple(image.shape[:2]))
+
+
+def _check_image(name: str, image: np.ndarray, image_size, refuse_other_sizes: bool = False) -> Input:
     if image.dtype != np.uint8:
         return Input(name, None, f"is {image.dtype}, the converter takes uint8 pixels")
     channels = 1 if image.ndim == 2 else image.shape[-1]
     if image.ndim not in (2, 3) or channels != 3:
         return Input(name, None, f"has {channels} channel(s) (shape {image.shape}), the converter takes RGB")
-    if tuple(image.shape[:2]) != tuple(image_size):
-        return Input(
-            name,
-            None,
-            f"is {wxh(image.shape)} (width x height), the converter takes {wxh(image_size)}",
-        )
-    return Input(name, image)
+    refusal = _size_refusal(image_size, image.shape[:2], refuse_other_sizes)
+    if refusal:
+        return Input(name, None, refusal)
+    return _fitted(name, image, image_size)
 
 
-def _header_refusal(image: PIL.Image.Image, image_size) -> str:
+def _header_refusal(image: PIL.Image.Image, image_size, refuse_other_sizes: bool = False) -> str:
     """Why the converter cannot take a lazily opened image, from its header alone ("": it can)."""
     if image.mode != "RGB":
         return f"is {image.mode}, the converter takes RGB"
@@ -200,9 +231,7 @@ def _header_refusal(image: PIL.Image.Image, image_size) -> str:
     if any(";16" in str(mode) for mode in raw_modes):
         return "has 16 bits per channel, the converter takes 8-bit RGB"
     width, height = image.size
-    if (height, width) != tuple(image_size):
-        return f"is {width}x{height} (width x height), the converter takes {wxh(image_size)}"
-    return ""
+    return _size_refusal(image_size, (height, width), refuse_other_sizes)
 
 
 @contextlib.contextmanager
@@ -210,7 +239,8 @@ def _no_decompression_bomb_guard():
     """Pillow's decompression-bomb guard off, inside: ``_read_image_file``'s size check is far tighter.
 
     The guard raises (above 179 M pixels) or warns on stderr (above 89 M) at ``open``, before the
-    header can be checked; the header check refuses every size but the converter's before decoding.
+    header can be checked; the header check refuses every size above ``MAX_PHOTO_PIXELS`` (or,
+    with ``refuse_other_sizes``, every size but the converter's) before decoding.
     """
     saved = PIL.Image.MAX_IMAGE_PIXELS
     PIL.Image.MAX_IMAGE_PIXELS = None
@@ -220,25 +250,27 @@ def _no_decompression_bomb_guard():
         PIL.Image.MAX_IMAGE_PIXELS = saved
 
 
-def _read_image_file(folder: str, name: str, image_size) -> Input:
+def _read_image_file(folder: str, name: str, image_size, refuse_other_sizes: bool = False) -> Input:
     """One image file, checked from its header before its pixels are decoded (a huge file costs no memory)."""
     try:
         with _no_decompression_bomb_guard(), PIL.Image.open(os.path.join(folder, name)) as image:
-            refusal = _header_refusal(image, image_size)
+            refusal = _header_refusal(image, image_size, refuse_other_sizes)
             if refusal:
                 return Input(name, None, refusal)
             image.load()
             pixels = np.asarray(image)
     except (OSError, ValueError, PIL.UnidentifiedImageError) as e:
         return Input(name, None, f"cannot be read as an image ({type(e).__name__})")
-    return _check_image(name, pixels, image_size)
+    return _check_image(name, pixels, image_size, refuse_other_sizes)
 
 
-def read_inputs(path: str, image_size) -> list[Input]:
+def read_inputs(path: str, image_size, refuse_other_sizes: bool = False) -> list[Input]:
     """The images of a folder (by name, sorted) or of an ``.npz`` (its ``x``), each checked.
 
-    A file that is no image, or has another size or other channels than the converter takes, is
-    an ``Input`` with ``refused`` set: the rest still convert.
+    An image of another size is brought to ``image_size`` by ``RESIZE_POLICY`` (``resized_from``
+    says from what). A file that is no image, has other channels than the converter takes, is too
+    large to decode (``MAX_PHOTO_PIXELS``) or, with ``refuse_other_sizes``, has another size, is an
+    ``Input`` with ``refused`` set: the rest still convert.
 
     Raises:
         DapterError: one line, when ``path`` holds no image at all or is neither a folder nor an npz.
@@ -247,7 +279,7 @@ def read_inputs(path: str, image_size) -> list[Input]:
         names = sorted(n for n in os.listdir(path) if n.lower().endswith(IMAGE_SUFFIXES))
         if not names:
             raise DapterError(f"--input {path} holds no image ({', '.join(IMAGE_SUFFIXES)})")
-        return [_read_image_file(path, name, image_size) for name in names]
+        return [_read_image_file(path, name, image_size, refuse_other_sizes) for name in names]
     if path.endswith(".npz") and os.path.isfile(path):
         try:
             with np.load(path) as f:
@@ -266,7 +298,9 @@ def read_inputs(path: str, image_size) -> list[Input]:
         if not len(images):
             raise DapterError(f"--input {path} holds no image: its x has shape {images.shape}")
         width = len(str(len(images) - 1))
-        return [_check_image(f"image_{i:0{width}d}", image, image_size) for i, image in enumerate(images)]
+        return [
+            _check_image(f"image_{i:0{width}d}", image, image_size, refuse_other_sizes) for i, image in enumerate(images)
+        ]
     raise DapterError(f"--input {path} is neither a folder of images nor an existing .npz file")
 
 
@@ -307,8 +341,9 @@ def convert_inputs(
         progress: Optional callable taking one line per image (and per refusal).
 
     Returns:
-        ``convert.json``'s content: per image its entropy and PNG bytes before and after, the
-        refusals, and the means.
+        ``convert.json``'s content: per image its entropy and PNG bytes before and after (before:
+        at the converter's size, after any resize) and the size it was resized from, the
+        refusals, the resize policy, and the means.
 
     Raises:
         DapterError: before anything is written, when two inputs would share an output name.
@@ -337,11 +372,13 @@ def convert_inputs(
             "entropy_converted": float(metrics.image_entropy(image)),
             "png_bytes_original": metrics.png_bytes(item.image[None]),
             "png_bytes_converted": metrics.png_bytes(image[None]),
+            "resized_from": None if item.resized_from is None else list(item.resized_from),
         }
         records.append(record)
         if progress:
+            resized = "" if item.resized_from is None else f" (resized from {wxh(item.resized_from)})"
             progress(
-                f"{item.name} -> {out_name}: entropy {record['entropy_original']:.2f} -> "
+                f"{item.name}{resized} -> {out_name}: entropy {record['entropy_original']:.2f} -> "
                 f"{record['entropy_converted']:.2f} bits, PNG {record['png_bytes_original']:,} -> "
                 f"{record['png_bytes_converted']:,} bytes"
             )
@@ -355,6 +392,8 @@ def convert_inputs(
         "image_size": list(converter.image_size),
         "output_step_after_interpreter": converter.output_step,
         "converted": len(records),
+        "resized": sum(i.resized_from is not None for i in accepted),
+        "resize_policy": RESIZE_POLICY,
         "refused": refused,
         "images": records,
     }

@@ -1,6 +1,5 @@
 package org.dapter.bench
 
-import android.graphics.Bitmap
 import android.graphics.BitmapFactory
 import android.os.Build
 import org.dapter.bench.core.ArgumentException
@@ -10,6 +9,7 @@ import org.dapter.bench.core.Delegate
 import org.dapter.bench.core.DeviceInfo
 import org.dapter.bench.core.InputEncoding
 import org.dapter.bench.core.OutputDecoding
+import org.dapter.bench.core.ResizePolicy
 import org.dapter.bench.core.Statistics
 import org.dapter.bench.core.TensorInfo
 import org.tensorflow.lite.Interpreter
@@ -132,14 +132,17 @@ class ConverterBenchmark(private val args: BenchmarkArgs) : Closeable {
             return TensorInfo(tensor.shape().toList(), tensor.dataType().name.lowercase(), q.scale.toDouble(), q.zeroPoint)
         }
 
-        /** The image at [path] resized (bilinear) to the model's input, as R, G, B values. */
+        /**
+         * The photo at [path] brought to the model's input by the resize policy the converter was
+         * trained with ([ResizePolicy]: a centre crop to the input's aspect, then Pillow's box
+         * filter), as R, G, B values: the pixels `dapter-convert` would give the converter.
+         */
         fun readImage(path: String, width: Int, height: Int): IntArray {
             val decoded = BitmapFactory.decodeFile(path)
                 ?: throw ArgumentException("cannot decode $path as an image: push a PNG or JPEG the app can read")
-            val bitmap = Bitmap.createScaledBitmap(decoded, width, height, true)
-            val argb = IntArray(width * height)
-            bitmap.getPixels(argb, 0, width, 0, 0, width, height)
-            return InputEncoding.argbToRgb(argb)
+            val argb = IntArray(decoded.width * decoded.height)
+            decoded.getPixels(argb, 0, decoded.width, 0, 0, decoded.width, decoded.height)
+            return ResizePolicy.fit(InputEncoding.argbToRgb(argb), decoded.width, decoded.height, width, height)
         }
 
         /** The phone and its SoC, from `android.os.Build`. */

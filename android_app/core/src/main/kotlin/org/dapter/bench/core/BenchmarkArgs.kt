@@ -38,7 +38,8 @@ class ArgumentException(message: String) : IllegalArgumentException(message)
  * @property warmupRuns Runs before the timed ones; the first is reported as the first inference.
  * @property numRuns Timed runs.
  * @property delegate Where the model runs.
- * @property image An optional PNG or JPEG on the device, resized to the model's input; without
+ * @property image An optional PNG or JPEG on the device, brought to the model's input by [ResizePolicy]
+ *   (the policy the converter was trained with); without
  *   one the input is seeded random pixels (int8 latency depends on the data: prefer an image).
  * @property runId Names the result file (`<runId>.json` in the app's files dir) and the logcat line.
  * @property outputStep The output grid step of the file's contract (`dapter_io_contract` in its
