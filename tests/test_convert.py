@@ -286,7 +286,8 @@ def test_convert_resizes_a_300x451_photo_by_the_policy_or_refuses_it_under_the_f
     inputs = convert_lib.read_inputs(str(folder), converter.image_size)
     assert [(i.name, i.refused, i.resized_from) for i in inputs] == [("chelsea.png", "", (451, 300))]
     fitted = fit_image(PIL.Image.fromarray(photo), 32, 32)
-    np.testing.assert_array_equal(fitted, np.asarray(PIL.Image.fromarray(photo[75:375]).resize((32, 32), PIL.Image.BOX)))
+    middle = PIL.Image.fromarray(photo[75:375]).resize((32, 32), PIL.Image.Resampling.BOX)
+    np.testing.assert_array_equal(fitted, np.asarray(middle))
     np.testing.assert_array_equal(inputs[0].image, fitted)
     summary = convert_lib.convert_inputs(converter, inputs, str(tmp_path / "out"))
     assert summary["resized"] == 1 and summary["resize_policy"] == RESIZE_POLICY

@@ -32,12 +32,14 @@ def test_fit_image_by_hand():
     # 4x4 to 1 tall, 2 wide: the centre rows 1 and 2 (4 wide, 4 * 1 // 2 = 2 tall), each half averaged.
     square = np.arange(16, dtype=np.uint8).reshape(4, 4) * 10
     fitted = fit_image(PIL.Image.fromarray(square), 1, 2)  # Grey in, RGB out.
-    assert fitted.shape == (1, 2, 3) and fitted[..., 0].tolist() == [[(40 + 50 + 80 + 90) / 4, (60 + 70 + 100 + 110) / 4]]
+    assert fitted.shape == (1, 2, 3)
+    assert fitted[..., 0].tolist() == [[(40 + 50 + 80 + 90) / 4, (60 + 70 + 100 + 110) / 4]]
     # A photo of the target's size comes back as it is; a 300x451 photo keeps its middle 300x300.
     same = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
     np.testing.assert_array_equal(fit_image(PIL.Image.fromarray(same), 4, 4), same)
     assert centre_crop_box(300, 451, 32, 32) == (0, 75, 300, 375)
-    assert centre_crop_box(7, 5, 2, 3) == (0, 0, 7, 4)  # 3:2 of 7 wide is 4.67 tall, rounded down; margin at the bottom.
+    # 3:2 of 7 wide is 4.67 tall, rounded down to 4; the odd margin falls at the bottom.
+    assert centre_crop_box(7, 5, 2, 3) == (0, 0, 7, 4)
     with pytest.raises(DapterError, match=r"cannot resize a photo to 0x4 \(width x height\)"):
         fit_image(PIL.Image.fromarray(same), 4, 0)
 
@@ -163,3 +165,16 @@ def test_a_one_class_folder_is_one_error_line_and_nothing_written(tmp_path):
         f"{root}: label 'label' has one class ('cat', the only class folder); a task needs at least two classes",
     )
     assert proc.returncode == 1 and not out.exists() and sorted(os.listdir(tmp_path)) == ["one"]
+
+
+def test_photos_written_as_records_read_back_with_their_labels(pet_folder, tmp_path):
+    from dapter_tf.data import tfrecords
+
+    config = data.DataConfig(dataset="photos", source="folder", data_dir=str(pet_folder), image_size=8)
+    task, train, test = data.load_data(config)
+    tfrecords.write_records(task.name, {"train": train, "test": test}, str(tmp_path / "rec"), {"train": 2, "test": 1})
+    records = data.DataConfig(dataset="photos", source="tfrecord", data_dir=str(tmp_path / "rec"), image_size=8)
+    task2, train2, test2 = data.load_training_data(records)
+    assert (task2.target_label, task2.label_classes, len(train2)) == ("label", {"label": 2}, 8)
+    np.testing.assert_array_equal(test2.images, test.images)
+    np.testing.assert_array_equal(test2.labels["label"], test.labels["label"])
