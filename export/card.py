@@ -125,7 +125,8 @@ def render_card(info: ReleaseInfo, measured: dict, claims: list[Claim], export: 
         f"- λ (L_dap = λ L_eta + (1 - λ) L_acc): {info.lambda_ if info.lambda_ is not None else 'not recorded'}",
         f"- Images: {height}x{width} RGB, uint8; converted pixels on the grid 128 + k * {int(measured['output_step'])}",
         f"- Photos of another size are first brought to {height}x{width} by the policy the converter was trained "
-        f"with (`dapter_tf.resize.fit_image`; `dapter-convert` and android_app's `ResizePolicy` apply it): {RESIZE_POLICY}",
+        "with (`dapter_tf.resize.fit_image`; `dapter-convert` and android_app's `ResizePolicy` apply it): "
+        f"{RESIZE_POLICY}",
         f"- Measured on: {images} held-out images of {info.data}",
         f"- Released: {datetime.date.today().isoformat()} with dapter-tf",
         "",

@@ -196,8 +196,8 @@ def _size_refusal(image_size, size, refuse_other_sizes: bool) -> str:
         return f"is {wxh(size)} (width x height), the converter takes {wxh(image_size)}"
     if size[0] * size[1] > MAX_PHOTO_PIXELS:
         return (
-            f"is {wxh(size)} (width x height), {size[0] * size[1]:,} pixels: more than the {MAX_PHOTO_PIXELS:,} a photo "
-            "to resize may have (Pillow's decompression-bomb limit); shrink it first"
+            f"is {wxh(size)} (width x height), {size[0] * size[1]:,} pixels: more than the "
+            f"{MAX_PHOTO_PIXELS:,} a photo to resize may have (Pillow's decompression-bomb limit); shrink it first"
         )
     return ""
 
@@ -298,9 +298,8 @@ def read_inputs(path: str, image_size, refuse_other_sizes: bool = False) -> list
         if not len(images):
             raise DapterError(f"--input {path} holds no image: its x has shape {images.shape}")
         width = len(str(len(images) - 1))
-        return [
-            _check_image(f"image_{i:0{width}d}", image, image_size, refuse_other_sizes) for i, image in enumerate(images)
-        ]
+        names = [f"image_{i:0{width}d}" for i in range(len(images))]
+        return [_check_image(name, image, image_size, refuse_other_sizes) for name, image in zip(names, images)]
     raise DapterError(f"--input {path} is neither a folder of images nor an existing .npz file")
 
 

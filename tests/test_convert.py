@@ -13,6 +13,7 @@ import pytest
 from conftest import REPO, assert_one_error_line, run_binary
 
 from dapter_tf import DapterError, data, evaluate, metrics
+from dapter_tf.resize import RESIZE_POLICY, fit_image
 from export import convert_lib, export_tflite_lib
 
 BUNDLE = REPO / "results" / "release" / "cifar10_reference"
@@ -47,17 +48,27 @@ def test_convert_a_folder_with_an_export_folders_int8_file(photos, int8_export, 
         f"--output_dir={out}",
         f"--output_npz={tmp_path / 'converted.npz'}",
     )
-    # Four refused, one line each, the batch goes on; the run says so in one error line at the end.
-    assert_one_error_line(proc, "4 of 9 image(s) refused (each named above); the others were converted")
+    # Three refused, one line each, the batch goes on; the run says so in one error line at the end.
+    # big.png (64x32) is resized by the policy training used, and the run says so once.
+    assert_one_error_line(proc, "3 of 9 image(s) refused (each named above); the others were converted")
+    assert proc.stdout.count("resized 1 photo(s) to 32x32 by the policy: centre-crop") == 1, proc.stdout
+    assert "big.png (resized from 64x32) -> big.png: entropy" in proc.stdout
     for line in (
         "refused alpha.png: is RGBA, the converter takes RGB",
-        "refused big.png: is 64x32 (width x height), the converter takes 32x32",
         "refused broken.png: cannot be read as an image",
         "refused grey.png: is L, the converter takes RGB",
     ):
         assert line in proc.stdout, proc.stdout
     written = sorted(p.name for p in out.iterdir())
-    assert written == ["convert.json", "holiday.png", "photo_0.png", "photo_1.png", "photo_2.png", "photo_3.png"]
+    assert written == [
+        "big.png",
+        "convert.json",
+        "holiday.png",
+        "photo_0.png",
+        "photo_1.png",
+        "photo_2.png",
+        "photo_3.png",
+    ]
     # What was written is exactly what the file sends, with the grid its export.json states (16).
     originals = np.stack([_pixels(photos / "holiday.jpg")] + [_pixels(photos / f"photo_{i}.png") for i in range(4)])
     expected = export_tflite_lib.run_tflite(
@@ -67,13 +78,14 @@ def test_convert_a_folder_with_an_export_folders_int8_file(photos, int8_export, 
     np.testing.assert_array_equal(got, expected)
     assert (((got.astype(int) - 128) % 16 == 0) | (got == 255)).all()  # On the grid.
     summary = json.loads((out / "convert.json").read_text())
-    assert summary["converted"] == 5 and len(summary["refused"]) == 4
-    first = summary["images"][0]
+    assert summary["converted"] == 6 and len(summary["refused"]) == 3 and summary["resized"] == 1
+    assert summary["images"][0]["resized_from"] == [32, 64] and summary["images"][1]["resized_from"] is None
+    first = summary["images"][1]
     assert first["entropy_converted"] == pytest.approx(float(metrics.image_entropy(got[0])))
     assert first["png_bytes_converted"] == metrics.png_bytes(got[:1])
     assert "holiday.jpg -> holiday.png: entropy" in proc.stdout
     with np.load(tmp_path / "converted.npz") as f:
-        np.testing.assert_array_equal(f["x"], got)
+        np.testing.assert_array_equal(f["x"][1:], got)
 
 
 def test_convert_an_npz_with_the_keras_converter_matches_keras(tmp_path):
@@ -194,12 +206,15 @@ def test_convert_reads_sizes_from_the_header_and_refuses_huge_and_16_bit_files(t
     rows = b"".join(b"\x00" + bytes(range(192)) for _ in range(32))  # 32 rows of 32 16-bit RGB pixels.
     (tmp_path / "in" / "deep.png").write_bytes(_png_header(32, 32, bit_depth=16, pixels=rows))
     inputs = convert_lib.read_inputs(folder, (32, 32))
+    too_many = "a photo to resize may have (Pillow's decompression-bomb limit); shrink it first"
     assert [(i.name, i.refused) for i in inputs] == [
-        ("bomb.png", "is 15000x15000 (width x height), the converter takes 32x32"),
+        ("bomb.png", f"is 15000x15000 (width x height), 225,000,000 pixels: more than the 89,478,485 {too_many}"),
         ("deep.png", "has 16 bits per channel, the converter takes 8-bit RGB"),
         ("photo.png", ""),
-        ("wide.png", "is 10000x9000 (width x height), the converter takes 32x32"),
+        ("wide.png", f"is 10000x9000 (width x height), 90,000,000 pixels: more than the 89,478,485 {too_many}"),
     ]
+    refusing = convert_lib.read_inputs(folder, (32, 32), refuse_other_sizes=True)
+    assert refusing[0].refused == "is 15000x15000 (width x height), the converter takes 32x32"
     np.testing.assert_array_equal(inputs[2].image, data.load_embedded("test").images[0])
     summary = {"converted": 1, "refused": [{}] * 3}
     assert convert_lib.refusals_line(summary) == "3 of 4 image(s) refused (each named above); the others were converted"
@@ -258,3 +273,27 @@ def test_convert_on_a_full_disk_names_the_file_and_leaves_no_part_of_it(tmp_path
     summary = convert_lib.convert_inputs(converter, inputs, str(out), str(full_disk / "converted.npz"))
     assert summary["converted"] == 2
     assert sorted(os.listdir(out)) == ["convert.json", "photo_0.png", "photo_1.png"]
+
+
+def test_convert_resizes_a_300x451_photo_by_the_policy_or_refuses_it_under_the_flag(tmp_path):
+    # A real photo's proportions (300 wide, 451 tall): cut to its centre 300x300, then box-resized to 32x32.
+    tile = data.load_embedded("test").images[7]
+    photo = np.tile(tile, (15, 10, 1))[:451, :300]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    PIL.Image.fromarray(photo).save(folder / "chelsea.png")
+    converter = convert_lib.load_converter(str(BUNDLE / "converter_float32.tflite"))
+    inputs = convert_lib.read_inputs(str(folder), converter.image_size)
+    assert [(i.name, i.refused, i.resized_from) for i in inputs] == [("chelsea.png", "", (451, 300))]
+    fitted = fit_image(PIL.Image.fromarray(photo), 32, 32)
+    middle = PIL.Image.fromarray(photo[75:375]).resize((32, 32), PIL.Image.Resampling.BOX)
+    np.testing.assert_array_equal(fitted, np.asarray(middle))
+    np.testing.assert_array_equal(inputs[0].image, fitted)
+    summary = convert_lib.convert_inputs(converter, inputs, str(tmp_path / "out"))
+    assert summary["resized"] == 1 and summary["resize_policy"] == RESIZE_POLICY
+    np.testing.assert_array_equal(_pixels(tmp_path / "out" / "chelsea.png"), converter.convert(fitted[None])[0])
+    # Under --refuse_other_sizes it is refused as before, and nothing is converted.
+    refused = convert_lib.read_inputs(str(folder), converter.image_size, refuse_other_sizes=True)
+    assert [(i.name, i.refused) for i in refused] == [
+        ("chelsea.png", "is 300x451 (width x height), the converter takes 32x32")
+    ]

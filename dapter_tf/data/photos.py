@@ -68,7 +68,8 @@ class PhotoListing:
             keep = np.array(keep, np.int64)
         else:
             keep = np.flatnonzero(self.splits == split)
-        return [self.paths[i] for i in keep], [self.names[i] for i in keep], {k: v[keep] for k, v in self.labels.items()}
+        labels = {k: v[keep] for k, v in self.labels.items()}
+        return [self.paths[i] for i in keep], [self.names[i] for i in keep], labels
 
 
 def list_photos(
@@ -199,9 +200,8 @@ def _list_folder(root: str | None) -> PhotoListing:
     empty = [c for c in classes if c not in used]
     if empty:
         raise DapterError(f"{root}: class folder(s) {', '.join(empty)} hold no photo ({', '.join(IMAGE_EXTENSIONS)})")
-    return PhotoListing(
-        root, "folder per class", paths, names, {FOLDER_LABEL: np.array(labels, np.int64)}, {FOLDER_LABEL: tuple(classes)}
-    )
+    labels = {FOLDER_LABEL: np.array(labels, np.int64)}
+    return PhotoListing(root, "folder per class", paths, names, labels, {FOLDER_LABEL: tuple(classes)})
 
 
 def _list_csv(path: str | None, label_column: str, file_column: str, attack_columns: tuple) -> PhotoListing:
@@ -231,7 +231,8 @@ def _list_csv(path: str | None, label_column: str, file_column: str, attack_colu
         blank = [n for n, row in enumerate(rows, start=2) if not (row[column] or "").strip()]
         if blank:
             raise DapterError(
-                f"{path}: {len(blank)} row(s) have no {column!r} (the first on line {blank[0]}); fill them in or remove them"
+                f"{path}: {len(blank)} row(s) have no {column!r} (the first on line {blank[0]}); "
+                "fill them in or remove them"
             )
     folder = os.path.dirname(os.path.abspath(path))
     names = [row[file_column].strip() for row in rows]
