@@ -53,7 +53,7 @@ from export.contract import (  # noqa: F401 (re-exported)
     read_contract,
     with_contract,
 )
-from export.int8_rewrite import activation_caps, rewrite_for_int8
+from export.int8_rewrite import activation_caps, benefits_from_rewrite, rewrite_for_int8
 from export.interpreter import run_tflite  # noqa: F401 (re-exported)
 from export.modes import FULL_INTEGER_MODES, MODES, check_mode, file_name, output_step_after_interpreter  # noqa: F401 (re-exported)
 from export.native_output import native_output_captured  # noqa: F401 (re-exported)
@@ -145,9 +145,10 @@ def convert_to_tflite(
         seed: Seeds which calibration images are drawn.
         subpixel: Export 3x3 stride-2 transposed convolutions as the exact sub-pixel equivalent
             (``subpixel_upsampling``), which XNNPACK runs several times faster.
-        int8_rewrite: Rewrite full-int8 files so that int8 holds the output code
-            (``export.int8_rewrite``, its ReLU caps measured on the calibration images drawn);
-            False gives the plain conversion, kept to measure what the rewrite buys.
+        int8_rewrite: Rewrite the full-int8 file of a coarse-code Fig. 3 converter
+            (``int8_rewrite.benefits_from_rewrite``) so that int8 holds its block colours (``export.int8_rewrite``, its ReLU caps measured on
+            the calibration images drawn); False gives the plain conversion, kept to measure what
+            the rewrite buys.
 
     Returns:
         The flatbuffer's bytes.
@@ -163,7 +164,7 @@ def convert_to_tflite(
         representative = representative_dataset(calibration_images, calibration_steps, seed)
         # int8 intermediates cannot hold the output grid: the file ends at the sigmoid.
         converter = strip_output_levels(converter)
-        if int8_rewrite:
+        if int8_rewrite and benefits_from_rewrite(converter):
             # The caps come from the very images that calibrate the ranges.
             caps = activation_caps(converter, calibration_draw(calibration_images, calibration_steps, seed))
             converter = rewrite_for_int8(converter, caps)
