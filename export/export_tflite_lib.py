@@ -20,8 +20,12 @@ mode               weights / activations       input/output  output grid (``Outp
 =================  ==========================  ============  =================================
 
 ``int8`` is the file a phone app ships: its input scale is 1/255, so the camera's uint8 bytes go
-in unchanged and the output bytes are the pixels sent. Full-int8 files end at the sigmoid, because
-int8 intermediates cannot hold the output grid exactly: ``models.snap_to_levels`` applies it.
+in unchanged and the output bytes are the pixels sent. Full-int8 files end at the sigmoid (or its
+output blocks), because int8 intermediates cannot hold the output grid exactly:
+``models.snap_to_levels`` applies it. Before conversion they are rewritten so that int8 holds the
+colours that decide the code (``export.int8_rewrite``: no scale shared by a copy connection or an
+average pool, ReLU outliers capped, logits clipped): without it, a coarse code's colours moved by
+grid steps.
 """
 
 import contextlib
@@ -49,6 +53,7 @@ from export.contract import (  # noqa: F401 (re-exported)
     read_contract,
     with_contract,
 )
+from export.int8_rewrite import activation_caps, benefits_from_rewrite, rewrite_for_int8
 from export.interpreter import run_tflite  # noqa: F401 (re-exported)
 from export.modes import FULL_INTEGER_MODES, MODES, check_mode, file_name, output_step_after_interpreter  # noqa: F401 (re-exported)
 from export.native_output import native_output_captured  # noqa: F401 (re-exported)
@@ -90,13 +95,18 @@ def representative_dataset(images: np.ndarray, steps: int, seed: int = 0):
     Returns:
         A function yielding ``[1 x H x W x 3 float32 image in [0, 1]]``, as TFLiteConverter wants.
     """
-    chosen = np.random.default_rng(seed).permutation(len(images))[:steps]
+    chosen = calibration_draw(images, steps, seed)
 
     def generate():
-        for index in chosen:
-            yield [images[index][None].astype(np.float32) / 255.0]
+        for image in chosen:
+            yield [image[None].astype(np.float32) / 255.0]
 
     return generate
+
+
+def calibration_draw(images: np.ndarray, steps: int, seed: int = 0) -> np.ndarray:
+    """The ``steps`` images (all if fewer) that calibrate a full-int8 file, drawn without replacement by ``seed``."""
+    return images[np.random.default_rng(seed).permutation(len(images))[:steps]]
 
 
 def _check_calibration(calibration_images, calibration_steps, image_size) -> None:
@@ -117,8 +127,14 @@ def convert_to_tflite(
     calibration_steps: int = DEFAULT_CALIBRATION_STEPS,
     seed: int = 0,
     subpixel: bool = True,
+    int8_rewrite: bool = True,
 ) -> bytes:
     """Converts ``converter`` to a ``.tflite`` flatbuffer in one quantization mode.
+
+    On ``results/release/cifar2_10_reference`` (one colour per 32x32 image; 2,000 held-out images,
+    200 calibration images) the int8 file without ``int8_rewrite`` differed from Keras by 9.94
+    levels per pixel on average and lost 11.45 points of target accuracy (0.7790 against 0.8935);
+    with it, 0.76 levels and 0.8940 against 0.8935, inside every default tolerance.
 
     Args:
         converter: A trained converter (any input size).
@@ -129,6 +145,10 @@ def convert_to_tflite(
         seed: Seeds which calibration images are drawn.
         subpixel: Export 3x3 stride-2 transposed convolutions as the exact sub-pixel equivalent
             (``subpixel_upsampling``), which XNNPACK runs several times faster.
+        int8_rewrite: Rewrite the full-int8 file of a coarse-code Fig. 3 converter
+            (``int8_rewrite.benefits_from_rewrite``) so that int8 holds its block colours (``export.int8_rewrite``, its ReLU caps measured on
+            the calibration images drawn); False gives the plain conversion, kept to measure what
+            the rewrite buys.
 
     Returns:
         The flatbuffer's bytes.
@@ -144,6 +164,10 @@ def convert_to_tflite(
         representative = representative_dataset(calibration_images, calibration_steps, seed)
         # int8 intermediates cannot hold the output grid: the file ends at the sigmoid.
         converter = strip_output_levels(converter)
+        if int8_rewrite and benefits_from_rewrite(converter):
+            # The caps come from the very images that calibrate the ranges.
+            caps = activation_caps(converter, calibration_draw(calibration_images, calibration_steps, seed))
+            converter = rewrite_for_int8(converter, caps)
     if subpixel:
         converter = subpixel_upsampling(converter)
     return convert_keras_model(fix_input_shape(converter, *image_size), mode, representative)
