@@ -105,21 +105,10 @@ def main():
         )
     if _OUTPUT_JSON.value:
         os.makedirs(os.path.dirname(os.path.abspath(_OUTPUT_JSON.value)), exist_ok=True)
-        out = {"image_size": size, "config": config.__dict__, "cpu": _cpu_name(), "rows": rows}
+        out = {"image_size": size, "config": config.__dict__, "cpu": benchmark_lib.cpu_name(), "rows": rows}
         with open(_OUTPUT_JSON.value, "w") as f:
             json.dump(out, f, indent=2, sort_keys=True)
         print(f"\nwrote {_OUTPUT_JSON.value}")
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 if __name__ == "__main__":

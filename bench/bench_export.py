@@ -84,7 +84,7 @@ def main():
     images = resized(size)
     calibration, image = images[:-1], images[-1]
     value = benchmark_lib.image_input(image)
-    out = {"converter": source, "image_size": size, "config": config.__dict__, "cpu": _cpu_name()}
+    out = {"converter": source, "image_size": size, "config": config.__dict__, "cpu": benchmark_lib.cpu_name()}
 
     print(f"converter: {source}, {converter.count_params():,} parameters")
     print(f"CPU: {out['cpu']}, {os.cpu_count()} cores; {config.num_threads} thread(s), real image, XNNPACK on\n")
@@ -208,17 +208,6 @@ def _measure_peak(config, export_tflite_lib, benchmark_lib, keras, np) -> dict:
         stats = benchmark_lib.benchmark_tflite(model_bytes, config, images[0])
         peak["int8" if mode != "float32" else mode] = macs / stats["min_us"] / 1e3
     return peak
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 if __name__ == "__main__":

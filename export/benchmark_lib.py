@@ -317,3 +317,15 @@ def format_benchmark_line(row: dict) -> str:
     if row.get("ratio_to_keras"):
         line += f", {row['ratio_to_keras']:.3f}x Keras"
     return line
+
+
+def cpu_name() -> str:
+    """The host CPU's model name (from /proc/cpuinfo), recorded beside a bench's timings."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
