@@ -54,6 +54,10 @@ SKIPPED = "skipped"
 NARROW_FILTERS = (16, 32, 64)
 WIDE_FILTERS = (48, 96, 192)
 MIN_BLOCK = 4
+# Adam's initial rate for the coarse codes. A served target's answer can flip with a block's colour
+# (MobileNetV2 on CelebA Male): at 1e-3 the block encoder's L_acc rose above the class prior's and it
+# lost 43.40 points at b = 32 in 10 epochs, at 3e-4 19.05 (WORKSPACE.md, "Protecting a served model").
+CODE_LEARNING_RATE = 3e-4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,7 +125,7 @@ def build_ladder(side: int, epochs: int = 10, allow_model_on_device: bool = Fals
     from dapter_tf.models.converter import MAX_OUTPUT_BLOCK
 
     blocks = [b for b in (64, 32, 16, 8, 4) if MIN_BLOCK <= b <= min(side, MAX_OUTPUT_BLOCK) and side % b == 0]
-    common = {"lambda_": lambda_, "cosine_decay": True, "acc_labels": "target"}
+    common = {"lambda_": lambda_, "cosine_decay": True, "acc_labels": "target", "learning_rate": CODE_LEARNING_RATE}
     ladder = []
     for block in blocks:
         colours = (side // block) ** 2

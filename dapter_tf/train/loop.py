@@ -21,6 +21,7 @@ and lets the trainer write no model. A full disk, or a corrupt record, is one li
 import dataclasses
 import math
 import os
+import sys
 import time
 from collections.abc import Callable
 
@@ -185,7 +186,9 @@ def run_training_loop(
                 )
 
             print(f"Epoch {epoch + 1}/{config.epochs}", flush=True)
-            bar = keras.utils.Progbar(steps, unit_name="step")
+            # A bar redrawn at every step suits a terminal; in a log file (dapter-protect's, a CI
+            # job's) it is one line per epoch (Keras' verbose=2), not a line per step.
+            bar = keras.utils.Progbar(steps, unit_name="step", verbose=1 if sys.stdout.isatty() else 2)
             bar.update(done)
             totals = {}
             for images, batch_labels in strategy.distribute_datasets_from_function(dataset_fn):
