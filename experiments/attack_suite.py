@@ -18,10 +18,10 @@ dapter_tf.attacks.SuiteResults.load) and WORKDIR/summary.txt. A rerun with the s
 every attacker's training. With --fail_on_miss it exits with status 2 when a criterion is missed
 (1 is for bad input), for use as a gate.
 
-Example (the reference CIFAR-10 converter):
-  dapter-attack-suite --source=npz --train_npz=../shared/data/cifar10/train_20k.npz \
-      --test_npz=../shared/data/cifar10/test.npz --converter=runs/cifar10_reference \
-      --target=runs/cifar10_target/target.keras --workdir=runs/cifar10_reference_suite
+Example (the committed Cifar2:10 reference converter, against the target published beside it):
+  dapter-attack-suite --dataset=cifar2_10 --source=npz --train_npz=../shared/data/cifar10/train_20k.npz \
+      --test_npz=../shared/data/cifar10/test.npz --converter=results/release/cifar2_10_reference/converter.keras \
+      --target=results/release/cifar2_10_reference.target.keras --workdir=runs/cifar2_10_reference_suite
 """
 
 import sys

@@ -310,9 +310,10 @@ def suite_claims(suite, tolerances: ClaimTolerances = ClaimTolerances()) -> list
 
 # The floor of a verification without a target: the card's other claims are means over images
 # (entropy, PNG bytes, pixel differences, SSIM). The entropy claim allows +-0.25 bits; a converted
-# image's entropy spreads by about 0.5 bits (cifar10_reference on the embedded sample's 500 test
-# images; a photo's by 1.6), so two standard errors of the mean, 2 * 0.5 / sqrt(n) bits, fit within
-# it from n = 16; 100 images leave room for a converter whose outputs spread up to 1.25 bits.
+# image's entropy spreads by about 0.5 bits (the class code of results/protection/cifar10/
+# model_partitioning_baseline.md on the embedded sample's 500 test images; a photo's by 1.6), so two
+# standard errors of the mean, 2 * 0.5 / sqrt(n) bits, fit within it from n = 16; 100 images leave
+# room for a converter whose outputs spread up to 1.25 bits.
 MIN_IMAGES = 100
 
 

@@ -13,7 +13,7 @@ from conftest import REPO, assert_one_error_line, run_binary
 from cli import runner
 from dapter_tf import DapterError
 
-BUNDLE = REPO / "results" / "release" / "cifar10_reference"
+BUNDLE = REPO / "results" / "release" / "cifar2_10_reference"
 TFLITE = BUNDLE / "converter_dynamic_range.tflite"  # A shipped file; which one does not matter here.
 
 # Root ignores file permissions: the read-only case needs an ordinary user.

@@ -381,12 +381,23 @@ def test_verify_binary_refuses_three_images_in_one_line(bundle, tiny_target_path
 
 
 RELEASES = REPO / "results" / "release"
-# Each reference bundle ships the modes whose parity gate passed. Both int8 files broke their gate (Cifar2:10's
-# one-colour code and CIFAR-10's class code are quantization-sensitive), so both ship dynamic-range weights instead.
+# Each reference bundle ships the modes whose parity gate passed. Cifar2:10's int8 file broke its gate (the
+# one-colour code is quantization-sensitive), so it ships dynamic-range weights instead.
 REFERENCE_RELEASES = {
-    "cifar10_reference": BUNDLE_FILES - {"converter_int8.tflite"} | {"converter_dynamic_range.tflite"},
     "cifar2_10_reference": BUNDLE_FILES - {"converter_int8.tflite"} | {"converter_dynamic_range.tflite"},
 }
+# Issue 31: the class-code converter carried the provider's model (model partitioning, which the paper rejects),
+# so it left results/release/ for results/protection/ as a baseline; only its target stays, as a target to protect.
+CIFAR10_TARGET = RELEASES / "cifar10_reference.target.keras"
+
+
+def test_results_release_holds_only_the_reference_releases_and_their_targets():
+    expected = set(REFERENCE_RELEASES) | {f"{name}.target.keras" for name in REFERENCE_RELEASES} | {CIFAR10_TARGET.name}
+    assert {p.name for p in RELEASES.iterdir()} == expected
+    # Still in the tree: the ResNet18 w32 whose parameters the baseline states (2,802,410; 11.5 MB).
+    assert models.load_target(str(CIFAR10_TARGET)).count_params() == 2_802_410
+    baseline = (REPO / "results" / "protection" / "cifar10" / "model_partitioning_baseline.md").read_text()
+    assert "A baseline, not a release: the converter carries the provider's model" in baseline.split("\n\n")[1]
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCE_RELEASES))
@@ -403,7 +414,7 @@ def test_committed_reference_release_matches_its_manifest_and_publishes_its_targ
     assert "attack_max_ssim" in claims
 
 
-@pytest.mark.parametrize("name, dataset", [("cifar10_reference", "cifar10"), ("cifar2_10_reference", "cifar2_10")])
+@pytest.mark.parametrize("name, dataset", [("cifar2_10_reference", "cifar2_10")])
 def test_committed_reference_release_verifies_on_real_cifar10_with_its_published_target(name, dataset):
     # The verifier's own images: 2,000 drawn at random from the CIFAR-10 test set (the card measured all
     # 10,000; on fewer, the accuracy drop's sampling noise nears the claim's 2-point tolerance), and the
@@ -427,17 +438,17 @@ def test_committed_reference_release_verifies_on_real_cifar10_with_its_published
 
 
 def test_verify_refuses_another_tasks_data_in_one_line_before_loading_it():
-    # CelebA faces for a CIFAR-10 bundle: its entropy and bandwidth claims say nothing about them.
+    # CelebA faces for a Cifar2:10 bundle: its entropy and bandwidth claims say nothing about them.
     celeba = require_shared(SHARED_DATA / "celeba")
     proc = run_binary(
         "export.verify",
-        f"--bundle={RELEASES / 'cifar10_reference'}",
+        f"--bundle={RELEASES / 'cifar2_10_reference'}",
         "--dataset=celeba",
         "--source=folder",
         f"--data_dir={celeba}",
         "--max_test=50",
     )
-    assert_one_error_line(proc, "(task celeba, the bundle's is cifar10; images 64x64, the bundle's are 32x32)")
+    assert_one_error_line(proc, "(task celeba, the bundle's is cifar2_10; images 64x64, the bundle's are 32x32)")
     assert "ok " not in proc.stdout  # Nothing was checked.
 
 
