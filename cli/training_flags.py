@@ -99,6 +99,13 @@ def define_converter_flags():
     init_converter = flags.DEFINE_string(
         "init_converter", "", "Start from this trained converter (.keras file or workdir) instead of random weights."
     )
+    code_margin = flags.DEFINE_float(
+        "code_margin",
+        0.0,
+        "Beyond the paper: the weight of L_margin, the squared distance (in grid steps) of each output value "
+        "from the middle of its --output_step level, added to L_dap. A short fine-tuning with it (from "
+        "--init_converter) lets a full-int8 file round every value to the same level as Keras. 0: off.",
+    )
     build_adversary = define_defence_flags()
     acc_labels = flags.DEFINE_enum(
         "acc_labels",
@@ -153,6 +160,7 @@ def define_converter_flags():
             acc_labels=acc_labels.value,
             class_code=class_code.value,
             architecture=architecture.value,
+            code_margin=code_margin.value,
             **training,
         )
         values.update(overrides)

@@ -7,7 +7,8 @@ One resumable command, in six stages, each printed as it starts:
 2. search: the recipe ladder of ``dapter_tf.analysis.recipe_search``, most protective and cheapest
    first (the coarse output code from one colour per image to finer blocks, a wider and longer
    training at each, then L_dap alone; the class code only with --allow_model_on_device); each
-   candidate is trained, screened by a short attack, and confirmed by the full attack suite
+   candidate is trained (a coarse code then fine-tuned on L_margin, so that its int8 file keeps its
+   colours), screened by a short attack, and confirmed by the full attack suite
    (attackers trained after the converter froze, on converted images of its own training split,
    measured on held-out images; the strongest reconstruction beside the mean training image, the
    labellers beside the bound of knowing only the target label); it stops at the first that meets
@@ -232,7 +233,9 @@ def main():
         )
         sys.exit(NO_RECIPE_EXIT)
     chosen = os.path.join(workdir, state.chosen)
-    print(f"   chosen: {state.chosen}", flush=True)
+    # The candidate's converter: its code-margin fine-tuning for a coarse code (recipe_search, "int8").
+    converter_dir = next(p["converter"] for p in state.points if p["name"] == state.chosen)
+    print(f"   chosen: {state.chosen} ({converter_dir})", flush=True)
 
     # 4-6. Export with the parity gate, release with the card's claims, verify with an attacker of its own.
     export_dir = os.path.join(workdir, "export")
@@ -244,7 +247,7 @@ def main():
             "export",
             "export.export_tflite",
             [
-                f"--workdir={chosen}/converter",
+                f"--workdir={converter_dir}",
                 f"--output_dir={export_dir}",
                 f"--modes={','.join(_MODES.value)}",
                 f"--max_test={_EXPORT_IMAGES.value}",
@@ -255,7 +258,7 @@ def main():
             "release",
             "export.release",
             [
-                f"--workdir={chosen}/converter",
+                f"--workdir={converter_dir}",
                 f"--export_dir={export_dir}",
                 f"--suite_results={chosen}/suite/suite.json",
                 f"--output_dir={release_dir}",

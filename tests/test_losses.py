@@ -78,3 +78,17 @@ def test_distillation_loss_by_hand():
     assert float(terms["acc"][0]) == pytest.approx(np.log(2.0)) and float(terms["dap"][0]) == pytest.approx(
         0.5 * np.log(2.0)
     )
+
+
+def test_code_margin_loss_by_hand():
+    # Step 16: levels at 128 + 16k; 4 levels from one is (4/16)^2 = 0.0625; the midpoint 136 is 0.25.
+    pre = np.array([128.0, 132.0, 136.0 - 1e-3, 112.0], np.float32).reshape(1, 2, 2, 1) / 255.0
+    pre = np.repeat(pre, 3, axis=-1)
+    expected = (0.0 + 0.0625 + 0.25 + 0.0) / 4
+    np.testing.assert_allclose(losses.code_margin_loss(pre, 16).numpy(), [expected], atol=1e-4)
+    # Its gradient pulls each value towards its level: 132 goes down, 124 goes up, a level stays.
+    x = tf.Variable(np.array([132.0, 124.0, 128.0], np.float32).reshape(1, 1, 3, 1) / 255.0)
+    with tf.GradientTape() as tape:
+        loss = losses.code_margin_loss(x, 16)
+    grad = tape.gradient(loss, x).numpy().ravel()
+    assert grad[0] > 0 and grad[1] < 0 and grad[2] == 0

@@ -1,11 +1,14 @@
 """dapter-protect's recipe search: the ladder, the stopping rule by hand, and a tiny search that stops and resumes."""
 
+import json
+
 import keras
 import pytest
 
 from conftest import tiny_dapter_config
 from dapter_tf.analysis import protection
 from dapter_tf.analysis import recipe_search as rs
+from dapter_tf.records import files
 
 LEAKED, MISSED = rs.LEAKED, rs.MISSED_ACCURACY
 
@@ -97,6 +100,13 @@ def test_a_tiny_search_stops_at_the_first_that_meets_the_bars_and_resumes(tmp_pa
     assert (state.ended, state.chosen, [p["name"] for p in state.points]) == (rs.MET, "coarse", ["coarse"])
     point = state.points[0]
     assert point["stage"] == "suite" and point["screen"]["max_ssim"] is not None and point["suite"]["verdicts"]
+    # A coarse code is fine-tuned on L_margin, and that converter is the one attacked.
+    assert point["converter"] == str(tmp_path / "s" / "coarse" / rs.MARGIN_DIR) and "before_margin_drop_points" in point
+    margin_config = json.loads((tmp_path / "s" / "coarse" / rs.MARGIN_DIR / "config.json").read_text())
+    assert (margin_config["code_margin"], margin_config["epochs"]) == (rs.MARGIN_WEIGHT, rs.MARGIN_EPOCHS)
+    assert margin_config["init_converter"].endswith("coarse/converter/converter.keras")
+    spec = json.loads((tmp_path / "s" / "coarse" / "suite" / protection.SUITE_SPEC_FILE).read_text())
+    assert spec["converter_sha256"] == files.sha256(str(tmp_path / "s" / "coarse" / rs.MARGIN_DIR / "converter.keras"))
     assert not (tmp_path / "s" / "fine").exists()
     assert (tmp_path / "s" / rs.SEARCH_FILE).is_file()
     # A rerun reads the search back: nothing trains again.

@@ -1,6 +1,7 @@
 """Training loops: the frozen target, distribution over two replicas, checkpoint resume."""
 
 import json
+import re
 import os
 
 import keras
@@ -9,7 +10,7 @@ import pytest
 import tensorflow as tf
 from conftest import tiny_dapter_config
 
-from dapter_tf import DapterError, models, train
+from dapter_tf import DapterError, losses, models, train
 from dapter_tf.data import ImageSet
 from dapter_tf.data.tasks import get_task
 from dapter_tf.models import build_converter, targets
@@ -190,3 +191,31 @@ def test_a_checkpoint_from_before_the_loop_counted_its_steps_resumes_from_the_op
     (old / "config.json").write_text((tmp_path / "new" / "config.json").read_text())
     results = train.train_dapter(tiny_dapter_config(tiny_target_path, epochs=2), TASK, train_set, test_set, str(old))
     assert (results["resumed_from_step"], results["steps"]) == (4, 8)
+
+
+def test_the_code_margin_is_added_on_the_output_before_its_grid(embedded):
+    keras.utils.set_random_seed(0)
+    target = models.freeze(targets.build_target("resnet18", (32, 32, 3), 10, width=4))
+    converter = models.build_block_converter((4, 4, 4), 8)
+    images = tf.constant(embedded[0].images[:16], tf.float32) / 255.0
+    labels = tf.constant(embedded[0].labels["label"][:16])
+    before_grid = keras.Model(converter.inputs, converter.get_layer("output_levels").input)(images)
+    expected = float(np.mean(losses.code_margin_loss(before_grid, 16)))
+    optimizer = keras.optimizers.Adam(1e-3)
+    optimizer.build(converter.trainable_variables)
+    step = train.build_dapter_step(converter, target, optimizer, 0.5, 16, code_margin=2.0)
+    out = step(images, labels)
+    np.testing.assert_allclose(float(out["L_margin"]), expected, rtol=1e-5)
+    np.testing.assert_allclose(float(out["L_total"]), float(out["L_dap"]) + 2.0 * expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"code_margin": -1.0}, "code_margin must be >= 0, got -1.0"),
+        ({"code_margin": 1.0, "output_step": 1}, "code_margin needs an output grid (output_step > 1)"),
+    ],
+)
+def test_a_bad_code_margin_is_refused(tiny_target_path, overrides, message):
+    with pytest.raises(DapterError, match=re.escape(message)):
+        tiny_dapter_config(tiny_target_path, **overrides)

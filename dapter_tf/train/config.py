@@ -138,6 +138,10 @@ class DapterConfig:
             averaged over the blocks), or ``block_encoder`` (``models.build_block_converter``), which
             stops at the block resolution and so costs less the larger the blocks; it needs
             ``output_block`` >= 2 (``class_code`` then cannot be set: that is another output code).
+        code_margin: The weight of L_margin (``losses.code_margin_loss``) added to L_dap: pulls every
+            output value towards the middle of its grid level, so that a full-int8 file rounds it to
+            the same level (a short fine-tuning from ``init_converter``; ``recipe_search``). 0: off.
+            Needs ``output_step`` > 1.
     """
 
     data: DataConfig = DataConfig()
@@ -163,6 +167,7 @@ class DapterConfig:
     class_code: str = ""
     target_contract: TargetContract = TargetContract()
     architecture: str = "fig3"
+    code_margin: float = 0.0
 
     def __post_init__(self):
         losses.check_lambda(self.lambda_)
@@ -193,6 +198,10 @@ class DapterConfig:
                 "architecture block_encoder needs output_block >= 2 (it stops at the block resolution); "
                 "with output_block 1 use architecture fig3"
             )
+        if not self.code_margin >= 0:
+            raise DapterError(f"code_margin must be >= 0, got {self.code_margin}")
+        if self.code_margin and self.output_step == 1:
+            raise DapterError("code_margin needs an output grid (output_step > 1): with step 1 there is no level to keep")
         if self.class_code not in ("", "target"):
             object.__setattr__(self, "class_code", os.path.abspath(self.class_code))
         _check_training_fields(self)

@@ -17,7 +17,7 @@ from dapter_tf.data.tasks import Task
 from dapter_tf.defences.adversarial import AdversarialDecoders
 from dapter_tf.errors import DapterError
 from dapter_tf.models import saving, served
-from dapter_tf.models.converter import build_block_converter, build_class_code_converter, build_converter
+from dapter_tf.models.converter import OutputLevels, build_block_converter, build_class_code_converter, build_converter
 from dapter_tf.pixels import check_image_size
 from dapter_tf.records import runs
 from dapter_tf.train.config import DapterConfig
@@ -35,6 +35,7 @@ def build_dapter_step(
     adversary: AdversarialDecoders | None = None,
     trivial_error: float = 1.0,
     acc_labels: str = "true",
+    code_margin: float = 0.0,
 ):
     """Builds one replica's L_dap training step (the GAN-generator pattern of keras-io's guides).
 
@@ -53,20 +54,33 @@ def build_dapter_step(
         adversary: The online decoders of the adversarial defence, or ``None`` (L_dap alone).
         trivial_error: E0 of L_adv (the mean training image's mean squared error).
         acc_labels: ``true`` (Eq. 4) or ``target`` (distil the target's answer on the original).
+        code_margin: The weight of L_margin (``losses.code_margin_loss``) on the output before its
+            grid (``OutputLevels``); 0 leaves L_dap alone.
 
     Returns:
         ``step_fn(images, labels) -> {"L_dap", "L_eta", "L_acc"}`` (with an adversary also
-        ``"L_adv"``, ``"L_total"`` and each decoder's ``"adversary_<k>_mse"``), each a replica's
-        share of the global batch mean.
+        ``"L_adv"``, ``"L_total"`` and each decoder's ``"adversary_<k>_mse"``; with a code margin
+        ``"L_margin"`` and ``"L_total"``), each a replica's share of the global batch mean.
     """
     lambda_ = losses.check_lambda(lambda_)
+    forward, step = converter, None
+    if code_margin:
+        # One pass gives both the output before its grid and the converted image.
+        levels = next((layer for layer in converter.layers if isinstance(layer, OutputLevels)), None)
+        if levels is None or levels.step == 1:
+            raise DapterError("code_margin needs a converter with an output grid (OutputLevels, step > 1)")
+        forward, step = keras.Model(converter.inputs, [levels.input, converter.output]), levels.step
 
     def step_fn(images, labels):
         soft_labels = None
         if acc_labels == "target":
             soft_labels = tf.stop_gradient(tf.nn.softmax(target(images, training=False)))
         with tf.GradientTape() as tape:
-            converted = converter(images, training=True)
+            pre_snap = None
+            if code_margin:
+                pre_snap, converted = forward(images, training=True)
+            else:
+                converted = converter(images, training=True)
             decoder_losses = {}
             if adversary is not None:
                 with tape.stop_recording():
@@ -77,12 +91,17 @@ def build_dapter_step(
             if adversary is not None:
                 terms["adv"] = adversary.penalty(converted, images, trivial_error)
                 terms["total"] = terms["dap"] + adversary.config.weight * terms["adv"]
+            if code_margin:
+                terms["margin"] = losses.code_margin_loss(pre_snap, step)
+                terms["total"] = terms["total"] + code_margin * terms["margin"]
             mean = {k: tf.nn.compute_average_loss(v, global_batch_size=global_batch_size) for k, v in terms.items()}
         grads = tape.gradient(mean["total"], converter.trainable_variables)
         optimizer.apply(grads, converter.trainable_variables)
         out = {"L_dap": mean["dap"], "L_eta": mean["eta"], "L_acc": mean["acc"]}
         if adversary is not None:
             out.update({"L_adv": mean["adv"], "L_total": mean["total"], **decoder_losses})
+        if code_margin:
+            out.update({"L_margin": mean["margin"], "L_total": mean["total"]})
         return out
 
     return step_fn
@@ -153,7 +172,15 @@ def train_dapter(config: DapterConfig, task: Task, train_set, test_set: ImageSet
             adversary = AdversarialDecoders(config.adversary, mean_image, config.batch_size, config.seed)
 
     step_fn = build_dapter_step(
-        converter, target, optimizer, config.lambda_, config.batch_size, adversary, trivial_error, config.acc_labels
+        converter,
+        target,
+        optimizer,
+        config.lambda_,
+        config.batch_size,
+        adversary,
+        trivial_error,
+        config.acc_labels,
+        config.code_margin,
     )
     test_labels = test_set.labels[task.target_label]
     eval_set = test_set.take(config.eval_images)
