@@ -118,8 +118,10 @@ def benefits_from_rewrite(converter: keras.Model) -> bool:
     without it and measured no better with it (a spread Fig. 3 converter: 11.1 % of pixels off
     Keras' grid level against 8.9 %); the block encoder (``build_block_converter``) has neither
     tie (no copy connection, no average pool: its repeat is exact in int8) and, untrained and
-    spread, measured no better either (mean pixel diff 0.92 against 0.89 at b = 8). Their files
-    stay as they were; a trained block encoder should be measured before it joins.
+    spread, measured no better either (mean pixel diff 0.92 against 0.89 at b = 8); trained
+    (CelebA Male's b32_wide, 1,000 held-out photos) it measured worse, 1.188 against 0.572. Their
+    files stay as they were; a coarse code's int8 file holds its colours through the code margin
+    instead (``recipe_search.MARGIN_WEIGHT``, results/export/README.md).
     """
     return any(isinstance(layer, OutputBlocks) for layer in converter.layers)
 
