@@ -34,6 +34,8 @@ class ReleaseInfo:
     class_code: str = ""
     # The target's input contract, as ``TargetContract.describe`` says it ("" : our zoo's, unstated).
     target_contract: str = ""
+    # The converter's architecture and training in one line (``release._describe_converter``; "" : unstated).
+    converter: str = ""
 
 
 def _suite_section(suite) -> list[str]:
@@ -122,6 +124,7 @@ def render_card(info: ReleaseInfo, measured: dict, claims: list[Claim], export: 
         + (f"; published beside this bundle as `{info.published_target}`" if info.published_target else ""),
         *([f"- Target's input contract: {info.target_contract} (between the converter and the target, as the "
            "provider's server applies it)"] if info.target_contract else []),
+        *([f"- Converter: {info.converter}"] if info.converter else []),
         f"- λ (L_dap = λ L_eta + (1 - λ) L_acc): {info.lambda_ if info.lambda_ is not None else 'not recorded'}",
         f"- Images: {height}x{width} RGB, uint8; converted pixels on the grid 128 + k * {int(measured['output_step'])}",
         f"- Photos of another size are first brought to {height}x{width} by the policy the converter was trained "

@@ -111,7 +111,12 @@ def main():
         name=_NAME.value or os.path.basename(os.path.normpath(_OUTPUT_DIR.value)),
         task=task.name,
         target_label=task.target_label,
-        target_name=f"{target.name} ({target.count_params():,} parameters)",
+        # A SavedModel's weights are not Keras variables of the wrapper: its parameter count would read 0.
+        target_name=(
+            f"a SavedModel, {os.path.basename(os.path.normpath(target_path))}"
+            if is_saved_model
+            else f"{target.name} ({target.count_params():,} parameters)"
+        ),
         lambda_=config.get("lambda_"),
         data=_describe_data(data_config),
         image_size=tuple(test_set.images.shape[1:3]),
@@ -119,6 +124,7 @@ def main():
         published_target=os.path.basename(published),
         class_code=_class_code_source(config.get("class_code", "")),
         target_contract=contract.describe() if stated else "",
+        converter=_describe_converter(config),
     )
     manifest = release_lib.build_bundle(
         converter_path,
@@ -141,6 +147,27 @@ def main():
         if stated:
             print(f"{release_lib.sha256(published_contract)}  {published_contract} (its input contract)")
     print(f"bundle: {_OUTPUT_DIR.value} (check it with dapter-verify --bundle={_OUTPUT_DIR.value} and the data flags)")
+
+
+def _describe_converter(config: dict) -> str:
+    """The converter's architecture and training, from its workdir's config.json, in one line ("" if unrecorded)."""
+    if "epochs" not in config or "filters" not in config:
+        return ""
+    architecture = config.get("architecture", "fig3")
+    filters = "/".join(str(f) for f in config.get("filters", ()))
+    block = int(config.get("output_block", 1))
+    text = "the block encoder" if architecture == "block_encoder" else "the Fig. 3 converter"
+    text += f" ({filters} channels)" if filters else ""
+    if block > 1:
+        text += f", one colour per {block}x{block} block"
+    epochs = int(config.get("epochs", 0))
+    text += f"; {epochs} epoch{'' if epochs == 1 else 's'}"
+    if config.get("code_margin"):
+        text += (
+            f" of fine-tuning on L_dap + {config['code_margin']:g} L_margin from an earlier training, so that its "
+            "int8 file rounds each colour as the Keras converter does"
+        )
+    return text
 
 
 def _class_code_source(class_code: str) -> str:

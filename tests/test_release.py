@@ -354,6 +354,8 @@ def test_release_and_verify_binaries(workdir, tmp_path, tiny_target_path):
     assert proc.returncode == 0, proc.stderr
     assert "converter_int8.tflite" in proc.stdout and (out / "manifest.json").is_file()
     assert "# Model card: demo-release" in (out / "model_card.md").read_text()
+    # This workdir's config.json records no training: the card states none rather than a wrong one.
+    assert "- Converter:" not in (out / "model_card.md").read_text()
     verify = run_binary(
         "export.verify", f"--bundle={out}", "--max_test=400", "--seed=1", f"--target={tiny_target_path}"
     )
@@ -568,3 +570,14 @@ def test_verify_attacks_needs_an_attack_claim_and_a_positive_time(bundle):
     assert proc.returncode == 1 and "error: --attacks: the card makes no attack_max_ssim claim" in proc.stderr
     proc = run_binary("export.verify", f"--bundle={bundle}", "--attacks", "--attack_seconds=0")
     assert proc.returncode == 1 and "--attack_seconds must be > 0" in proc.stderr
+
+
+def test_the_card_describes_a_coarse_code_fine_tuned_on_the_code_margin():
+    from export.release import _describe_converter
+
+    assert _describe_converter({"filters": [24, 48, 96], "epochs": 1}) == "the Fig. 3 converter (24/48/96 channels); 1 epoch"
+    config = {"architecture": "block_encoder", "filters": [48, 96, 192], "output_block": 32, "epochs": 3, "code_margin": 0.3}
+    assert _describe_converter(config) == (
+        "the block encoder (48/96/192 channels), one colour per 32x32 block; 3 epochs of fine-tuning on "
+        "L_dap + 0.3 L_margin from an earlier training, so that its int8 file rounds each colour as the Keras converter does"
+    )
