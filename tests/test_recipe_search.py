@@ -95,10 +95,14 @@ def test_a_tiny_search_stops_at_the_first_that_meets_the_bars_and_resumes(tmp_pa
     lines = []
     # Bars any converter meets: the first candidate is screened, confirmed, chosen; the second never trains.
     generous = rs.Bars(100.0, 2.0, 100.0)
+    # A killed earlier run had spent 1000 s on the first candidate: the budget counts them.
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / rs.IN_PROGRESS_FILE).write_text(json.dumps({"name": "coarse", "seconds": 1000.0}))
     state = rs.run_search(base, _tiny_ladder(), generous, full, task, train_set, test_set, str(tmp_path / "s"),
                           log=lines.append)  # fmt: skip
     assert (state.ended, state.chosen, [p["name"] for p in state.points]) == (rs.MET, "coarse", ["coarse"])
     point = state.points[0]
+    assert 1000.0 < point["seconds"] < 1000.0 + 600.0 and not (tmp_path / "s" / rs.IN_PROGRESS_FILE).exists()
     assert point["stage"] == "suite" and point["screen"]["max_ssim"] is not None and point["suite"]["verdicts"]
     # A coarse code is fine-tuned on L_margin, and that converter is the one attacked.
     assert point["converter"] == str(tmp_path / "s" / "coarse" / rs.MARGIN_DIR) and "before_margin_drop_points" in point

@@ -32,12 +32,15 @@ of recipes and a stopping rule:
 Every candidate works in its own folders (``<name>/converter``, ``<name>/int8_margin`` for a coarse
 code, ``<name>/screen``, ``<name>/suite``),
 each resumable, and ``search.json`` records each one's outcome and seconds, so a killed search
-resumes where it stopped with the time already spent counted against the budget.
+resumes where it stopped with the time already spent counted against the budget (that of the
+candidate it was measuring too: ``in_progress.json``).
 """
 
+import contextlib
 import dataclasses
 import json
 import os
+import threading
 import time
 
 from dapter_tf import train
@@ -46,6 +49,9 @@ from dapter_tf.errors import DapterError
 from dapter_tf.records import files, runs
 
 SEARCH_FILE = "search.json"
+# The candidate being measured and the seconds spent on it so far, rewritten every IN_PROGRESS_EVERY_SECONDS.
+IN_PROGRESS_FILE = "in_progress.json"
+IN_PROGRESS_EVERY_SECONDS = 30.0
 REPORT_FILE = "search.md"
 PLOT_FILE = "search.png"
 
@@ -341,7 +347,8 @@ def run_search(
     }
     budget = None if budget_hours is None else budget_hours * 3600.0
     while True:
-        left = None if budget is None else budget - state.seconds
+        interrupted = _interrupted_seconds(workdir)  # What an interrupted run spent on the candidate it was measuring.
+        left = None if budget is None else budget - state.seconds - sum(interrupted.values())
         rung, reason = next_rung(ladder, state.outcomes, left, state.seconds_per_cost(ladder))
         if rung is None:
             state.ended = reason
@@ -350,10 +357,53 @@ def run_search(
             return state
         done = len(state.points)
         log(f"== candidate {rung.name} ({done + 1} tried of at most {len(ladder)}): {rung.recipe.overrides}")
-        point = _measure(rung, base, task, train_set, test_set, workdir, screen, full_spec, bars, log)
+        earlier = interrupted.get(rung.name, 0.0)
+        with _counting_seconds(workdir, rung.name, earlier):
+            point = _measure(rung, base, task, train_set, test_set, workdir, screen, full_spec, bars, log)
+        point["seconds"] += earlier
         state.points.append(json.loads(json.dumps(point)))  # As search.json holds it: a rerun reads the same.
         state.save(workdir, extra)
+        _clear_interrupted(workdir)
         log(f"   {rung.name}: {point['outcome']} ({_figures(point)}; {point['seconds'] / 60:.1f} min)")
+
+
+def _interrupted_seconds(workdir: str) -> dict:
+    """``{candidate: seconds}`` that a killed run spent on the candidate it was measuring (``IN_PROGRESS_FILE``)."""
+    record = files.read_json(os.path.join(workdir, IN_PROGRESS_FILE)) or {}
+    return {record["name"]: float(record["seconds"])} if "name" in record else {}
+
+
+def _clear_interrupted(workdir: str) -> None:
+    path = os.path.join(workdir, IN_PROGRESS_FILE)
+    if os.path.isfile(path):
+        os.remove(path)
+
+
+@contextlib.contextmanager
+def _counting_seconds(workdir: str, name: str, earlier: float, every: float = IN_PROGRESS_EVERY_SECONDS):
+    """Records, every ``every`` seconds, the seconds spent on candidate ``name`` (``earlier`` included).
+
+    A search killed mid-candidate resumes the candidate's stages, and its budget counts what the
+    killed run had spent on it (to within ``every`` seconds), not only what the rerun spends.
+    """
+    start, stop = time.time(), threading.Event()
+
+    def record():
+        files.write_json(os.path.join(workdir, IN_PROGRESS_FILE), {"name": name, "seconds": earlier + time.time() - start})
+
+    def beat():
+        while not stop.wait(every):
+            record()
+
+    record()
+    thread = threading.Thread(target=beat, name="search-seconds", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        record()
 
 
 def _measure(rung, base, task, train_set, test_set, workdir, screen, full_spec, bars, log) -> dict:
