@@ -177,6 +177,12 @@ def render_card(info: ReleaseInfo, measured: dict, claims: list[Claim], export: 
             "`converter_int8.tflite` takes uint8 pixels as they are (scale 1/255, zero point 0).",
             "",
         ]
+    if "converter_int8.tflite" in files:
+        lines += [
+            "**On phones, ship `converter_int8.tflite`**: the smallest and fastest file, uint8 camera pixels in and "
+            "the pixels to send out, within the parity figures above of the Keras converter.",
+            "",
+        ]
     if files and all("contract" in export["files"][TFLITE_NAME.match(n).group("mode")] for n in files):
         lines += [
             "Every `.tflite` file carries its input and output contract in its own metadata (entry "

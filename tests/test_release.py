@@ -354,6 +354,7 @@ def test_release_and_verify_binaries(workdir, tmp_path, tiny_target_path):
     assert proc.returncode == 0, proc.stderr
     assert "converter_int8.tflite" in proc.stdout and (out / "manifest.json").is_file()
     assert "# Model card: demo-release" in (out / "model_card.md").read_text()
+    assert "**On phones, ship `converter_int8.tflite`**" in (out / "model_card.md").read_text()
     # This workdir's config.json records no training: the card states none rather than a wrong one.
     assert "- Converter:" not in (out / "model_card.md").read_text()
     verify = run_binary(
