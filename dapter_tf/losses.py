@@ -8,7 +8,7 @@ many replicas share a batch.
 import tensorflow as tf
 
 from dapter_tf.errors import DapterError
-from dapter_tf.pixels import REFERENCE_PIXEL
+from dapter_tf.pixels import REFERENCE_PIXEL, grid_levels
 
 
 def entropy_reduction_loss(converted):
@@ -85,10 +85,8 @@ def code_margin_loss(pre_snap, step: int):
         float32 (N,).
     """
     pre_snap = tf.convert_to_tensor(pre_snap, tf.float32)
-    size = float(step) / 255.0
-    levels = tf.clip_by_value(REFERENCE_PIXEL + size * tf.round((pre_snap - REFERENCE_PIXEL) / size), 0.0, 1.0)
-    distance = tf.stop_gradient(levels) - pre_snap
-    return tf.reduce_mean(tf.square(distance / size), axis=[1, 2, 3])
+    distance = tf.stop_gradient(grid_levels(pre_snap, step)) - pre_snap
+    return tf.reduce_mean(tf.square(distance * 255.0 / step), axis=[1, 2, 3])
 
 
 def check_lambda(lambda_: float) -> float:

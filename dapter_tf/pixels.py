@@ -12,6 +12,17 @@ REFERENCE_PIXEL = 128.0 / 255.0
 # 4 epochs at lambda 0.95 gave 72.4 % accuracy at 54 % of the originals' entropy where the plain
 # sigmoid (step 1) gave 67.5 % at 76 %; README, "Training recipe", has the figures.
 DEFAULT_OUTPUT_STEP = 16
+
+
+def grid_levels(images, step: int):
+    """The level of the grid 128 + k * ``step`` that each pixel in [0, 1] rounds to, in [0, 1] (``OutputLevels``)."""
+    # Imported here: binaries read this module's constants before TensorFlow is imported quietly (cli.runner).
+    import tensorflow as tf
+
+    size = step / 255.0
+    return tf.clip_by_value(REFERENCE_PIXEL + size * tf.round((images - REFERENCE_PIXEL) / size), 0.0, 1.0)
+
+
 # The converter's two stride-2 down-samplings, mirrored by two stride-2 up-samplings.
 SIDE_MULTIPLE = 4
 

@@ -5,7 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from dapter_tf.errors import DapterError
-from dapter_tf.pixels import DEFAULT_OUTPUT_STEP, REFERENCE_PIXEL
+from dapter_tf.pixels import DEFAULT_OUTPUT_STEP, grid_levels
 
 DEFAULT_FILTERS = (24, 48, 96)
 # The largest output block (``output_block``): a 64x64 image is then a single block.
@@ -33,9 +33,7 @@ class OutputLevels(keras.layers.Layer):
     def call(self, images, training=None):
         if self.step == 1:
             return images
-        size = self.step / 255.0
-        levels = REFERENCE_PIXEL + size * tf.round((images - REFERENCE_PIXEL) / size)
-        levels = tf.clip_by_value(levels, 0.0, 1.0)
+        levels = grid_levels(images, self.step)
         if not training:
             return levels  # Inference (and TFLite export) needs no gradient trick.
         return images + tf.stop_gradient(levels - images)
