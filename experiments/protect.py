@@ -104,6 +104,9 @@ _EXPORT_IMAGES = flags.DEFINE_integer(
 _VERIFY_SECONDS = flags.DEFINE_float(
     "verify_attack_seconds", 600, "dapter-verify --attacks: the time its own reconstruction attacker may train."
 )
+_RELEASE_NAME = flags.DEFINE_string(
+    "release_name", "", "The release's name on its model card (default: the workdir's folder name)."
+)
 _SEED = flags.DEFINE_integer("seed", 0, "Seeds training, attackers and which photos are measured.")
 _WORKDIR = flags.DEFINE_string(
     "workdir",
@@ -262,6 +265,7 @@ def main():
                 f"--export_dir={export_dir}",
                 f"--suite_results={chosen}/suite/suite.json",
                 f"--output_dir={release_dir}",
+                f"--name={_RELEASE_NAME.value or os.path.basename(os.path.normpath(workdir))}",
                 f"--max_test={_EXPORT_IMAGES.value}",
             ],
         ),

@@ -40,9 +40,13 @@ def test_the_ladder_goes_from_the_coarsest_code_to_l_dap_and_the_class_code_only
         ({"b32": MISSED, "b32_wide": MISSED, "b16": LEAKED}, None, (None, rs.EXHAUSTED)),
         ({"b32": LEAKED}, None, (None, rs.EXHAUSTED)),
         ({"b32": MISSED, "b32_wide": rs.PASSED}, None, (None, rs.MET)),
-        # b32_wide costs 9 units; at 20 s a unit it needs 180 s, and 100 s are left.
-        ({"b32": MISSED}, (100.0, 20.0), (None, rs.BUDGET)),
+        # b32_wide costs 9 units; at 20 s a unit it needs 180 s, and 100 s are left: b16 (1 unit, 20 s) fits.
+        ({"b32": MISSED}, (100.0, 20.0), ("b16", None)),
         ({"b32": MISSED}, (200.0, 20.0), ("b32_wide", None)),
+        # 10 s left: not even a 1-unit candidate (20 s) fits.
+        ({"b32": MISSED}, (10.0, 20.0), (None, rs.BUDGET)),
+        # b16 leaked: every finer code is out, and what is left (b32_wide) does not fit.
+        ({"b32": MISSED, "b16": LEAKED}, (100.0, 20.0), (None, rs.BUDGET)),
         ({"b32": MISSED}, (0.0, None), (None, rs.BUDGET)),
     ],
 )
@@ -56,6 +60,26 @@ def test_the_class_code_follows_a_leak_only_when_allowed():
     ladder = rs.build_ladder(32, allow_model_on_device=True)
     rung, _ = rs.next_rung(ladder, {"b32": LEAKED})
     assert rung.name == "class_code"
+
+
+def test_a_candidate_that_missed_the_accuracy_bar_is_screened_but_never_confirmed():
+    bars = rs.Bars(3.0, 0.05, 5.0)
+    assert rs.attack_stages(3.5, bars) == ("screen",)
+    assert rs.attack_stages(3.0, bars) == rs.attack_stages(-1.0, bars) == ("screen", "suite")
+
+
+def test_the_best_points_of_a_search_that_met_no_bars():
+    def point(name, outcome, drop, ssim):
+        screen = {"accuracy_drop_points": drop, "accuracy_drop_error_points": 0.0, "max_ssim": ssim, "ssim_mean_image": 0.25}
+        return {"name": name, "outcome": outcome, "training_drop_points": drop, "screen": screen, "stage": "screen"}
+
+    state = rs.SearchState(points=[
+        point("b32", MISSED, 60.0, 0.26), point("b16", MISSED, 40.0, 0.27), point("ldap_0.9", LEAKED, 1.0, 0.9),
+    ])  # fmt: skip
+    best = rs.best_points(state, rs.Bars())
+    # Protective: of those whose attacks held, the one that lost fewest points; usable: the only one that held accuracy.
+    assert (best["protective"]["name"], best["usable"]["name"]) == ("b16", "ldap_0.9")
+    assert rs.describe_point(best["protective"]) == "b16 (+40.00 ± 0.00 points lost, SSIM 0.270 (+0.020 over the mean image), by the screen)"
 
 
 def test_outcomes_and_bars():

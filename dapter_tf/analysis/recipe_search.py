@@ -11,15 +11,18 @@ of recipes and a stopping rule:
   converter), then, only with ``allow_model_on_device``, the class code (which runs a copy of the
   provider's model on the phone). At each code it tries the cheap training first (the block encoder,
   whose cost falls with the block), then a wider and three times longer one.
-* **Screening** (``screen_spec``): a candidate whose accuracy drop, measured on every held-out image
-  as training ends, misses the bar is not attacked at all; otherwise a short attack (the same
-  attackers, fewer epochs and images) rejects a leaking candidate cheaply. A screen can only reject:
-  a candidate that passes it is confirmed by the full suite, and only the full suite's figures are
-  ever claimed.
+* **Screening** (``screen_spec``): every candidate meets a short attack (the same attackers, fewer
+  epochs and images), which rejects a leaking one cheaply. One whose accuracy drop, measured on
+  every held-out image as training ends, misses the bar goes no further: its screen only puts it on
+  the frontier, names the best protective point of a search that meets no bars, and, if it leaks,
+  rules out every finer code. A screen can only reject: a candidate that passes it and holds the
+  accuracy bar is confirmed by the full suite, and only the full suite's figures are ever claimed.
 * **The stopping rule** (``next_rung``): stop at the first candidate whose full suite meets every
   bar. A code that leaks makes every finer code (and L_dap, the finest) pointless, so they are
-  skipped; a code that only misses the accuracy bar moves on to the next candidate. The search also
-  stops when the budget is spent or the next candidate would not fit in what is left of it.
+  skipped; a code that only misses the accuracy bar moves on to the next candidate. A candidate
+  that would not fit in what is left of the budget (at the seconds per unit of cost trained so far)
+  is passed over for a cheaper one further down; the search stops when the budget is spent or no
+  candidate left fits.
 
 * **int8** (``MARGIN_EPOCHS``): a coarse code's colours sit anywhere between two levels of the output
   grid, and a full-int8 file's small error (about 0.6 levels) rounds some of them to the next level:
@@ -207,6 +210,7 @@ def next_rung(ladder, outcomes: dict, budget_left: float | None = None, seconds_
     if PASSED in outcomes.values():
         return None, MET
     leaked = [r for r in ladder if outcomes.get(r.name) in (LEAKED, MISSED_BOTH)]
+    unaffordable = False
     for rung in ladder:
         if rung.name in outcomes:
             continue
@@ -216,9 +220,11 @@ def next_rung(ladder, outcomes: dict, budget_left: float | None = None, seconds_
             if budget_left <= 0:
                 return None, BUDGET
             if seconds_per_cost is not None and rung.cost * seconds_per_cost > budget_left:
-                return None, BUDGET
+                # Too dear for what is left: a cheaper candidate further down may still fit.
+                unaffordable = True
+                continue
         return rung, None
-    return None, EXHAUSTED
+    return None, BUDGET if unaffordable else EXHAUSTED
 
 
 def outcome_of(accuracy_holds: bool, attacks_hold: bool | None) -> str:
@@ -442,11 +448,10 @@ def _measure(rung, base, task, train_set, test_set, workdir, screen, full_spec, 
         base.data,
         target_contract=base.target_contract,
     )
-    if drop > bars.max_accuracy_drop:
-        point.update(outcome=MISSED_ACCURACY, stage="training", seconds=time.time() - start)
-        return point
     converter_sha = files.sha256(os.path.join(converter_dir, runs.CONVERTER_FILE))
-    for stage, spec in (("screen", screen), ("suite", full_spec)):
+    specs = {"screen": screen, "suite": full_spec}
+    for stage in attack_stages(drop, bars):
+        spec = specs[stage]
         folder = os.path.join(workdir, rung.name, stage)
         # The converter's hash is part of what a stage measured: results of another converter are refused.
         protection.write_suite_spec(folder, {**protection.suite_spec_dict(spec), "converter_sha256": converter_sha})
@@ -466,6 +471,16 @@ def _measure(rung, base, task, train_set, test_set, workdir, screen, full_spec, 
             break
     point["seconds"] = time.time() - start
     return point
+
+
+def attack_stages(training_drop_points: float, bars: Bars) -> tuple:
+    """The attacks a trained candidate meets, in order: the screen, then the suite if it may be chosen.
+
+    A candidate that missed the accuracy bar is still screened: that puts it on the frontier, names
+    the best protective point of a search that meets no bars, and a leak it shows rules out every
+    finer code (``next_rung``). Only one that held the bar can be chosen, so only it is confirmed.
+    """
+    return ("screen",) if training_drop_points > bars.max_accuracy_drop else ("screen", "suite")
 
 
 def margin_config(config: train.DapterConfig, converter_dir: str) -> train.DapterConfig:
