@@ -143,7 +143,7 @@ def main():
         f"{out['bytes']['int8, TRANSPOSE_CONV']:,} bytes"
     )
 
-    peak = _measure_peak(config, export_tflite_lib, benchmark_lib, keras, np)
+    peak = benchmark_lib.measure_peak(config)
     out["peak_gmacs"] = peak
     print(f"\nMACs against this CPU's peak (a 3x3 conv, 128 -> 128 channels at 56x56, {config.num_threads} thread(s)):")
     for mode in ("float32", "int8"):
@@ -193,21 +193,6 @@ def main():
         with open(_OUTPUT_JSON.value, "w") as f:
             json.dump(out, f, indent=2, sort_keys=True)
         print(f"\nwrote {_OUTPUT_JSON.value}")
-
-
-def _measure_peak(config, export_tflite_lib, benchmark_lib, keras, np) -> dict:
-    """GMAC/s of a compute-bound 3x3 convolution (128 -> 128 at 56x56) in each mode: the reachable peak."""
-    keras.utils.set_random_seed(1)
-    inputs = keras.Input(batch_shape=(1, 56, 56, 128))
-    probe = keras.Model(inputs, keras.layers.Conv2D(128, 3, padding="same")(inputs))
-    images = np.random.default_rng(1).random((4, 56, 56, 128), dtype=np.float32)
-    peak = {}
-    for mode in ("float32", "int8_int8_io"):
-        model_bytes = export_tflite_lib.convert_keras_model(probe, mode, lambda: ([image[None]] for image in images))
-        macs = sum(benchmark_lib.tflite_macs(model_bytes).values())
-        stats = benchmark_lib.benchmark_tflite(model_bytes, config, images[0])
-        peak["int8" if mode != "float32" else mode] = macs / stats["min_us"] / 1e3
-    return peak
 
 
 if __name__ == "__main__":

@@ -144,6 +144,69 @@ def benchmark_tflite(model_bytes: bytes, config: BenchmarkConfig, value: np.ndar
     return {**_stats(init_s, warmup, runs), **dataclasses.asdict(config)}
 
 
+def benchmark_interleaved(files: dict, config: BenchmarkConfig, values: dict | None = None) -> dict:
+    """Times several ``.tflite`` files in one run, one invoke of each in turn, as ``benchmark_tflite`` does each.
+
+    Interleaving puts a shared machine's passing load on every file alike, so their ratios hold
+    where each one's latency alone would not.
+
+    Args:
+        files: Name -> the file's bytes.
+        config: Threads, warm-up and timed runs (per file), XNNPACK.
+        values: Name -> its input in real units (``image_input``); a missing name gets random pixels.
+
+    Returns:
+        Name -> the statistics of ``benchmark_tflite``.
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    config.validate()
+    values = values or {}
+    resolver = OpResolverType.AUTO if config.use_xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    invokes, inits = {}, {}
+    for name, model_bytes in files.items():
+        start = time.perf_counter()
+        interpreter = Interpreter(
+            model_content=model_bytes, num_threads=config.num_threads, experimental_op_resolver_type=resolver
+        )
+        interpreter.allocate_tensors()
+        inits[name] = time.perf_counter() - start
+        details = interpreter.get_input_details()[0]
+        interpreter.set_tensor(details["index"], input_for(details, values.get(name)))
+        output_index = interpreter.get_output_details()[0]["index"]
+        invokes[name] = (lambda i, o: lambda: (i.invoke(), i.get_tensor(o)))(interpreter, output_index)
+    warmups = {name: [] for name in files}
+    runs = {name: [] for name in files}
+    for count, times in ((config.warmup_runs, warmups), (config.num_runs, runs)):
+        for _ in range(count):
+            for name, invoke in invokes.items():
+                times[name].extend(_timed(invoke, 1))
+    return {
+        name: {**_stats(inits[name], warmups[name], runs[name]), **dataclasses.asdict(config)} for name in files
+    }
+
+
+def measure_peak(config: BenchmarkConfig) -> dict:
+    """This CPU's reachable GMAC/s, float32 and int8: a compute-bound 3x3 convolution, 128 -> 128 channels at 56x56.
+
+    A converter's MACs over its latency, divided by this, is the fraction of the host it uses.
+
+    Returns:
+        ``{"float32": GMAC/s, "int8": GMAC/s}`` of the fastest of ``config.num_runs`` runs.
+    """
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input(batch_shape=(1, 56, 56, 128))
+    probe = keras.Model(inputs, keras.layers.Conv2D(128, 3, padding="same")(inputs))
+    images = np.random.default_rng(1).random((4, 56, 56, 128), dtype=np.float32)
+    peak = {}
+    for mode in ("float32", "int8_int8_io"):
+        model_bytes = export_tflite_lib.convert_keras_model(probe, mode, lambda: ([image[None]] for image in images))
+        macs = sum(tflite_macs(model_bytes).values())
+        stats = benchmark_tflite(model_bytes, config, images[0])
+        peak["int8" if mode != "float32" else mode] = macs / stats["min_us"] / 1e3
+    return peak
+
+
 def configure_tensorflow_threads(num_threads: int) -> None:
     """Makes TensorFlow run each op on ``num_threads`` threads, one op at a time, as TFLite does.
 
@@ -316,6 +379,8 @@ def format_benchmark_line(row: dict) -> str:
     )
     if row.get("ratio_to_keras"):
         line += f", {row['ratio_to_keras']:.3f}x Keras"
+    if row.get("ratio_to_yardstick"):
+        line += f", {row['ratio_to_yardstick']:.3f}x MobileNetV2 1.0 int8 (fastest runs)"
     return line
 
 

@@ -5,7 +5,10 @@ the interpreter and allocating tensors), First inference, Warmup (avg), and the 
 std, p50 and p90 of --num_runs timed runs, at --num_threads threads, with XNNPACK on or off
 (--use_xnnpack). With --keras it also times the Keras converter at batch 1 under tf.function, in
 the same run and with TensorFlow held to the same thread count, and prints each file's latency
-as a ratio of it. Every model runs on the same real image: --image, or by default a picture of the
+as a ratio of it. With --yardstick (the default) it also times MobileNetV2 1.0 as a full-int8 file
+(export.yardstick: uint8 pixels in and out, seeded random weights) at the files' input size,
+interleaved with them (one run of each in turn), and prints each file's fastest run as a ratio of
+the yardstick's: the figure app teams can set beside what they know runs on their phones. Every model runs on the same real image: --image, or by default a picture of the
 embedded CIFAR-10 sample resized to the files' input size (full-int8 latency depends on the data,
 so random pixels, benchmark_model's default, are not used).
 
@@ -42,6 +45,12 @@ _USE_XNNPACK = flags.DEFINE_bool(
     "use_xnnpack",
     True,
     "Run through the XNNPACK delegate (ai_edge_litert's default); false: TFLite's built-in kernels.",
+)
+_YARDSTICK = flags.DEFINE_bool(
+    "yardstick",
+    True,
+    "Also time MobileNetV2 1.0 int8 at the files' input size, interleaved with them, and give each file's "
+    "latency as a ratio of it (building it takes about a minute at 224x224).",
 )
 _IMAGE = flags.DEFINE_string(
     "image", "", "A PNG or JPEG image to run on, resized to the input size; empty: an embedded CIFAR-10 test image."
@@ -111,13 +120,24 @@ def main():
         rows.append(
             {"model": f"keras:{_KERAS.value}", "bytes": None, **benchmark_lib.benchmark_keras(converter, config, value)}
         )
-    for path, model_bytes in files.items():
-        rows.append(
-            {"model": path, "bytes": len(model_bytes), **benchmark_lib.benchmark_tflite(model_bytes, config, value)}
-        )
+    if _YARDSTICK.value:
+        from export import yardstick
+
+        if min(size) < 32:
+            raise DapterError(f"the MobileNetV2 yardstick needs images of at least 32x32, got {size[0]}x{size[1]}")
+        print(f"building {yardstick.YARDSTICK_NAME} at {size[0]}x{size[1]} ...", flush=True)
+        timed = {**files, yardstick.YARDSTICK_NAME: yardstick.export_yardstick(size)}
+        # Interleaved, so a shared machine's passing load falls on the yardstick and the files alike.
+        stats = benchmark_lib.benchmark_interleaved(timed, config, {path: value for path in files})
+    else:
+        timed = files
+        stats = {path: benchmark_lib.benchmark_tflite(model_bytes, config, value) for path, model_bytes in files.items()}
+    rows.extend({"model": path, "bytes": len(model_bytes), **stats[path]} for path, model_bytes in timed.items())
     keras_avg = rows[0]["avg_us"] if converter is not None else None
+    yardstick_min = stats[rows[-1]["model"]]["min_us"] if _YARDSTICK.value else None
     for row in rows:
         row["ratio_to_keras"] = row["avg_us"] / keras_avg if keras_avg else None
+        row["ratio_to_yardstick"] = row["min_us"] / yardstick_min if yardstick_min else None
         print(benchmark_lib.format_benchmark_line(row))
     if _OUTPUT_JSON.value:
         with atomic_file(_OUTPUT_JSON.value, "w") as f:

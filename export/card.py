@@ -36,6 +36,8 @@ class ReleaseInfo:
     target_contract: str = ""
     # The converter's architecture and training in one line (``release._describe_converter``; "" : unstated).
     converter: str = ""
+    # Its cost at 224x224 beside MobileNetV2 1.0 int8 (``yardstick.measure_converter_cost``; None: not measured).
+    cost: dict | None = None
 
 
 def _suite_section(suite) -> list[str]:
@@ -74,6 +76,26 @@ def _suite_section(suite) -> list[str]:
     for v in suite.verdicts():
         lines.append(f"| {v.name} | {({True: 'holds', False: 'missed', None: 'not measured'})[v.holds]} | {v.detail} |")
     return lines + [""]
+
+
+def _cost_section(cost: dict) -> list[str]:
+    """The converter's cost at the phones' published size: GMAC, the host ratio to MobileNetV2, and what it implies."""
+    size = cost["image_size"]
+    phones = "; ".join(
+        f"on a {p['device']} ({p['threads']} threads, whose MobileNetV2 1.0 {size}x{size} int8 runs in {p['ms']:g} ms: "
+        f"{p['source']}) about **{p['estimate_ms']:.1f} ms**"
+        for p in cost["phones"]
+    )
+    return [
+        "## Cost on phones (an estimate, not a claim)",
+        "",
+        f"At {size}x{size}{'' if size == 224 else ' (the size nearest 224x224 that its blocks divide)'} the converter computes {cost['gmac']:.3f} GMAC (counted on its int8 file). Timed beside "
+        f"MobileNetV2 1.0 as a full-int8 file (`keras.applications`, uint8 pixels in and out) at {size}x{size}, "
+        f"{cost['num_threads']} thread, XNNPACK, interleaved, on the releasing host ({cost['cpu']}), its int8 file "
+        f"took **{cost['ratio']:.2f}x** MobileNetV2's time (fastest of {cost['num_runs']} runs each). That ratio "
+        f"implies {phones}. `dapter-adb-benchmark` measures both on a phone.",
+        "",
+    ]
 
 
 def _class_code_lines(info: ReleaseInfo) -> list[str]:
@@ -189,6 +211,8 @@ def render_card(info: ReleaseInfo, measured: dict, claims: list[Claim], export: 
             f"`{export_tflite_lib.CONTRACT_METADATA}`, JSON: dtype, scale, zero point, the grid step, the formulas).",
             "",
         ]
+    if info.cost is not None:
+        lines += _cost_section(info.cost)
     if suite is not None:
         lines += _suite_section(suite)
     if info.attacks:

@@ -55,6 +55,13 @@ _SSIM_TOLERANCE = flags.DEFINE_float(
 _GAP_TOLERANCE = flags.DEFINE_float(
     "label_gap_tolerance", 3.0, "How many points a re-measured labelling gap may exceed the card's."
 )
+_PHONE_COST = flags.DEFINE_bool(
+    "phone_cost",
+    True,
+    "State on the card the converter's GMAC at 224x224, its int8 latency as a ratio of MobileNetV2 1.0 int8 timed "
+    "beside it on this host, and the latency that implies on phones whose MobileNetV2 figure is published "
+    "(about a minute).",
+)
 _PUBLISH_TARGET = flags.DEFINE_bool(
     "publish_target",
     False,
@@ -125,6 +132,7 @@ def main():
         class_code=_class_code_source(config.get("class_code", "")),
         target_contract=contract.describe() if stated else "",
         converter=_describe_converter(config),
+        cost=_phone_cost(converter_path, test_set.images) if _PHONE_COST.value else None,
     )
     manifest = release_lib.build_bundle(
         converter_path,
@@ -147,6 +155,17 @@ def main():
         if stated:
             print(f"{release_lib.sha256(published_contract)}  {published_contract} (its input contract)")
     print(f"bundle: {_OUTPUT_DIR.value} (check it with dapter-verify --bundle={_OUTPUT_DIR.value} and the data flags)")
+
+
+def _phone_cost(converter_path: str, images) -> dict:
+    """The converter's cost at 224x224 beside the MobileNetV2 yardstick (``yardstick.measure_converter_cost``)."""
+    from dapter_tf import models
+    from export import yardstick
+
+    print("measuring the converter's cost at 224x224 beside MobileNetV2 1.0 int8 ...", flush=True)
+    cost = yardstick.measure_converter_cost(models.load_converter(converter_path), images)
+    print(f"   {cost['gmac']:.3f} GMAC, {cost['ratio']:.2f}x MobileNetV2 1.0 int8 on {cost['cpu']}", flush=True)
+    return cost
 
 
 def _describe_converter(config: dict) -> str:

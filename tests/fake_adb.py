@@ -12,7 +12,8 @@ and keeps each phone's files under ``root/<serial>/``. Like adb it answers ``dev
 ``rm -f``, ``chmod``, ``ls``, ``am start`` and a pushed ``benchmark_model``. Every command line is
 appended to the log as one JSON list.
 
-``am start`` does what the harness app does: it checks the extras, reads the pushed model, and
+``am start`` does what the harness app does: it checks the extras, reads the pushed model (and the
+yardstick, when the extras name one; without one the yardstick's fields are empty), and
 writes ``<run_id>.json`` into the app's files dir, from the app's own sample result
 (android_app/core/src/test/resources/sample_result.json, which a Kotlin test pins to the app's
 output). A phone's ``app`` says how it behaves: ``ok``; ``no_result`` (writes nothing);
@@ -213,15 +214,24 @@ class Phone:
             soc_manufacturer=props.get("ro.soc.manufacturer", ""),
             soc_model=props.get("ro.soc.model", ""),
         )
+        yardstick = extras.get("yardstick")
+        if yardstick is None:  # The app fills the yardstick's fields only when it timed one.
+            for key in [k for k in result if k.startswith("yardstick_")] + ["ratio_to_yardstick"]:
+                result[key] = None
+        else:
+            result.update(yardstick_model=yardstick)
         if not model.is_file():
             behaviour = "error"
             message = f"cannot read {extras['model']}: adb push the .tflite there and make it world-readable"
+        elif yardstick is not None and not self.path(yardstick).is_file():
+            behaviour = "error"
+            message = f"cannot read the yardstick {yardstick}: adb push it there and make it world-readable"
         else:
             result["model_bytes"] = model.stat().st_size
             message = "IllegalArgumentException: Internal error: Cannot create interpreter"
         if behaviour == "error":
             result.update(status="error", error=message)
-            for key in [k for k in result if k.endswith("_us")] + ["count"]:
+            for key in [k for k in result if k.endswith("_us")] + ["count", "ratio_to_yardstick"]:
                 result[key] = None
         out.write_text(json.dumps(result, separators=(",", ":")) + "\n")
 

@@ -189,6 +189,35 @@ def test_image_apk_and_benchmark_model_side_by_side(phones, tmp_path, int8_model
     assert "benchmark_model 107.25 ms" in proc.stdout
 
 
+def test_the_yardstick_is_timed_beside_the_model_and_its_ratio_tabled(phones, tmp_path, int8_model):
+    # The fake phone runs nothing: any file stands in for MobileNetV2 1.0 int8 on the wire.
+    yardstick = tmp_path / "mobilenet_v2_1.0_int8.tflite"
+    yardstick.write_bytes(int8_model.read_bytes())
+    proc = phones.attach("R58M").run(f"--model={int8_model}", f"--yardstick={yardstick}", "--num_runs=5")
+    assert proc.returncode == 0, proc.stderr
+    calls = phones.calls()
+    remote = "/data/local/tmp/dapter/mobilenet_v2_1.0_int8.tflite"
+    assert ["-s", "R58M", "push", str(yardstick), remote] in calls
+    (start,) = _am_start(calls)
+    assert start[-3:] == ["--es", "yardstick", remote]  # Last, as BenchmarkArgs.toAmStartExtras puts it.
+    (row,) = phones.rows()
+    # The sample's yardstick (SampleResultTest): fastest 216000 us against the converter's 108000.
+    assert (row["yardstick_file"], float(row["yardstick_min_us"]), float(row["ratio_to_yardstick"])) == (
+        "mobilenet_v2_1.0_int8.tflite", 216000.0, 0.5
+    )  # fmt: skip
+    assert float(row["yardstick_avg_us"]) == 220200.0 and float(row["yardstick_p50_us"]) == 218000.0
+    assert "| 2.54 |  | 216.00 | 0.50 |" in (phones.out / "phones.md").read_text()
+    assert "MobileNetV2 1.0 int8 min 216.00 ms: 0.50x (fastest runs)" in proc.stdout
+    # Without --yardstick the columns stay empty.
+    again = phones.run(f"--model={int8_model}")
+    assert again.returncode == 0 and phones.rows()[1]["ratio_to_yardstick"] == ""
+
+
+def test_a_result_that_names_a_yardstick_must_carry_its_timings():
+    with pytest.raises(DapterError, match="lacks the timings yardstick_min_us"):
+        adb_lib.parse_result(json.dumps(dict(SAMPLE, yardstick_min_us=None)), "x")
+
+
 def test_every_phone_and_the_table_grows(phones, int8_model):
     phones.attach("R58M").attach("HUAWEI01", props=P30)
     first = phones.run(f"--model={int8_model}", "--all_devices")
@@ -267,6 +296,7 @@ def test_a_failing_phone_keeps_the_others_rows(phones, int8_model):
         ([f"--model={REPO / 'setup.py'}"], "setup.py is not a .tflite file"),
         (["--image=missing.png"], "--image missing.png is not a file"),
         (["--benchmark_model=missing"], "--benchmark_model missing is not a file"),
+        (["--yardstick=missing.tflite"], "--yardstick missing.tflite is not a file"),
         (["--adb=/nonexistent/adb"], "--adb /nonexistent/adb is not an executable file"),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
@@ -340,7 +370,11 @@ def test_result_json_is_checked():
 def test_am_start_is_the_command_line_the_app_parses():
     config = adb_lib.AdbBenchmarkConfig(num_threads=4, warmup_runs=2, num_runs=5, delegate="gpu")
     command = adb_lib.am_start_command(
-        "/data/local/tmp/dapter/converter_int8.tflite", config, "sample", "/data/local/tmp/dapter/face_1.png"
+        "/data/local/tmp/dapter/converter_int8.tflite",
+        config,
+        "sample",
+        "/data/local/tmp/dapter/face_1.png",
+        remote_yardstick="/data/local/tmp/dapter/mobilenet_v2_1.0_int8.tflite",
     )
     assert command == AM_START
 

@@ -11,7 +11,7 @@ from conftest import REPO, assert_one_error_line, run_binary
 
 from dapter_tf import DapterError
 from dapter_tf.models import build_converter
-from export import benchmark_lib, export_tflite_lib, timing
+from export import benchmark_lib, export_tflite_lib, timing, yardstick
 from export.benchmark_lib import BenchmarkConfig
 
 
@@ -140,12 +140,37 @@ def test_benchmark_binary_times_files_beside_keras(tmp_path, int8_file):
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "b.json").read_text())
-    keras_row, lite_row = result["models"]
+    keras_row, lite_row, yardstick_row = result["models"]
     assert keras_row["model"].startswith("keras:") and lite_row["model"] == str(graph)
     assert lite_row["use_xnnpack"] is False and lite_row["count"] == 3 and result["image_size"] == [32, 32]
     assert lite_row["ratio_to_keras"] == pytest.approx(lite_row["avg_us"] / keras_row["avg_us"])
-    assert "Inference (avg):" in proc.stdout and "x Keras" in proc.stdout
-    assert len((tmp_path / "b.csv").read_text().splitlines()) == 3
+    # The yardstick, timed interleaved with the file at its size: MobileNetV2 1.0 as full int8.
+    assert yardstick_row["model"] == "MobileNetV2 1.0 int8" and yardstick_row["count"] == 3
+    assert 3_500_000 < yardstick_row["bytes"] < 4_500_000 and yardstick_row["ratio_to_yardstick"] == 1.0
+    assert lite_row["ratio_to_yardstick"] == pytest.approx(lite_row["min_us"] / yardstick_row["min_us"])
+    assert keras_row["ratio_to_yardstick"] == pytest.approx(keras_row["min_us"] / yardstick_row["min_us"])
+    assert "Inference (avg):" in proc.stdout and "x Keras" in proc.stdout and "x MobileNetV2 1.0 int8" in proc.stdout
+    assert len((tmp_path / "b.csv").read_text().splitlines()) == 4
+
+
+def test_benchmark_interleaved_times_each_file_in_turn(int8_file, embedded):
+    config = benchmark_lib.BenchmarkConfig(num_threads=1, warmup_runs=2, num_runs=5)
+    value = benchmark_lib.image_input(embedded[1].images[0])
+    stats = benchmark_lib.benchmark_interleaved({"a": int8_file, "b": int8_file}, config, {"a": value})
+    assert list(stats) == ["a", "b"]
+    for s in stats.values():
+        assert s["count"] == 5 and s["min_us"] <= s["p50_us"] <= s["max_us"] and s["num_threads"] == 1
+
+
+def test_the_yardstick_estimates_a_phone_latency_from_a_ratio():
+    # Pixel 3, 4 threads: MobileNetV2 1.0 224 quantized runs in 12 ms, so half of it is 6 ms.
+    (pixel3,) = yardstick.implied_phone_ms(0.5)
+    assert (pixel3["device"], pixel3["threads"], pixel3["estimate_ms"]) == ("Pixel 3", 4, 6.0)
+    assert "hosted models" in pixel3["source"]
+    with pytest.raises(DapterError, match="a latency ratio must be > 0, got 0"):
+        yardstick.implied_phone_ms(0)
+    with pytest.raises(DapterError, match="the MobileNetV2 yardstick needs images of at least 32x32, got 16x16"):
+        yardstick.build_yardstick((16, 16))
 
 
 @pytest.mark.parametrize(
@@ -194,6 +219,40 @@ def test_bench_script_prints_the_targets(tmp_path):
         "converter_32_float32_transpose_conv.tflite": result["bytes"]["float32, TRANSPOSE_CONV"],
         "converter_32_int8_transpose_conv.tflite": result["bytes"]["int8, TRANSPOSE_CONV"],
     }
+
+
+def test_yardstick_bench_sets_every_converter_beside_mobilenet_v2(tmp_path):
+    # At 32x32 and two runs: that every row is there with its figures (the 224x224 ones come from
+    # running it by hand; results/export/yardstick.txt).
+    proc = run_binary(
+        "bench.bench_yardstick",
+        "--image_size=32",
+        "--blocks=32",
+        "--num_runs=2",
+        "--warmup_runs=1",
+        f"--output_json={tmp_path / 'yardstick.json'}",
+        f"--save_tflite_dir={tmp_path / 'phone'}",
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["model"]: r for r in json.loads((tmp_path / "yardstick.json").read_text())["rows"]}
+    assert set(rows) == {
+        "MobileNetV2 1.0 int8",
+        "Fig. 3 24/48/96 (the paper's)",
+        "Fig. 3 48/96/192 (wide)",
+        "block encoder 16/32/64, b=32",
+        "block encoder 48/96/192, b=32",
+        "cifar2_10_reference (shipped, trained)",
+    }
+    assert rows["MobileNetV2 1.0 int8"]["ratio"] == 1.0
+    assert rows["Fig. 3 24/48/96 (the paper's)"]["gmac"] == pytest.approx(1.137991680 / 49)  # 224^2 / 32^2 = 49.
+    fig3 = rows["Fig. 3 24/48/96 (the paper's)"]
+    assert fig3["phones"][0]["estimate_ms"] == pytest.approx(12.0 * fig3["ratio"])
+    assert "estimate" in proc.stdout and "% peak" in proc.stdout
+    # Every timed file is kept for phones, the yardstick under the name dapter-adb-benchmark's help gives.
+    saved = {p.name: p.stat().st_size for p in (tmp_path / "phone").iterdir()}
+    assert saved["mobilenet_v2_1.0_int8.tflite"] == rows["MobileNetV2 1.0 int8"]["bytes"]
+    assert saved["block_encoder_16_32_64_b32_int8.tflite"] == rows["block encoder 16/32/64, b=32"]["bytes"]
+    assert len(saved) == len(rows)
 
 
 def test_train_step_bench_runs_both_loops_on_the_same_function(tmp_path):

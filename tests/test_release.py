@@ -357,6 +357,14 @@ def test_release_and_verify_binaries(workdir, tmp_path, tiny_target_path):
     assert "**On phones, ship `converter_int8.tflite`**" in (out / "model_card.md").read_text()
     # This workdir's config.json records no training: the card states none rather than a wrong one.
     assert "- Converter:" not in (out / "model_card.md").read_text()
+    # Its cost at 224x224 beside MobileNetV2 1.0 int8, and the Pixel 3 latency that implies, as an estimate.
+    card = (out / "model_card.md").read_text()
+    cost = card.split("## Cost on phones (an estimate, not a claim)\n\n")[1].split("\n")[0]
+    ratio = float(re.search(r"took \*\*([0-9.]+)x\*\* MobileNetV2", cost).group(1))
+    estimate = float(re.search(r"Pixel 3 .* about \*\*([0-9.]+) ms\*\*", cost).group(1))
+    assert estimate == pytest.approx(12.0 * ratio, abs=0.12)  # The card rounds both.
+    # The fixture's converter is the Fig. 3 converter: 1.138 GMAC at 224x224 (results/export).
+    assert cost.startswith("At 224x224 the converter computes 1.138 GMAC") and "hosted models page" in cost
     verify = run_binary(
         "export.verify", f"--bundle={out}", "--max_test=400", "--seed=1", f"--target={tiny_target_path}"
     )

@@ -8,6 +8,10 @@ with the host's `dapter-benchmark-tflite`. With --benchmark_model (TFLite's nati
 binary for the phone's ABI) it also runs that with the same threads, runs and delegate, and puts
 its "Inference timings in us" beside the app's.
 
+With --yardstick (MobileNetV2 1.0 int8 at the same input size) the app times it in turn with each
+model, and the table gives both latencies and their ratio: the phone's figure to set beside the
+host's (bench/bench_yardstick.py, dapter-benchmark-tflite).
+
 Checks first, and stops with one error line, when adb is missing, no phone is attached, a phone is
 unauthorized or offline, several are attached without --serial or --all_devices, or a flag is out
 of range; a phone whose run fails gets its own error line, and the others still run.
@@ -57,6 +61,13 @@ _BENCHMARK_MODEL = flags.DEFINE_string(
     "TFLite's native benchmark_model binary for the phone's ABI; when given it is pushed and run with the "
     "same settings and its timings are put beside the app's.",
 )
+_YARDSTICK = flags.DEFINE_string(
+    "yardstick",
+    "",
+    "MobileNetV2 1.0 as a full-int8 .tflite at the models' input size (bench/bench_yardstick.py "
+    "--save_tflite_dir writes mobilenet_v2_1.0_int8.tflite): the app times it in turn with each model, with the "
+    "same threads, delegate, warm-up and runs, and the table gives each model's latency as a ratio of it.",
+)
 _TIMEOUT_S = flags.DEFINE_float("timeout_s", 300.0, "Seconds to wait for one model's result on one phone (> 0).")
 _REMOTE_DIR = flags.DEFINE_string(
     "remote_dir", "/data/local/tmp/dapter", "Where models, the image and benchmark_model are pushed on the phone."
@@ -87,7 +98,12 @@ def main():
         _check_local_file(model, "--model")
         if not model.endswith(".tflite"):
             raise DapterError(f"--model {model} is not a .tflite file")
-    for path, flag in ((_APK.value, "--apk"), (_IMAGE.value, "--image"), (_BENCHMARK_MODEL.value, "--benchmark_model")):
+    for path, flag in (
+        (_APK.value, "--apk"),
+        (_IMAGE.value, "--image"),
+        (_BENCHMARK_MODEL.value, "--benchmark_model"),
+        (_YARDSTICK.value, "--yardstick"),
+    ):
         if path:
             _check_local_file(path, flag)
     adb = adb_lib.find_adb(_ADB.value)
@@ -109,12 +125,19 @@ def main():
             )
             for model in _MODEL.value:
                 print(f"{serial}: {os.path.basename(model)} ({config.delegate}, {config.num_threads} threads) ...")
-                result = adb_lib.run_app_benchmark(device, model, config, _OUTPUT_DIR.value, _IMAGE.value)
+                result = adb_lib.run_app_benchmark(
+                    device, model, config, _OUTPUT_DIR.value, _IMAGE.value, _YARDSTICK.value
+                )
                 native = adb_lib.run_benchmark_model(device, remote_binary, model, config) if remote_binary else None
                 rows.append(adb_lib.make_row(serial, info, model, result, native))
                 line = f"{serial}: {os.path.basename(model)} avg {result['avg_us'] / 1000:.2f} ms"
                 if native:
                     line += f", benchmark_model {native['avg_us'] / 1000:.2f} ms"
+                if result.get("yardstick_model"):
+                    line += (
+                        f", MobileNetV2 1.0 int8 min {result['yardstick_min_us'] / 1000:.2f} ms: "
+                        f"{result['min_us'] / result['yardstick_min_us']:.2f}x (fastest runs)"
+                    )
                 print(line)
         except DapterError as e:
             failures.append(str(e))

@@ -69,9 +69,16 @@ CSV_FIELDS = (
     "benchmark_model_first_inference_us",
     "benchmark_model_warmup_avg_us",
     "benchmark_model_avg_us",
+    "yardstick_file",
+    "yardstick_avg_us",
+    "yardstick_min_us",
+    "yardstick_p50_us",
+    "ratio_to_yardstick",
     "runtime_version",
     "run_id",
 )
+# The yardstick's timings the app reports beside the model's (``BenchmarkResult``'s ``yardstick_*``).
+YARDSTICK_FIELDS = tuple(f"yardstick_{k}" for k in STAT_FIELDS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -285,12 +292,18 @@ def contract_output_step(model_path: str) -> int:
 
 
 def am_start_command(
-    remote_model: str, config: AdbBenchmarkConfig, run_id: str, remote_image: str = "", output_step: int = 1
+    remote_model: str,
+    config: AdbBenchmarkConfig,
+    run_id: str,
+    remote_image: str = "",
+    output_step: int = 1,
+    remote_yardstick: str = "",
 ) -> list[str]:
     """The ``adb shell`` words that start the harness, in the order ``BenchmarkArgs.toAmStartExtras`` gives.
 
     ``-W`` waits until the Activity is launched; ``-S`` force-stops the app first, so that every run
-    starts in a fresh process. Every value travels as a string extra (``--es``).
+    starts in a fresh process. Every value travels as a string extra (``--es``). ``remote_yardstick``
+    is MobileNetV2 1.0 int8 on the phone, timed by the app in turn with the model.
     """
     command = ["am", "start", "-W", "-S", "-n", ACTIVITY]
     extras = [
@@ -305,6 +318,8 @@ def am_start_command(
         extras.append(("image", remote_image))
     if output_step != 1:  # The app decodes its last output with the file's contract (OutputDecoding).
         extras.append(("output_step", str(output_step)))
+    if remote_yardstick:
+        extras.append(("yardstick", remote_yardstick))
     for key, value in extras:
         command += ["--es", key, shlex.quote(value)]
     return command
@@ -328,30 +343,42 @@ def parse_result(text: str, source: str) -> dict:
         raise DapterError(f"{source} is not a {RESULT_FORMAT} result (format: {found!r}): update the app or the driver")
     if result.get("status") != "ok":
         raise DapterError(f"the app failed on {source}: {result.get('error') or 'no message'}")
-    missing = [k for k in STAT_FIELDS if not isinstance(result.get(k), (int, float))]
+    fields = STAT_FIELDS + (YARDSTICK_FIELDS if result.get("yardstick_model") else ())
+    missing = [k for k in fields if not isinstance(result.get(k), (int, float))]
     if missing:
         raise DapterError(f"{source} lacks the timings {', '.join(missing)}")
     return result
 
 
 def run_app_benchmark(
-    device: Device, model_path: str, config: AdbBenchmarkConfig, output_dir: str, image_path: str = ""
+    device: Device,
+    model_path: str,
+    config: AdbBenchmarkConfig,
+    output_dir: str,
+    image_path: str = "",
+    yardstick_path: str = "",
 ) -> dict:
     """Times one ``.tflite`` in the harness app on ``device`` and returns its result JSON as a dict.
 
-    Pushes the model (and image) to ``config.remote_dir``, deletes any stale result, starts the
-    Activity, waits up to ``config.timeout_s`` for ``<run_id>.json`` and pulls it into ``output_dir``.
+    Pushes the model (and image, and the MobileNetV2 yardstick to time beside it) to
+    ``config.remote_dir``, deletes any stale result, starts the Activity, waits up to
+    ``config.timeout_s`` for ``<run_id>.json`` and pulls it into ``output_dir``.
     """
     remote_model = remote_path(config, model_path)
     device.push(model_path, remote_model)
     remote_image = remote_path(config, image_path) if image_path else ""
     if image_path:
         device.push(image_path, remote_image)
+    remote_yardstick = remote_path(config, yardstick_path) if yardstick_path else ""
+    if yardstick_path:
+        device.push(yardstick_path, remote_yardstick)
     run_id = make_run_id(device.serial, model_path)
     remote_result = f"{RESULT_DIR}/{run_id}.json"
     device.shell(["rm", "-f", remote_result])
 
-    command = am_start_command(remote_model, config, run_id, remote_image, contract_output_step(model_path))
+    command = am_start_command(
+        remote_model, config, run_id, remote_image, contract_output_step(model_path), remote_yardstick
+    )
     proc = device.shell(command, timeout=config.timeout_s)
     # am reports a missing Activity or a bad intent as an "Error: ..." line, with exit status 0.
     if re.search(r"^Error", proc.stdout + "\n" + proc.stderr, flags=re.M):
@@ -468,6 +495,12 @@ def make_row(serial: str, info: dict, model_path: str, result: dict, native: dic
     for key in ("init_us", "first_inference_us", "warmup_avg_us", "avg_us"):
         value = (native or {}).get(key)
         row[f"benchmark_model_{key}"] = "" if value is None else round(value, 1)
+    yardstick = result.get("yardstick_model")
+    row["yardstick_file"] = os.path.basename(yardstick) if yardstick else ""
+    for key in ("yardstick_avg_us", "yardstick_min_us", "yardstick_p50_us"):
+        row[key] = round(float(result[key]), 1) if yardstick else ""
+    # The ratio of the fastest runs, as the host's bench_yardstick and dapter-benchmark-tflite give it.
+    row["ratio_to_yardstick"] = round(result["min_us"] / result["yardstick_min_us"], 4) if yardstick else ""
     return row
 
 
@@ -503,12 +536,16 @@ def _ms(value) -> str:
     return f"{float(value) / 1000:.2f}" if value not in ("", None) else ""
 
 
+def _ratio(value) -> str:
+    return f"{float(value):.2f}" if value not in ("", None) else ""
+
+
 def format_table(rows: list[dict]) -> str:
     """A Markdown table of every phone and model, in milliseconds, comparable across phones."""
     lines = [
         "| phone | SoC | Android | model | delegate | threads | init ms | first ms | avg ms | p50 ms | p90 ms "
-        "| std ms | benchmark_model avg ms | date |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| std ms | benchmark_model avg ms | MobileNetV2 int8 min ms | x MobileNetV2 | date |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         phone = f"{r['manufacturer']} {r['device_model']}".strip()
@@ -516,6 +553,6 @@ def format_table(rows: list[dict]) -> str:
             f"| {phone} | {r['soc']} | {r['android_release']} | {r['model_file']} | {r['delegate']} "
             f"| {r['num_threads']} | {_ms(r['init_us'])} | {_ms(r['first_inference_us'])} | {_ms(r['avg_us'])} "
             f"| {_ms(r['p50_us'])} | {_ms(r['p90_us'])} | {_ms(r['std_us'])} | {_ms(r['benchmark_model_avg_us'])} "
-            f"| {r['date']} |"
+            f"| {_ms(r['yardstick_min_us'])} | {_ratio(r['ratio_to_yardstick'])} | {r['date']} |"
         )
     return "\n".join(lines) + "\n"

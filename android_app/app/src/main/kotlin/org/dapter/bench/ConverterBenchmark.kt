@@ -12,6 +12,7 @@ import org.dapter.bench.core.OutputDecoding
 import org.dapter.bench.core.ResizePolicy
 import org.dapter.bench.core.Statistics
 import org.dapter.bench.core.TensorInfo
+import org.dapter.bench.core.YardstickRun
 import org.tensorflow.lite.Interpreter
 import org.tensorflow.lite.Tensor
 import org.tensorflow.lite.TensorFlowLite
@@ -31,14 +32,18 @@ import java.nio.channels.FileChannel
  * `benchmark_model` does: init (interpreter, delegate and tensor allocation), the warm-up runs
  * (the first reported on its own), then the timed runs.
  *
- * Only `Interpreter.run` is timed, with `System.nanoTime`: the input is encoded once, before the
- * first run, as a phone app would keep its buffers. Tensor shapes, types and quantization come from
- * the model, never from constants, so the same APK times any converter export (float32, float16,
- * dynamic range, int8 with uint8 or float I/O).
+ * Only `Interpreter.run` (after two buffer rewinds) is timed, with `System.nanoTime`: the input is
+ * encoded once, before the first run, as a phone app would keep its buffers. Tensor shapes, types
+ * and quantization come from the model, never from constants, so the same APK times any converter
+ * export (float32, float16, dynamic range, int8 with uint8 or float I/O). With a yardstick
+ * ([BenchmarkArgs.yardstick]) a second interpreter, with the same options, runs it in turn with the
+ * converter ([Statistics.interleave]).
  */
 class ConverterBenchmark(private val args: BenchmarkArgs) : Closeable {
-    private var interpreter: Interpreter? = null
-    private var delegate: org.tensorflow.lite.Delegate? = null
+    // The converter's interpreter first, then the yardstick's; each owns its delegate (a GPU
+    // delegate serves one interpreter).
+    private val interpreters = mutableListOf<Interpreter>()
+    private val delegates = mutableListOf<org.tensorflow.lite.Delegate>()
 
     /** Runs the benchmark; any failure becomes a result with its message rather than a crash. */
     fun run(): BenchmarkResult {
@@ -59,12 +64,11 @@ class ConverterBenchmark(private val args: BenchmarkArgs) : Closeable {
         if (!modelFile.isFile || !modelFile.canRead()) {
             throw ArgumentException("cannot read ${args.model}: adb push the .tflite there and make it world-readable")
         }
-        val model = mapModel(modelFile)
-
-        val initStart = System.nanoTime()
-        val interpreter = Interpreter(model, buildOptions()).also { this.interpreter = it }
-        interpreter.allocateTensors()
-        val initUs = Statistics.nanosToMicros(System.nanoTime() - initStart)
+        val yardstickFile = args.yardstick?.let { File(it) }
+        if (yardstickFile != null && (!yardstickFile.isFile || !yardstickFile.canRead())) {
+            throw ArgumentException("cannot read the yardstick ${args.yardstick}: adb push it there and make it world-readable")
+        }
+        val (interpreter, initUs) = open(modelFile)
 
         val input = describe(interpreter.getInputTensor(0))
         val output = describe(interpreter.getOutputTensor(0))
@@ -74,8 +78,21 @@ class ConverterBenchmark(private val args: BenchmarkArgs) : Closeable {
         val inputBuffer = InputEncoding.encode(pixels, input)
         val outputBuffer = ByteBuffer.allocateDirect(interpreter.getOutputTensor(0).numBytes()).order(ByteOrder.nativeOrder())
 
-        val warmupUs = timeRuns(interpreter, inputBuffer, outputBuffer, args.warmupRuns)
-        val runsUs = timeRuns(interpreter, inputBuffer, outputBuffer, args.numRuns)
+        val calls = mutableListOf({ runOnce(interpreter, inputBuffer, outputBuffer) })
+        var yardstickInitUs = 0.0
+        if (yardstickFile != null) {
+            // MobileNetV2 on seeded random pixels: its cost does not depend on them (nor on its weights).
+            val (yardstick, initYardstick) = open(yardstickFile)
+            yardstickInitUs = initYardstick
+            val yardstickInput = InputEncoding.encode(
+                InputEncoding.randomPixels(describe(yardstick.getInputTensor(0))), describe(yardstick.getInputTensor(0)),
+            )
+            val yardstickOutput = ByteBuffer.allocateDirect(yardstick.getOutputTensor(0).numBytes()).order(ByteOrder.nativeOrder())
+            calls += { runOnce(yardstick, yardstickInput, yardstickOutput) }
+        }
+        // One run of each model in turn (Statistics.interleave), warm-up and timed runs alike.
+        val warmupUs = Statistics.interleave(args.warmupRuns, calls)
+        val runsUs = Statistics.interleave(args.numRuns, calls)
         // The output contract: the last run's output as the pixels the phone would send.
         val sent = OutputDecoding.decode(outputBuffer, output, args.outputStep)
         return BenchmarkResult(
@@ -85,9 +102,21 @@ class ConverterBenchmark(private val args: BenchmarkArgs) : Closeable {
             modelBytes = modelFile.length(),
             input = input,
             output = output,
-            stats = Statistics.summarize(initUs, warmupUs, runsUs),
+            stats = Statistics.summarize(initUs, warmupUs[0], runsUs[0]),
             outputPixels = sent,
+            yardstick = yardstickFile?.let {
+                YardstickRun(it.length(), Statistics.summarize(yardstickInitUs, warmupUs[1], runsUs[1]))
+            },
         )
+    }
+
+    /** Builds an interpreter for [file] with this benchmark's threads and delegate; returns it and its init time. */
+    private fun open(file: File): Pair<Interpreter, Double> {
+        val model = mapModel(file)
+        val initStart = System.nanoTime()
+        val interpreter = Interpreter(model, buildOptions()).also { interpreters += it }
+        interpreter.allocateTensors()
+        return interpreter to Statistics.nanosToMicros(System.nanoTime() - initStart)
     }
 
     private fun buildOptions(): Interpreter.Options {
@@ -98,27 +127,25 @@ class ConverterBenchmark(private val args: BenchmarkArgs) : Closeable {
             Delegate.GPU -> {
                 val supported = CompatibilityList().use { it.isDelegateSupportedOnThisDevice }
                 if (!supported) throw ArgumentException("the GPU delegate is not supported on this device (${Build.MODEL})")
-                options.addDelegate(GpuDelegate().also { delegate = it })
+                options.addDelegate(GpuDelegate().also { delegates += it })
             }
-            Delegate.NNAPI -> options.addDelegate(NnApiDelegate().also { delegate = it })
+            Delegate.NNAPI -> options.addDelegate(NnApiDelegate().also { delegates += it })
         }
         return options
     }
 
-    private fun timeRuns(interpreter: Interpreter, input: ByteBuffer, output: ByteBuffer, n: Int): List<Double> =
-        List(n) {
-            input.rewind()
-            output.rewind()
-            val start = System.nanoTime()
-            interpreter.run(input, output)
-            Statistics.nanosToMicros(System.nanoTime() - start)
-        }
+    /** One run; only `Interpreter.run` falls between the clock readings of [Statistics.interleave]. */
+    private fun runOnce(interpreter: Interpreter, input: ByteBuffer, output: ByteBuffer) {
+        input.rewind()
+        output.rewind()
+        interpreter.run(input, output)
+    }
 
     override fun close() {
-        interpreter?.close()
-        interpreter = null
-        delegate?.close()
-        delegate = null
+        interpreters.forEach { it.close() }
+        interpreters.clear()
+        delegates.forEach { it.close() }
+        delegates.clear()
     }
 
     companion object {

@@ -45,6 +45,10 @@ class ArgumentException(message: String) : IllegalArgumentException(message)
  * @property outputStep The output grid step of the file's contract (`dapter_io_contract` in its
  *   metadata; the adb driver reads it): the last output is decoded with it ([OutputDecoding]) into
  *   the pixels the phone would send. 1 for float files, whose grid is inside.
+ * @property yardstick An optional second `.tflite` on the device, MobileNetV2 1.0 as a full-int8 file
+ *   (the host's `export/yardstick.py` writes it): timed beside [model] with the same threads, delegate,
+ *   warm-up and runs, one run of each in turn, so that the phone gives the converter's latency as a
+ *   ratio of the model every Android team knows, set beside the host's ratio.
  */
 data class BenchmarkArgs(
     val model: String,
@@ -55,6 +59,7 @@ data class BenchmarkArgs(
     val image: String? = null,
     val runId: String = DEFAULT_RUN_ID,
     val outputStep: Int = 1,
+    val yardstick: String? = null,
 ) {
     init {
         if (model.isBlank()) throw ArgumentException("$MODEL must name a .tflite file on the device")
@@ -62,6 +67,8 @@ data class BenchmarkArgs(
         checkRange(WARMUP_RUNS, warmupRuns, 1, MAX_RUNS)
         checkRange(NUM_RUNS, numRuns, 1, MAX_RUNS)
         checkRange(OUTPUT_STEP, outputStep, 1, 255)
+        if (yardstick != null && yardstick.isBlank()) throw ArgumentException("$YARDSTICK must name a .tflite file on the device")
+        if (yardstick == model) throw ArgumentException("$YARDSTICK must be another file than $MODEL, got '$model' for both")
         if (!RUN_ID_PATTERN.matches(runId)) {
             throw ArgumentException("$RUN_ID must be letters, digits, '.', '_' or '-' (a file name), got '$runId'")
         }
@@ -84,6 +91,7 @@ data class BenchmarkArgs(
         )
         if (image != null) extras += listOf("--es", IMAGE, image)
         if (outputStep != 1) extras += listOf("--es", OUTPUT_STEP, outputStep.toString())
+        if (yardstick != null) extras += listOf("--es", YARDSTICK, yardstick)
         return extras
     }
 
@@ -96,9 +104,10 @@ data class BenchmarkArgs(
         const val IMAGE = "image"
         const val RUN_ID = "run_id"
         const val OUTPUT_STEP = "output_step"
+        const val YARDSTICK = "yardstick"
 
         /** Every extra the Activity reads; any other is refused, so a misspelt one is not ignored. */
-        val KEYS = listOf(MODEL, NUM_THREADS, WARMUP_RUNS, NUM_RUNS, DELEGATE, IMAGE, RUN_ID, OUTPUT_STEP)
+        val KEYS = listOf(MODEL, NUM_THREADS, WARMUP_RUNS, NUM_RUNS, DELEGATE, IMAGE, RUN_ID, OUTPUT_STEP, YARDSTICK)
 
         const val DEFAULT_NUM_THREADS = 1
         const val DEFAULT_WARMUP_RUNS = 1
@@ -133,6 +142,7 @@ data class BenchmarkArgs(
                 image = extras[IMAGE]?.takeIf { it.isNotBlank() },
                 runId = extras[RUN_ID]?.takeIf { it.isNotBlank() } ?: DEFAULT_RUN_ID,
                 outputStep = intExtra(extras, OUTPUT_STEP, 1),
+                yardstick = extras[YARDSTICK]?.takeIf { it.isNotBlank() },
             )
         }
 

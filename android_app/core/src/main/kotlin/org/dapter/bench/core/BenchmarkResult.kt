@@ -30,6 +30,14 @@ data class DeviceInfo(
 )
 
 /**
+ * The yardstick's run beside the converter ([BenchmarkArgs.yardstick]): its file and timings.
+ *
+ * @property modelBytes The yardstick file's size.
+ * @property stats Its timings, from the same rounds as the converter's.
+ */
+data class YardstickRun(val modelBytes: Long, val stats: TimingStats)
+
+/**
  * One benchmark's outcome: what was run, where, and its timings or why it failed.
  *
  * The keys of [toMap] are those of the host benchmark's JSON rows (`init_us`, `avg_us`, ...),
@@ -45,6 +53,7 @@ data class BenchmarkResult(
     val stats: TimingStats? = null,
     val error: String? = null,
     val outputPixels: IntArray? = null,
+    val yardstick: YardstickRun? = null,
 ) {
     init {
         require((stats == null) != (error == null)) { "a result has either timings or an error, not both" }
@@ -98,6 +107,22 @@ data class BenchmarkResult(
             "p50_us" to stats?.p50Us,
             "p90_us" to stats?.p90Us,
             "count" to stats?.count,
+        )
+        // The yardstick beside it, and the ratio of the fastest runs, as the host's `ratio_to_yardstick`.
+        val y = yardstick?.stats
+        map += listOf(
+            "yardstick_model" to args.yardstick,
+            "yardstick_model_bytes" to yardstick?.modelBytes,
+            "yardstick_init_us" to y?.initUs,
+            "yardstick_first_inference_us" to y?.firstInferenceUs,
+            "yardstick_warmup_avg_us" to y?.warmupAvgUs,
+            "yardstick_avg_us" to y?.avgUs,
+            "yardstick_min_us" to y?.minUs,
+            "yardstick_max_us" to y?.maxUs,
+            "yardstick_std_us" to y?.stdUs,
+            "yardstick_p50_us" to y?.p50Us,
+            "yardstick_p90_us" to y?.p90Us,
+            "ratio_to_yardstick" to if (stats != null && y != null) stats.minUs / y.minUs else null,
         )
         return map
     }

@@ -82,6 +82,25 @@ object Statistics {
         )
     }
 
+    /**
+     * Times [n] rounds of [calls], one run of each in turn, so that a passing load on the phone (a
+     * thermal step, a background job) falls on every model alike and their ratio holds.
+     *
+     * @param clock Nanoseconds, `System.nanoTime` on a phone; a test passes its own.
+     * @return Per call, its [n] durations in microseconds, in the order they ran.
+     */
+    fun interleave(n: Int, calls: List<() -> Unit>, clock: () -> Long = System::nanoTime): List<List<Double>> {
+        val times = List(calls.size) { mutableListOf<Double>() }
+        repeat(n) {
+            calls.forEachIndexed { i, call ->
+                val start = clock()
+                call()
+                times[i] += nanosToMicros(clock() - start)
+            }
+        }
+        return times
+    }
+
     /** Nanoseconds (from `System.nanoTime` differences) as microseconds. */
     fun nanosToMicros(nanos: Long): Double = nanos / 1000.0
 }

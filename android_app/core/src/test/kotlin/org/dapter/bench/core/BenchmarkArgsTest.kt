@@ -62,6 +62,23 @@ class BenchmarkArgsTest {
     }
 
     @Test
+    fun theYardstickTravelsAsItsOwnExtra() {
+        val yardstick = "/data/local/tmp/dapter/mobilenet_v2_1.0_int8.tflite"
+        val args = BenchmarkArgs(model, yardstick = yardstick)
+        assertEquals(listOf("--es", "yardstick", yardstick), args.toAmStartExtras().takeLast(3))
+        assertEquals(args, BenchmarkArgs.parse(mapOf("model" to model, "yardstick" to yardstick)))
+        assertEquals(null, BenchmarkArgs.parse(mapOf("model" to model)).yardstick)
+        fun message(extras: Map<String, String?>) = assertThrows<ArgumentException> { BenchmarkArgs.parse(extras) }.message!!
+        assertEquals(
+            "yardstick must be another file than model, got '$model' for both",
+            message(mapOf("model" to model, "yardstick" to model)),
+        )
+        assertEquals("yardstick must name a .tflite file on the device", assertThrows<ArgumentException> {
+            BenchmarkArgs(model, yardstick = " ")
+        }.message)
+    }
+
+    @Test
     fun delegateIdsAreTheExtrasSpelling() {
         assertEquals(listOf("cpu", "xnnpack", "gpu", "nnapi"), Delegate.entries.map { it.id })
         assertEquals(Delegate.CPU, Delegate.fromId(" Cpu "))

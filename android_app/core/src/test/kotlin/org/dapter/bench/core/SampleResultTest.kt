@@ -25,6 +25,7 @@ class SampleResultTest {
             delegate = Delegate.GPU,
             image = "/data/local/tmp/dapter/face_1.png",
             runId = "sample",
+            yardstick = "/data/local/tmp/dapter/mobilenet_v2_1.0_int8.tflite",
         )
         assertEquals(args.toAmStartExtras(), extras)
         // As the Activity reads them: every --es key value, parsed back.
@@ -41,6 +42,7 @@ class SampleResultTest {
             delegate = Delegate.XNNPACK,
             runId = "sample",
             outputStep = 16,
+            yardstick = "/data/local/tmp/dapter/mobilenet_v2_1.0_int8.tflite",
         )
         val device = DeviceInfo("Xiaomi", "Mi 9T Pro", "QTI", "SM8150", "qcom", "msmnile", "11", 30, "arm64-v8a")
         // Timings in microseconds: mean (110000 + 108000 + 109000 + 115000 + 108500) / 5 = 110100;
@@ -53,10 +55,22 @@ class SampleResultTest {
         val pixels = TensorInfo(listOf(1, 224, 224, 3), "uint8", 0.00392156862745098, 0)
         val sigmoid = TensorInfo(listOf(1, 224, 224, 3), "uint8", 0.00390625, 0)
         // The decoded output named by its hash: here the three pixels 0, 128, 255.
-        val result = BenchmarkResult(args, device, "2.16.1", 140_808, pixels, sigmoid, stats, outputPixels = intArrayOf(0, 128, 255))
+        // The yardstick, timed in the same rounds: min 216000, twice the converter's 108000, so the ratio is 0.5;
+        // mean 220200, sorted 216000, 217000, 218000, 220000, 230000 -> p50 218000, p90 220000 + 0.6 * 10000 = 226000.
+        val mobilenet = Statistics.summarize(
+            initUs = 90000.0,
+            warmupUs = listOf(260000.0, 230000.0),
+            runsUs = listOf(216000.0, 220000.0, 218000.0, 230000.0, 217000.0),
+        )
+        val result = BenchmarkResult(
+            args, device, "2.16.1", 140_808, pixels, sigmoid, stats,
+            outputPixels = intArrayOf(0, 128, 255), yardstick = YardstickRun(3_944_928, mobilenet),
+        )
         val sample = javaClass.getResource("/sample_result.json")!!.readText()
         assertEquals(sample, result.toJson())
         assertEquals(110100.0, stats.avgUs, 1e-9)
         assertEquals(113000.0, stats.p90Us, 1e-9)
+        assertEquals(0.5, result.toMap()["ratio_to_yardstick"])
+        assertEquals(226000.0, mobilenet.p90Us, 1e-9)
     }
 }

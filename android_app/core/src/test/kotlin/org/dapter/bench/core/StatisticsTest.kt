@@ -52,6 +52,17 @@ class StatisticsTest {
     }
 
     @Test
+    fun interleaveRunsEachCallInTurnAndTimesEachOnItsOwn() {
+        // A fake clock that the calls themselves move: the converter takes 2 us, the yardstick 5 us.
+        var now = 0L
+        val order = mutableListOf<String>()
+        val calls = listOf({ order += "converter"; now += 2_000L }, { order += "yardstick"; now += 5_000L })
+        val times = Statistics.interleave(3, calls) { now }
+        assertEquals(listOf("converter", "yardstick", "converter", "yardstick", "converter", "yardstick"), order)
+        assertEquals(listOf(listOf(2.0, 2.0, 2.0), listOf(5.0, 5.0, 5.0)), times)
+    }
+
+    @Test
     fun nanosBecomeMicros() {
         assertEquals(1234.567, Statistics.nanosToMicros(1_234_567L), 1e-12)
     }
