@@ -6,7 +6,8 @@ runs) at --image_size, and all of them are timed in one run, interleaved (``benc
 --num_threads threads. The yardstick is ``keras.applications.MobileNetV2`` 1.0 (``weights=None``,
 ``export.yardstick``). The converters:
 
-  * the Fig. 3 converter (24/48/96), the paper's, and its wide form (48/96/192);
+  * the Fig. 3 converter (24/48/96), the paper's, its wide form (48/96/192), and its efficient form
+    for phones, the same layers on 4x4 pixel patches (``models.build_patch_converter``, 48/96/192);
   * the block encoder of ``dapter-protect``'s ladder at each --blocks side, narrow (16/32/64) and wide;
   * the converter each committed reference release ships (``results/release/*/converter.keras``,
     trained weights), calibrated on embedded CIFAR-10 images resized to --image_size.
@@ -61,7 +62,13 @@ def main():
 
     from dapter_tf import data, models
     from dapter_tf.analysis import recipe_search
-    from dapter_tf.models import build_block_converter, build_converter, check_image_size, check_output_block
+    from dapter_tf.models import (
+        build_block_converter,
+        build_converter,
+        build_patch_converter,
+        check_image_size,
+        check_output_block,
+    )
     from export import export_tflite_lib, yardstick
 
     size = _IMAGE_SIZE.value
@@ -78,6 +85,7 @@ def main():
     converters = [
         ("Fig. 3 24/48/96 (the paper's)", build_converter((24, 48, 96))),
         ("Fig. 3 48/96/192 (wide)", build_converter((48, 96, 192))),
+        ("Fig. 3 on 4x4 patches 48/96/192", build_patch_converter()),
     ]
     for block in blocks:
         for filters in (recipe_search.NARROW_FILTERS, recipe_search.WIDE_FILTERS):

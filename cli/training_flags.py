@@ -132,9 +132,11 @@ def define_converter_flags():
     architecture = flags.DEFINE_enum(
         "architecture",
         "fig3",
-        ["fig3", "block_encoder"],
+        ["fig3", "fig3_patches", "block_encoder"],
         "The converter: fig3, the paper's U-Net at full resolution (1.138 GMAC at 224x224 with 24,48,96; "
-        "about 4x that with 48,96,192), whose features --output_block averages away; or block_encoder, "
+        "about 4x that with 48,96,192), whose features --output_block averages away; fig3_patches, its efficient "
+        "form for phones: the same eight layers on 4x4 pixel patches (space-to-depth in, depth-to-space out; image "
+        "sides multiples of 16), 0.455 GMAC with --filters=48,96,192, the channels at H/4, H/8 and H/16; or block_encoder, "
         "log2(b) stride-2 convolutions down to the block resolution and one colour per block, which costs less "
         "the larger the blocks (at 224x224 with 24,48,96: 0.147 GMAC for b=4, 0.033 for b=32; "
         "results/export/converter_cost.txt). block_encoder needs --output_block >= 2; --filters are then the "

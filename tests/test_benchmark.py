@@ -239,6 +239,7 @@ def test_yardstick_bench_sets_every_converter_beside_mobilenet_v2(tmp_path):
         "MobileNetV2 1.0 int8",
         "Fig. 3 24/48/96 (the paper's)",
         "Fig. 3 48/96/192 (wide)",
+        "Fig. 3 on 4x4 patches 48/96/192",
         "block encoder 16/32/64, b=32",
         "block encoder 48/96/192, b=32",
         "cifar2_10_reference (shipped, trained)",

@@ -23,9 +23,10 @@ STRATEGIES = ("default", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "bfloat16")
 # What L_acc compares the target's answer on converted images with (DapterConfig.acc_labels).
 ACC_LABELS = ("true", "target")
-# The converter's architecture (DapterConfig.architecture): the U-Net of Fig. 3, or the block encoder
-# of the coarse output code, which computes nothing finer than its blocks (models.build_block_converter).
-ARCHITECTURES = ("fig3", "block_encoder")
+# The converter's architecture (DapterConfig.architecture): the U-Net of Fig. 3; its efficient form for
+# phones, the same layers on 4x4 pixel patches (models.build_patch_converter); or the block encoder of
+# the coarse output code, which computes nothing finer than its blocks (models.build_block_converter).
+ARCHITECTURES = ("fig3", "fig3_patches", "block_encoder")
 
 
 def _check_training_fields(config) -> None:
@@ -107,8 +108,9 @@ class DapterConfig:
             (``models.served``): preprocessing between the converter's pixels and the target,
             logits or probabilities, the SavedModel signature. The default is our zoo's.
         lambda_: lambda of Eq. 1, in [0, 1]; 0.9 is the paper's sweet point (§7.1).
-        filters: The converter's channels at full, half and quarter resolution (``fig3``), or of
-            its last three stages, the last at the block resolution (``block_encoder``).
+        filters: The converter's channels at full, half and quarter resolution (``fig3``), at a
+            quarter, an eighth and a sixteenth of it (``fig3_patches``), or of its last three
+            stages, the last at the block resolution (``block_encoder``).
         epochs: Passes over the training images.
         batch_size: Global batch size, split across replicas.
         learning_rate: Adam's learning rate (the initial one with ``cosine_decay``).
@@ -135,7 +137,9 @@ class DapterConfig:
             losses and the saved converter stay float32.
         xla: Compile each replica's step with XLA.
         architecture: The converter: ``fig3``, the paper's U-Net (with ``output_block``, its output
-            averaged over the blocks), or ``block_encoder`` (``models.build_block_converter``), which
+            averaged over the blocks), ``fig3_patches``, its efficient form for phones on 4x4 pixel
+            patches (``models.build_patch_converter``; image sides multiples of 16), or
+            ``block_encoder`` (``models.build_block_converter``), which
             stops at the block resolution and so costs less the larger the blocks; it needs
             ``output_block`` >= 2 (``class_code`` then cannot be set: that is another output code).
         code_margin: The weight of L_margin (``losses.code_margin_loss``) added to L_dap: pulls every

@@ -17,7 +17,14 @@ from dapter_tf.data.tasks import Task
 from dapter_tf.defences.adversarial import AdversarialDecoders
 from dapter_tf.errors import DapterError
 from dapter_tf.models import saving, served
-from dapter_tf.models.converter import OutputLevels, build_block_converter, build_class_code_converter, build_converter
+from dapter_tf.models.converter import (
+    PATCH,
+    OutputLevels,
+    build_block_converter,
+    build_class_code_converter,
+    build_converter,
+    build_patch_converter,
+)
 from dapter_tf.pixels import check_image_size
 from dapter_tf.records import runs
 from dapter_tf.train.config import DapterConfig
@@ -154,6 +161,8 @@ def train_dapter(config: DapterConfig, task: Task, train_set, test_set: ImageSet
             return build_class_code_converter(classifier, train_set.image_shape, config.output_step)
         if config.architecture == "block_encoder":
             return build_block_converter(config.filters, config.output_block, config.output_step)
+        if config.architecture == "fig3_patches":
+            return build_patch_converter(config.filters, output_step=config.output_step, output_block=config.output_block)
         return build_converter(config.filters, output_step=config.output_step, output_block=config.output_block)
 
     with strategy.scope():
@@ -250,6 +259,11 @@ def check_target_fits(config: DapterConfig, task: Task, train_set, target: keras
         )
     height, width = train_set.image_shape[:2]
     check_image_size(height, width, config.output_block)
+    side = 4 * PATCH  # The patch converter halves its H/4 patches twice.
+    if config.architecture == "fig3_patches" and (height % side or width % side):
+        raise DapterError(
+            f"architecture fig3_patches needs image sides that are multiples of {side}, got {height}x{width}"
+        )
     takes = tuple(target.input_shape[1:3])
     if None not in takes and takes != (height, width):
         raise DapterError(

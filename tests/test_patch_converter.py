@@ -1,0 +1,75 @@
+"""The efficient form of the Fig. 3 converter: the same eight layers on 4x4 pixel patches (issue 32)."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from conftest import tiny_dapter_config
+
+from dapter_tf import DapterError, models, train
+from dapter_tf.data.tasks import get_task
+from dapter_tf.models import FromPatches, ToPatches, build_patch_converter
+from export import benchmark_lib, export_tflite_lib
+
+
+def test_patches_by_hand_and_back():
+    # One 4x4 single-channel image: its one patch holds the 16 pixels in row-major order.
+    image = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1)
+    patches = ToPatches(4)(image).numpy()
+    assert patches.shape == (1, 1, 1, 16)
+    np.testing.assert_array_equal(patches.ravel(), np.arange(16))
+    # 2x2 patches of an RGB image: the top-left patch is pixels (0,0), (0,1), (1,0), (1,1), 3 values each.
+    rgb = np.random.default_rng(0).random((2, 8, 8, 3), dtype=np.float32)
+    two = ToPatches(2)(rgb).numpy()
+    np.testing.assert_array_equal(two[0, 0, 0], rgb[0, :2, :2].reshape(-1))
+    np.testing.assert_array_equal(FromPatches(2)(two).numpy(), rgb)
+
+
+def test_macs_by_hand_at_224():
+    # Layers 1-3 at 56x56 on 48 channels (the first reads the 48 values of a 4x4 patch): 3 x 56*56*9*48*48;
+    # 4 and 5 halve to 28x28 (48 -> 96) and 14x14 (96 -> 192): 28*28*9*48*96 + 14*14*9*96*192;
+    # 6 and 7 (sub-pixel form) the same as 5 and 4: 14*14*9*192*96 + 28*28*9*96*48;
+    # 8 reads the copy connection's 96 channels at 56x56 and gives 48 (16 pixels x 3): 56*56*9*96*48.
+    by_hand = 3 * 56 * 56 * 9 * 48 * 48 + 4 * 28 * 28 * 9 * 48 * 96 + 56 * 56 * 9 * 96 * 48
+    assert by_hand == 455_196_672  # 0.455 GMAC, against the Fig. 3 converter's 1,137,991,680.
+    lite = export_tflite_lib.convert_to_tflite(build_patch_converter(), "float32", (224, 224))
+    assert sum(benchmark_lib.tflite_macs(lite).values()) == by_hand
+
+
+def test_keras_and_tflite_agree_and_the_file_round_trips(embedded, tmp_path):
+    keras.utils.set_random_seed(0)
+    converter = build_patch_converter((8, 8, 8))
+    images = embedded[1].images[:8]
+    keras_pixels = np.round(converter(images.astype(np.float32) / 255.0).numpy() * 255.0)
+    # On the grid, as every converter's output.
+    assert (((keras_pixels - 128) % 16 == 0) | (keras_pixels == 255)).all()
+    lite = export_tflite_lib.convert_to_tflite(converter, "float32", (32, 32))
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=lite)
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    for image, expected in zip(images, keras_pixels):
+        interpreter.set_tensor(inp["index"], image[None].astype(np.float32) / 255.0)
+        interpreter.invoke()
+        got = np.round(interpreter.get_tensor(out["index"])[0] * 255.0)
+        assert np.abs(got - expected).max() <= 16  # At most one grid step, where a value sits on a midpoint.
+        assert np.mean(got != expected) < 0.01
+    converter.save(tmp_path / "c.keras")
+    loaded = models.load_converter(str(tmp_path / "c.keras"))
+    np.testing.assert_array_equal(loaded(images[:2] / 255.0).numpy(), converter(images[:2] / 255.0).numpy())
+
+
+def test_patches_of_one_pixel_are_refused():
+    with pytest.raises(DapterError, match="the patch converter needs patches of at least 2x2 pixels"):
+        build_patch_converter(patch=1)
+
+
+def test_one_training_step_of_the_patch_converter_is_recorded(embedded, tiny_target_path, tmp_path):
+    config = tiny_dapter_config(tiny_target_path, architecture="fig3_patches", filters=(8, 8, 8))
+    results = train.train_dapter(config, get_task("cifar10"), embedded[0].take(32), embedded[1].take(32), str(tmp_path))
+    assert results["steps"] == 1 and results["architecture"] == "fig3_patches"
+    converter = models.load_converter(str(tmp_path))
+    assert {"to_patches", "from_patches"} <= {layer.name for layer in converter.layers}
+    assert json.loads((tmp_path / "config.json").read_text())["architecture"] == "fig3_patches"
