@@ -130,6 +130,20 @@ def check_output_block(block) -> int:
     return int(block)
 
 
+def _fig3_layers(x, filters):
+    """Layers 1-7 of Fig. 3 on ``x`` and the copy connection: what layer 8 reads (``build_converter``'s table)."""
+    f_full, f_half, f_quarter = (int(f) for f in filters)
+    conv = dict(kernel_size=3, padding="same", activation="relu")
+    x = keras.layers.Conv2D(f_full, name="conv1", **conv)(x)
+    x = keras.layers.Conv2D(f_full, name="conv2", **conv)(x)
+    copy = keras.layers.Conv2D(f_full, name="conv3", **conv)(x)
+    x = keras.layers.Conv2D(f_half, strides=2, name="conv4_down", **conv)(copy)
+    x = keras.layers.Conv2D(f_quarter, strides=2, name="conv5_down", **conv)(x)
+    x = keras.layers.Conv2DTranspose(f_half, strides=2, name="conv6_up", **conv)(x)
+    x = keras.layers.Conv2DTranspose(f_full, strides=2, name="conv7_up", **conv)(x)
+    return keras.layers.Concatenate(name="copy_connection")([copy, x])
+
+
 def build_converter(
     filters=DEFAULT_FILTERS,
     input_shape=(None, None, 3),
@@ -173,17 +187,8 @@ def build_converter(
     Returns:
         A functional ``keras.Model`` mapping float32 images in [0, 1] to images of the same shape.
     """
-    f_full, f_half, f_quarter = filters
-    conv = dict(kernel_size=3, padding="same", activation="relu")
     images = keras.Input(shape=input_shape, name="images")
-    x = keras.layers.Conv2D(f_full, name="conv1", **conv)(images)
-    x = keras.layers.Conv2D(f_full, name="conv2", **conv)(x)
-    copy = keras.layers.Conv2D(f_full, name="conv3", **conv)(x)
-    x = keras.layers.Conv2D(f_half, strides=2, name="conv4_down", **conv)(copy)
-    x = keras.layers.Conv2D(f_quarter, strides=2, name="conv5_down", **conv)(x)
-    x = keras.layers.Conv2DTranspose(f_half, strides=2, name="conv6_up", **conv)(x)
-    x = keras.layers.Conv2DTranspose(f_full, strides=2, name="conv7_up", **conv)(x)
-    x = keras.layers.Concatenate(name="copy_connection")([copy, x])
+    x = _fig3_layers(images, filters)
     # Under a mixed precision policy the output is still float32: its pixels are what L_eta's
     # histogram counts and the frozen (float32) target reads.
     out = {"dtype": "float32"} if keras.config.dtype_policy().name != "float32" else {}
@@ -264,18 +269,8 @@ def build_patch_converter(
     """
     if check_output_block(patch) == 1:
         raise DapterError("the patch converter needs patches of at least 2x2 pixels; for 1 use the Fig. 3 converter")
-    f_full, f_half, f_quarter = (int(f) for f in filters)
-    conv = dict(kernel_size=3, padding="same", activation="relu")
     images = keras.Input(shape=input_shape, name="images")
-    x = ToPatches(patch, name="to_patches")(images)
-    x = keras.layers.Conv2D(f_full, name="conv1", **conv)(x)
-    x = keras.layers.Conv2D(f_full, name="conv2", **conv)(x)
-    copy = keras.layers.Conv2D(f_full, name="conv3", **conv)(x)
-    x = keras.layers.Conv2D(f_half, strides=2, name="conv4_down", **conv)(copy)
-    x = keras.layers.Conv2D(f_quarter, strides=2, name="conv5_down", **conv)(x)
-    x = keras.layers.Conv2DTranspose(f_half, strides=2, name="conv6_up", **conv)(x)
-    x = keras.layers.Conv2DTranspose(f_full, strides=2, name="conv7_up", **conv)(x)
-    x = keras.layers.Concatenate(name="copy_connection")([copy, x])
+    x = _fig3_layers(ToPatches(patch, name="to_patches")(images), filters)
     # As in build_converter: the output stays float32 under a mixed precision policy.
     out = {"dtype": "float32"} if keras.config.dtype_policy().name != "float32" else {}
     x = keras.layers.Conv2D(3 * patch**2, 3, padding="same", name="conv8_out", **out)(x)
