@@ -228,10 +228,13 @@ def main():
     if not state.chosen:
         best = recipe_search.best_points(state, bars)
         why = {"budget": "the budget was spent", "exhausted": "every candidate was tried"}[state.ended]
+        usable = best["usable"]
+        held = usable is not None and usable["outcome"] in (recipe_search.PASSED, recipe_search.LEAKED)
         print(
             f"no recipe met the bars ({why}; {len(state.points)} tried).\n"
             f"   best protective point (attack bars held): {recipe_search.describe_point(best['protective'])}\n"
-            f"   best usable point (accuracy bar held): {recipe_search.describe_point(best['usable'])}",
+            f"   best usable point ({'accuracy bar held' if held else 'none held the accuracy bar; the one that lost fewest points'}): "
+            f"{recipe_search.describe_point(usable)}",
             flush=True,
         )
         sys.exit(NO_RECIPE_EXIT)

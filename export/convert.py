@@ -21,7 +21,7 @@ Writes OUTPUT_DIR/<name>.png for every converted image and OUTPUT_DIR/convert.js
 entropy of §4.1 and the PNG bytes before and after; the refusals), and prints one line per image.
 
 Example:
-  dapter-convert --converter=results/release/cifar2_10_reference/converter_dynamic_range.tflite \
+  dapter-convert --converter=results/release/cifar2_10_reference/converter_int8.tflite \
       --input=my_photos/ --output_dir=converted/
 """
 

@@ -2,8 +2,9 @@
 
 A full-int8 file gives every tensor one scale, calibrated from its range on real images, and some
 TFLite int8 kernels force one scale onto several tensors. On a coarse-code converter (``OutputBlocks``,
-one colour per block) two such ties moved the block colours by several grid steps: the committed
-``cifar2_10_reference`` converter (one colour per 32x32 image) lost 11.45 points of target accuracy
+one colour per block) two such ties moved the block colours by several grid steps: the first
+``cifar2_10_reference`` converter (a wide Fig. 3 converter, one colour per 32x32 image; issue 31
+rebuilt that release with the block encoder) lost 11.45 points of target accuracy
 through its int8 file, with a mean pixel difference of 9.9 levels. Each rewrite below removes one
 tie; the first two compute the same function in float, the last two nearly so:
 
@@ -41,7 +42,7 @@ from dapter_tf.models import OutputBlocks, RepeatBlocks
 # Where the logits are clipped before the sigmoid: 255 * sigmoid(-8) = 0.085 levels at most.
 LOGIT_CLIP = 8.0
 # The percentile of each ReLU layer's activations (zeros included) on the calibration images where
-# it is capped: on cifar2_10_reference 99.9 gave the int8 file a mean pixel diff of 0.76 levels on
+# it is capped: on the first cifar2_10_reference (a Fig. 3 converter) 99.9 gave the int8 file a mean pixel diff of 0.76 levels on
 # 2,000 held-out images (200 calibration images), 99.99 gave 0.91 and no cap 1.20.
 ACTIVATION_PERCENTILE = 99.9
 

@@ -44,7 +44,7 @@ def test_rewrite_computes_the_same_block_colours_with_other_ops(embedded):
 def test_coarse_code_int8_file_passes_its_gate_only_with_the_rewrite(embedded, tiny_target_path, tmp_path):
     train_set, test_set = embedded
     target = models.load_target(tiny_target_path)
-    # One colour per 8x8 block on the grid of step 16, shaped as cifar2_10_reference is: its sigmoid
+    # One colour per 8x8 block on the grid of step 16, shaped as the first cifar2_10_reference was: its sigmoid
     # saturated over much of each block and the upsampling path's activations far larger than the
     # copy connection's. The plain int8 file clips every bright pixel at the brightest calibrated
     # block mean and quantizes the copy connection at the upsampling path's scale.

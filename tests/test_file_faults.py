@@ -14,7 +14,7 @@ from cli import runner
 from dapter_tf import DapterError
 
 BUNDLE = REPO / "results" / "release" / "cifar2_10_reference"
-TFLITE = BUNDLE / "converter_dynamic_range.tflite"  # A shipped file; which one does not matter here.
+TFLITE = BUNDLE / "converter_int8.tflite"  # A shipped file; which one does not matter here.
 
 # Root ignores file permissions: the read-only case needs an ordinary user.
 needs_non_root = pytest.mark.skipif(os.geteuid() == 0, reason="root can write into a read-only folder")
