@@ -121,27 +121,8 @@ def benchmark_tflite(model_bytes: bytes, config: BenchmarkConfig, value: np.ndar
         ``STAT_FIELDS`` in microseconds, ``count``, and the config. ``init_us`` is building the
         interpreter and allocating its tensors (delegate set-up included).
     """
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    config.validate()
-    resolver = OpResolverType.AUTO if config.use_xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    start = time.perf_counter()
-    interpreter = Interpreter(
-        model_content=model_bytes, num_threads=config.num_threads, experimental_op_resolver_type=resolver
-    )
-    interpreter.allocate_tensors()
-    init_s = time.perf_counter() - start
-    details = interpreter.get_input_details()[0]
-    interpreter.set_tensor(details["index"], input_for(details, value))
-    output_index = interpreter.get_output_details()[0]["index"]
-
-    def invoke():
-        interpreter.invoke()
-        interpreter.get_tensor(output_index)
-
-    warmup = _timed(invoke, config.warmup_runs)
-    runs = _timed(invoke, config.num_runs)
-    return {**_stats(init_s, warmup, runs), **dataclasses.asdict(config)}
+    # One file interleaved with nothing: its warm-up runs, then its timed runs.
+    return benchmark_interleaved({"model": model_bytes}, config, {"model": value})["model"]
 
 
 def benchmark_interleaved(files: dict, config: BenchmarkConfig, values: dict | None = None) -> dict:

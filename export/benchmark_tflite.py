@@ -134,7 +134,7 @@ def main():
         stats = {path: benchmark_lib.benchmark_tflite(model_bytes, config, value) for path, model_bytes in files.items()}
     rows.extend({"model": path, "bytes": len(model_bytes), **stats[path]} for path, model_bytes in timed.items())
     keras_avg = rows[0]["avg_us"] if converter is not None else None
-    yardstick_min = stats[rows[-1]["model"]]["min_us"] if _YARDSTICK.value else None
+    yardstick_min = stats[yardstick.YARDSTICK_NAME]["min_us"] if _YARDSTICK.value else None
     for row in rows:
         row["ratio_to_keras"] = row["avg_us"] / keras_avg if keras_avg else None
         row["ratio_to_yardstick"] = row["min_us"] / yardstick_min if yardstick_min else None
