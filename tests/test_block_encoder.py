@@ -29,16 +29,16 @@ def _conv_macs(model: keras.Model) -> int:
 def test_macs_fall_with_the_block_side_and_match_the_tflite_count():
     macs = [_conv_macs(build_block_converter((24, 48, 96), b, input_shape=(224, 224, 3))) for b in (4, 8, 16, 32)]
     assert macs == sorted(macs, reverse=True) and len(set(macs)) == 4
-    # b = 32 by hand at 224x224: five stages of a stride-2 and a stride-1 3x3 convolution with channels
-    # 24, 24, 24, 48, 96, then the context's 1x1 convolution on one pixel and the 1x1 head.
-    #   112*112*9*3*24  +  112*112*9*24*24  =  8,128,512 + 65,028,096
-    #    56*56*9*24*24  +   56*56*9*24*24   = 16,257,024 + 16,257,024
-    #    28*28*9*24*24  +   28*28*9*24*24   =  4,064,256 +  4,064,256
-    #    14*14*9*24*48  +   14*14*9*48*48   =  2,032,128 +  4,064,256
-    #     7*7*9*48*96   +    7*7*9*96*96    =  2,032,128 +  4,064,256
-    #     1*1*1*96*96 (context)  +  7*7*1*96*3 (head)  =  9,216 + 14,112
-    #   -> 126,015,264: 9x below the Fig. 3 converter's 1.138 G.
-    assert macs[-1] == 126_015_264
+    # b = 32 by hand at 224x224: 4x4 patches (48 values) at 56x56, two 3x3 convolutions there, then three
+    # halvings of a stride-2 and a stride-1 3x3 convolution, with channels 24, 24, 48, 96 at 56, 28, 14 and 7
+    # pixels, then the context's 1x1 convolution on one pixel and the 1x1 head. Nothing runs at 224 or 112.
+    #   56*56*9*48*24  +  56*56*9*24*24  = 32,514,048 + 16,257,024
+    #   28*28*9*24*24  +  28*28*9*24*24  =  4,064,256 +  4,064,256
+    #   14*14*9*24*48  +  14*14*9*48*48  =  2,032,128 +  4,064,256
+    #    7*7*9*48*96   +   7*7*9*96*96   =  2,032,128 +  4,064,256
+    #    1*1*1*96*96 (context)  +  7*7*1*96*3 (head)  =  9,216 + 14,112
+    #   -> 69,115,680: 16x below the Fig. 3 converter's 1.138 G.
+    assert macs[-1] == 69_115_680
     # The bench counts on the .tflite file: the same figure, here at 32x32 for b = 8.
     converter = build_block_converter((4, 8, 8), 8)
     lite = export_tflite_lib.convert_to_tflite(converter, "float32", (32, 32))
@@ -65,7 +65,8 @@ def test_output_is_constant_over_each_block_and_on_the_grid(embedded, tmp_path):
     assert sent.shape == images.shape
     blocks = sent.reshape(4, 4, 8, 4, 8, 3)
     assert np.all(blocks == blocks[:, :, :1, :, :1, :])  # Constant within every 8x8 block.
-    assert len(np.unique(sent)) > 2 and np.all((sent - 128) % 16 == 0)
+    # On the grid 128 + 16 k, whose top level 256 is clipped to 255 (pixels.grid_levels).
+    assert len(np.unique(sent)) > 2 and np.all(((sent - 128) % 16 == 0) | (sent == 255))
     assert output_block_of(converter) == 8
 
     path = str(tmp_path / "converter.keras")

@@ -296,18 +296,23 @@ def build_block_converter(
 
     The coarse code (``OutputBlocks``) sends one colour per ``block`` x ``block`` block, so the Fig. 3
     converter's full-resolution features are averaged away. This converter computes only what the
-    code sends: log2(``block``) stages of a 3x3 stride-2 and a 3x3 convolution (ReLU) take the image
-    down to the block resolution H/b x W/b, the image's mean features there (a 1x1 convolution of
+    code sends, and no convolution runs at full resolution: the image is cut into p x p pixel
+    patches (``ToPatches``, p = min(``PATCH``, ``block``): 4x4 patches of 3 colours are 48 channels),
+    two 3x3 convolutions (ReLU) run at H/p, then each halving down to the block resolution H/b x W/b
+    is a 3x3 stride-2 and a 3x3 convolution; the image's mean features there (a 1x1 convolution of
     their global average) are added to every block, a 1x1 convolution with a sigmoid gives each
     block's colour, and ``RepeatBlocks`` spreads it over its block. The widest channels sit at the
-    block resolution: the stages take ``filters`` in order, the last one at the block resolution,
-    and the stages before them ``filters[0]`` (b = 32 with (24, 48, 96): 24, 24, 24, 48, 96). So
+    block resolution: the resolutions H/p .. H/b take ``filters`` in order, the last one at H/b, and
+    those before them ``filters[0]`` (b = 32 with (24, 48, 96): 24, 24, 48, 96 at H/4 .. H/32). So
     the larger the block, the coarser the resolution of the costly layers: at 224x224 with
-    (24, 48, 96), b = 4 costs 0.667 GMAC and b = 32 0.126 GMAC, against the Fig. 3 converter's
-    1.138; with (48, 96, 192) 2.635 and 0.488 (Conv2D MACs, tests/test_block_encoder.py).
+    (24, 48, 96), b = 4 costs 0.391 GMAC and b = 32 0.069 GMAC, against the Fig. 3 converter's
+    1.138; with (48, 96, 192) b = 32 costs 0.211 (Conv2D MACs, tests/test_block_encoder.py).
+    An earlier form began with stride-2 convolutions on the full-resolution image (0.488 GMAC for
+    b = 32 with (48, 96, 192), half of it one convolution of 48 channels at H/2): int8 kernels run it
+    at 0.88x MobileNetV2 1.0 int8's latency on this host, against 0.5x wanted (results/export).
 
     Args:
-        filters: Channels of the last stages, the last at the block resolution (any length >= 1).
+        filters: Channels of the last resolutions, the last at the block resolution (any length >= 1).
         block: The side b of the blocks, a power of two in 2..MAX_OUTPUT_BLOCK; image sides must be
             multiples of it. 1 is refused: at full resolution the Fig. 3 converter is the one to use.
         output_step: The output grid (``OutputLevels``); 1 leaves the plain sigmoid.
@@ -326,16 +331,21 @@ def build_block_converter(
     filters = tuple(int(f) for f in filters)
     if not filters or min(filters) < 1:
         raise DapterError(f"the block encoder needs positive channel counts, got {filters}")
-    stages = block.bit_length() - 1
-    channels = ([filters[0]] * stages + list(filters))[-stages:]
+    patch = min(PATCH, block)
+    # Resolutions H/p, H/2p, ..., H/b.
+    levels = (block // patch).bit_length()
+    channels = ([filters[0]] * levels + list(filters))[-levels:]
+    conv = dict(kernel_size=3, padding="same", activation="relu")
     images = keras.Input(shape=input_shape, name="images")
-    x = images
+    x = ToPatches(patch, name="to_patches")(images)
     for k, width in enumerate(channels, start=1):
-        x = keras.layers.Conv2D(width, 3, strides=2, padding="same", activation="relu", name=f"down{k}")(x)
+        # The patches are the first resolution; every later one is reached by a stride-2 convolution.
+        first = dict(name="patches1") if k == 1 else dict(strides=2, name=f"down{k}")
+        x = keras.layers.Conv2D(width, **first, **conv)(x)
         # A second convolution at each resolution: one plain convolution per halving was too shallow
         # to tell a face's attribute (CelebA Male on a MobileNetV2 SavedModel, b = 32, 10 epochs:
         # 31.50 points lost without this and the context below, 19.05 with them; results/export/README.md).
-        x = keras.layers.Conv2D(width, 3, padding="same", activation="relu", name=f"conv{k}")(x)
+        x = keras.layers.Conv2D(width, name=f"conv{k}", **conv)(x)
     # The whole photo's context, added to every block: a block's colour may carry what the target
     # reads from the whole face (its mean features through a 1x1 convolution, broadcast over blocks).
     context = keras.layers.GlobalAveragePooling2D(keepdims=True, name="context_pool")(x)
