@@ -12,10 +12,12 @@ Prints, from one run on this machine (every timing at --num_threads threads, on 
   * the same Keras / float32 ratio at --small_size, where Keras' per-call overhead dominates.
 
 The images are the embedded CIFAR-10 sample resized to --image_size. --converter takes a trained
-converter; by default the Fig. 3 architecture with seeded random weights is timed (its latency does
-not depend on what it learned).
+converter; otherwise --architecture is timed with seeded random weights (its latency does not depend
+on what it learned): the Fig. 3 converter (24/48/96), its efficient form on 4x4 pixel patches
+(fig3_patches, 48/96/192), or the block encoder of dapter-protect's wide rungs (48/96/192, --block).
 
-  .venv/bin/python bench/bench_export.py [--num_threads=1] [--output_json=bench_export.json]
+  .venv/bin/python bench/bench_export.py [--num_threads=1] [--architecture=fig3_patches] \
+      [--output_json=bench_export.json]
 """
 
 import json
@@ -30,6 +32,14 @@ from cli import runner  # noqa: E402  (the repository root is on the path only n
 _CONVERTER = flags.DEFINE_string(
     "converter", "", "A trained converter (.keras file or dapter-train-dapter workdir); empty: Fig. 3, seeded random."
 )
+_ARCHITECTURE = flags.DEFINE_enum(
+    "architecture",
+    "fig3",
+    ["fig3", "fig3_patches", "block_encoder"],
+    "Without --converter, the converter timed with seeded random weights: fig3 (the paper's, 24/48/96), "
+    "fig3_patches (its efficient form, 48/96/192) or block_encoder (48/96/192, blocks of --block).",
+)
+_BLOCK = flags.DEFINE_integer("block", 32, "The block side of --architecture=block_encoder.")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Side of the square images timed (a multiple of 4).")
 _SMALL_SIZE = flags.DEFINE_integer("small_size", 32, "A second, small side for the Keras / TFLite ratio (0: skip).")
 _NUM_THREADS = flags.DEFINE_integer("num_threads", 1, "Threads for TFLite and for TensorFlow (intra-op).")
@@ -65,7 +75,8 @@ def main():
     import tensorflow as tf
 
     from dapter_tf import data, models
-    from dapter_tf.models import build_converter, check_image_size, strip_output_levels
+    from dapter_tf.analysis.recipe_search import WIDE_FILTERS
+    from dapter_tf.models import check_image_size, strip_output_levels
     from export import export_tflite_lib
 
     size = _IMAGE_SIZE.value
@@ -75,7 +86,15 @@ def main():
         converter, source = models.load_converter(_CONVERTER.value), _CONVERTER.value
     else:
         keras.utils.set_random_seed(0)
-        converter, source = build_converter(), "Fig. 3 converter (24, 48, 96), seeded random weights"
+        converter, source = {
+            "fig3": lambda: (models.build_converter(), "Fig. 3 converter (24, 48, 96)"),
+            "fig3_patches": lambda: (models.build_patch_converter(), "Fig. 3 on 4x4 patches (48, 96, 192)"),
+            "block_encoder": lambda: (
+                models.build_block_converter(WIDE_FILTERS, _BLOCK.value),
+                f"block encoder (48, 96, 192), b={_BLOCK.value}",
+            ),
+        }[_ARCHITECTURE.value]()
+        source += ", seeded random weights"
     samples = data.load_embedded("test").images[: _CALIBRATION_STEPS.value + 1]
 
     def resized(side):

@@ -296,12 +296,17 @@ def fix_batch_shape(converter: keras.Model, height: int, width: int) -> keras.Mo
 
 def _single_layer_tflite(layer, input_shapes, calibration: list | None) -> bytes:
     """One layer as its own ``.tflite``: float32, or full int8 (int8 I/O) calibrated on ``calibration``."""
-    inputs = [keras.Input(batch_shape=shape) for shape in input_shapes]
+    names = [f"input_{i}" for i in range(len(input_shapes))]
+    inputs = [keras.Input(batch_shape=shape, name=name) for name, shape in zip(names, input_shapes)]
     model = keras.Model(inputs, layer(inputs if len(inputs) > 1 else inputs[0]))
     if calibration is None:
         return export_tflite_lib.convert_keras_model(model, "float32")
+    # Calibration samples keyed by input name: a file's inputs need not keep the model's order (the
+    # block encoder's add_context takes its 1 x 1 context second, and the file first).
     return export_tflite_lib.convert_keras_model(
-        model, "int8_int8_io", lambda: ([x[i : i + 1] for x in calibration] for i in range(len(calibration[0])))
+        model,
+        "int8_int8_io",
+        lambda: ({n: x[i : i + 1] for n, x in zip(names, calibration)} for i in range(len(calibration[0]))),
     )
 
 

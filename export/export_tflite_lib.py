@@ -181,7 +181,8 @@ def convert_keras_model(model: keras.Model, mode: str, representative=None) -> b
         model: A Keras model whose inputs have fixed shapes.
         mode: One of ``MODES``; the full-int8 modes quantize every input and output alike.
         representative: For the full-int8 modes, a function yielding lists of input arrays (one
-            per model input, batch 1) drawn from real data.
+            per model input, batch 1) drawn from real data, or dicts of them by input name (a
+            file's inputs need not keep the model's order).
 
     Returns:
         The flatbuffer's bytes.

@@ -221,6 +221,30 @@ def test_bench_script_prints_the_targets(tmp_path):
     }
 
 
+def test_bench_script_times_the_block_encoder_layer_by_layer(tmp_path):
+    # --architecture picks the form timed: here dapter-protect's wide block encoder at b = 8, 32x32.
+    proc = run_binary(
+        "bench.bench_export",
+        "--architecture=block_encoder",
+        "--block=8",
+        "--image_size=32",
+        "--small_size=0",
+        "--num_runs=2",
+        "--warmup_runs=1",
+        "--layer_runs=1",
+        "--calibration_steps=4",
+        f"--output_json={tmp_path / 'bench.json'}",
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "bench.json").read_text())
+    assert result["converter"] == "block encoder (48, 96, 192), b=8, seeded random weights"
+    # By hand at 32x32: 4x4 patches (48 values) at 8x8, then 96 channels there and 192 at 4x4.
+    #   8*8*9*48*96 + 8*8*9*96*96 + 4*4*9*96*192 + 4*4*9*192*192 + 192*192 (context) + 4*4*192*3 (head)
+    assert result["macs"] == 2_654_208 + 5_308_416 + 2_654_208 + 5_308_416 + 36_864 + 9_216
+    layers = [row["layer"] for row in result["layers"]]
+    assert layers[:3] == ["to_patches", "patches1", "conv1"] and "block_colours" in layers
+
+
 def test_yardstick_bench_sets_every_converter_beside_mobilenet_v2(tmp_path):
     # At 32x32 and two runs: that every row is there with its figures (the 224x224 ones come from
     # running it by hand; results/export/yardstick.txt).
