@@ -1,20 +1,19 @@
 """DAPter: a user-side converter that prevents data abuse in deep learning inference services.
 
-The library is flat, one job per module, named after the paper's concepts:
+One package per part of the data flow (WORKSPACE.md gives each module's job; tests/test_import_rules.py
+keeps what may import what, and that no two parts import each other):
 
-* ``data``: real images and labels (embedded sample, ``.npz`` files, tfds) and tf.data pipelines.
-* ``tasks``: which dataset and which label a target model serves (and which labels an attacker wants).
-* ``model``: the converter of Fig. 3.
-* ``classifier``: the target (DLIS) models and how to load them frozen.
-* ``losses``: L_eta (Eq. 2-3), L_acc (Eq. 4) and L_dap (Eq. 1).
-* ``metrics``: image entropy (§4.1), accuracy drop, PNG and JPEG sizes of images.
-* ``train``: the custom training loops under a ``tf.distribute`` strategy.
-* ``evaluate`` and ``report``: measuring a converter and writing what was measured.
-* ``lambda_study``: the lambda sweep of Fig. 8 and the tuning strategy of §7.1.
-* ``attacks``: the attacks of §5 (auto-recognition, visual recognition, reconstruction).
-* ``saliency``: Grad-CAM, the importance V and V_D, attention consistency and Table 4 (§7.2).
-* ``bandwidth``: bytes of converted images against the originals (§7.4).
-* ``plots``: what every plot shares.
+* ``data``: tasks and their real images (embedded sample, ``.npz``, folders, CSVs, TFRecords, tfds).
+* ``models``: the converter of Fig. 3 (and its efficient and block forms), the targets, saving.
+* ``losses`` and ``metrics``: L_eta, L_acc, L_dap (Eq. 1-4); entropy (§4.1), accuracy drop, sizes.
+* ``train``: the target and the converter on L_dap, in one resumable loop under ``tf.distribute``.
+* ``records``: what each stage leaves for the next (configs, results, suites), one reader per file.
+* ``attacks`` and ``defences``: the attacks of §5 and the attack suite; the adversarial defence.
+* ``analysis``: the λ study (§7.1), Grad-CAM (§7.2), bandwidth (§7.4), the protection frontier and
+  ``dapter-protect``'s recipe search, and the reports.
+* ``pipeline``: every experiment as one resumable plan.
+* ``evaluate`` (measuring a converter), ``figures`` (what every figure shares), ``pixels``,
+  ``errors`` and ``cluster`` (leaves every part may import).
 """
 
 import os

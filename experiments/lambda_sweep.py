@@ -40,7 +40,7 @@ for module in (flags_lib, training_flags):
 
 def main():
     from dapter_tf import DapterError, cluster, data
-    from dapter_tf.train import lambda_plots, lambda_study
+    from dapter_tf.analysis import lambda_plots, lambda_study
 
     try:
         values = [float(v) for v in _LAMBDAS.value]

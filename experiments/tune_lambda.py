@@ -71,7 +71,7 @@ for module in (flags_lib, training_flags, attack_flags):
 
 def main():
     from dapter_tf import DapterError, cluster, data
-    from dapter_tf.train import lambda_plots, lambda_study
+    from dapter_tf.analysis import lambda_plots, lambda_study
 
     if _SWEEP_JSON.value and not os.path.isfile(_SWEEP_JSON.value):
         raise DapterError(f"sweep file not found: {_SWEEP_JSON.value}")

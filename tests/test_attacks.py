@@ -15,7 +15,6 @@ from dapter_tf.attacks import auto_recognition, labelling, reconstruction, recon
 from dapter_tf.data import tasks
 from dapter_tf.models import targets
 from dapter_tf.records import runs
-from dapter_tf.train import lambda_study
 
 
 @pytest.fixture(scope="module")
@@ -223,7 +222,7 @@ def test_reconstruction_sweep_runs_every_point_and_resumes(cifar_input, tmp_path
     sweep_dir = tmp_path / "sweep"
     points = []
     for lambda_ in (0.0, 0.9):
-        point = lambda_study.point_dir(str(sweep_dir), lambda_)
+        point = runs.lambda_point_dir(str(sweep_dir), lambda_)
         os.makedirs(point)
         models.build_converter((4, 8, 8)).save(os.path.join(point, runs.CONVERTER_FILE))
         with open(os.path.join(point, "config.json"), "w") as f:

@@ -211,6 +211,10 @@ def test_demo_writes_report_grid_and_two_tflite_files(tmp_path):
     assert "## Against the paper's thresholds (§7.1)" in text and "On 64 images one answer is 1.56 points" in text
     assert text.count("| met") + text.count("| missed") == 2, text
     assert "*Parity gate*" in text
+    # Its log, written to a pipe as it would be to a file, is plain lines: no progress bar redrawn with
+    # escape codes, carriage returns or backspaces (on a terminal the bars stay).
+    for stream in (proc.stdout, proc.stderr):
+        assert not any(code in stream for code in ("\x1b[", "\r", "\b")), stream[:2000]
 
 
 def _console_scripts():

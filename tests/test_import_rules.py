@@ -12,8 +12,9 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGES = ("dapter_tf", "cli", "experiments", "export", "bench", "android_app")
-# Modules every part may import: one error type, and the pixel conventions (both import nothing else).
-LEAVES = ("dapter_tf.cluster", "dapter_tf.errors", "dapter_tf.pixels")
+# Modules every part may import: one error type, the pixel conventions, the figures' set-up (none imports
+# anything else of the project).
+LEAVES = ("dapter_tf.cluster", "dapter_tf.errors", "dapter_tf.figures", "dapter_tf.pixels")
 # The release: what builds and verifies a bundle a phone app ships.
 RELEASE = ("export.release", "export.release_lib", "export.card", "export.claims")
 # The one binary of export/ that runs attack code: dapter-verify --attacks re-runs the reconstruction
@@ -134,6 +135,45 @@ def violations(sources: dict[str, str]) -> list[str]:
     return broken
 
 
+def part_of(module: str) -> str:
+    """The part of the data flow a module belongs to: a package (or module) of dapter_tf/, or a top folder."""
+    parts = module.split(".")
+    return ".".join(parts[:2]) if parts[0] == "dapter_tf" and len(parts) > 1 else parts[0]
+
+
+def part_circles(sources: dict[str, str]) -> list[str]:
+    """Every circle of imports between parts, as ``a -> b -> a (a.module imports b.module, ...)``.
+
+    Two parts that import each other (directly, or through other parts) have no order: neither can be
+    read, tested or changed without the other.
+    """
+    edges = {}
+    for module, names in project_graph(sources).items():
+        for name in names:
+            a, b = part_of(module), part_of(name)
+            if a != b and name in sources and a != "dapter_tf" and b != "dapter_tf":
+                edges.setdefault(a, {}).setdefault(b, set()).add(f"{module} imports {name}")
+    # Each step of a circle named by one import, the first in order of the most specific name.
+    edges = {a: {b: min(why, key=lambda w: (-w.count("."), w)) for b, why in out.items()} for a, out in edges.items()}
+    circles, seen = [], set()
+
+    def walk(path):
+        for nxt in sorted(edges.get(path[-1], {})):
+            if nxt == path[0]:
+                ring = path + [nxt]
+                key = frozenset(path)
+                if key not in seen:
+                    seen.add(key)
+                    why = ", ".join(edges[x][y] for x, y in zip(ring, ring[1:]))
+                    circles.append(f"{' -> '.join(ring)} ({why})")
+            elif nxt not in path and nxt > path[0]:  # Each circle once, from its smallest part.
+                walk(path + [nxt])
+
+    for start in sorted(edges):
+        walk([start])
+    return circles
+
+
 def read_sources() -> dict[str, str]:
     sources = {}
     for package in PACKAGES:
@@ -183,3 +223,22 @@ def test_a_forbidden_import_inside_a_function_or_through_another_module_is_caugh
     found = violations(sources)
     assert any(v.startswith("export.contract -> dapter_tf.attacks") for v in found), found
     assert any(v.startswith("export.parity -> dapter_tf.train") for v in found), found
+
+
+def test_no_two_parts_import_each_other():
+    circles = part_circles(read_sources())
+    assert not circles, f"{len(circles)} import circles between parts:\n" + "\n".join(circles)
+
+
+def test_an_import_that_closes_a_circle_is_caught_naming_both_modules():
+    sources = read_sources()
+    # The attacks importing the λ study, which attacks: the circle this rule was written against.
+    sources["dapter_tf.attacks.reconstruction"] += "\n\ndef _late():\n    from dapter_tf.analysis import lambda_study\n"
+    circles = part_circles(sources)
+    assert len(circles) == 1, circles
+    assert circles[0].startswith("dapter_tf.analysis -> dapter_tf.attacks -> dapter_tf.analysis (")
+    assert "dapter_tf.attacks.reconstruction imports dapter_tf.analysis.lambda_study" in circles[0]
+    # Through a third part: train -> analysis -> attacks -> train.
+    sources = read_sources()
+    sources["dapter_tf.train.loop"] += "\n\ndef _late():\n    from dapter_tf.analysis import report\n"
+    assert any(c.startswith("dapter_tf.analysis -> dapter_tf.train -> dapter_tf.analysis") for c in part_circles(sources))

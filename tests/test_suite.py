@@ -22,7 +22,7 @@ from dapter_tf.data import tasks
 from dapter_tf.models import targets
 from dapter_tf.records import suite as suite_lib
 from dapter_tf.records.attacks import AutoRecognitionResult, ReconstructionResult
-from dapter_tf.train import lambda_study
+from dapter_tf.analysis import lambda_study
 
 
 def _reconstruction(attacker, ssim, mean_image=0.12):

@@ -13,7 +13,7 @@ import json
 import os
 
 from dapter_tf import train
-from dapter_tf.analysis.plots import pyplot, save_figure
+from dapter_tf.figures import pyplot, save_figure
 from dapter_tf.errors import DapterError
 from dapter_tf.records import files, runs
 

@@ -23,7 +23,7 @@ import tensorflow as tf
 from skimage.metrics import structural_similarity
 
 from dapter_tf import evaluate, metrics
-from dapter_tf.analysis.report import save_grid
+from dapter_tf.figures import save_grid
 from dapter_tf.data import validate_images
 from dapter_tf.errors import DapterError
 

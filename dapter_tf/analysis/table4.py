@@ -3,7 +3,7 @@
 import numpy as np
 
 from dapter_tf import evaluate
-from dapter_tf.analysis.plots import pyplot, save_figure
+from dapter_tf.figures import pyplot, save_figure
 from dapter_tf.analysis.saliency import mean_importance
 from dapter_tf.errors import DapterError
 

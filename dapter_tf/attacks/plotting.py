@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from dapter_tf.analysis.plots import pyplot, save_figure
+from dapter_tf.figures import pyplot, save_figure
 
 # The paper's bar for an unrecoverable image (§7.1, [33]).
 SSIM_BAR = 0.2

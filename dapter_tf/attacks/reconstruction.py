@@ -19,15 +19,13 @@ import numpy as np
 import tensorflow as tf
 from skimage.metrics import structural_similarity
 
-from dapter_tf import evaluate, models, train
-from dapter_tf.analysis import report
+from dapter_tf import evaluate, figures, models, train
 from dapter_tf.attacks import lookup, reconstructors
 from dapter_tf.attacks.data_structures import AttackInputData, ReconstructionSpec
 from dapter_tf.data import ImageSet
 from dapter_tf.errors import DapterError
 from dapter_tf.records import files, runs
 from dapter_tf.records.attacks import ReconstructionResult
-from dapter_tf.train import lambda_study
 
 RECONSTRUCTOR_FILE = "reconstructor.keras"
 
@@ -186,7 +184,7 @@ def reconstruct_images(
         epochs, parameters = spec.epochs, int(reconstructor.count_params())
     grid = os.path.join(workdir, "grid.png")
     n = spec.grid_images
-    report.save_grid(grid, originals[:n], test_converted[:n], restored[:n])
+    figures.save_grid(grid, originals[:n], test_converted[:n], restored[:n])
     # The floor a reconstruction must clear to have learnt anything of the image: one fixed image.
     mean_image = np.broadcast_to(np.round(train_images.mean(axis=0)).astype(np.uint8), originals.shape)
     result = ReconstructionResult(
@@ -215,7 +213,7 @@ def reconstruction_sweep(
     """Runs the reconstruction attack on every converter of a lambda sweep (Fig. 9(b)).
 
     Args:
-        sweep_dir: A ``lambda_study.run_sweep`` workdir: ``sweep.json`` and ``lambda_<value>/``.
+        sweep_dir: A ``analysis.lambda_study.run_sweep`` workdir: ``sweep.json`` and ``lambda_<value>/``.
         input_data: The images; its ``converter_path`` is replaced by each point's converter.
         spec: The attack's settings, the same for every point.
         workdir: Holds one ``lambda_<value>/`` per point and ``ssim_sweep.json``; a rerun skips
@@ -233,14 +231,14 @@ def reconstruction_sweep(
     points = []
     for i, sweep_point in enumerate(sweep_points):
         lambda_ = sweep_point["lambda"]
-        out = lambda_study.point_dir(workdir, lambda_)
+        out = runs.lambda_point_dir(workdir, lambda_)
         done = os.path.join(out, "results.json")
         if os.path.isfile(done):
             with open(done) as f:
                 measured = json.load(f)
             print(f"== lambda {lambda_:.3f} ({i + 1}/{len(sweep_points)}): done before, read from {out}", flush=True)
         else:
-            converter_path = os.path.join(lambda_study.point_dir(sweep_dir, lambda_), runs.CONVERTER_FILE)
+            converter_path = os.path.join(runs.lambda_point_dir(sweep_dir, lambda_), runs.CONVERTER_FILE)
             print(f"== lambda {lambda_:.3f} ({i + 1}/{len(sweep_points)}) -> {out}", flush=True)
             point_input = dataclasses.replace(input_data, converter_path=converter_path)
             point_input.validate()

@@ -25,6 +25,11 @@ CONVERTER_FILE = "converter.keras"
 TARGET_HASH = "target_sha256"
 
 
+def lambda_point_dir(workdir: str, lambda_: float) -> str:
+    """The workdir of a λ sweep's point for ``lambda_`` (``analysis.lambda_study``), e.g. ``workdir/lambda_0.900``."""
+    return os.path.join(workdir, f"lambda_{lambda_:.3f}")
+
+
 def config_to_dict(config) -> dict:
     """A config dataclass as plain JSON values (tuples become lists), as ``config.json`` holds it."""
     return json.loads(json.dumps(dataclasses.asdict(config), default=json_default))

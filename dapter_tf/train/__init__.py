@@ -1,7 +1,8 @@
 """Training: the target (DLIS) model, and the converter on L_dap against the frozen target.
 
 ``config`` (the run configs), ``strategy`` (``tf.distribute``), ``loop`` (the shared resumable
-loop), ``target`` and ``converter`` (the two trainings), ``lambda_study`` (the λ sweep and tuner).
+loop), ``target`` and ``converter`` (the two trainings). The λ sweep and tuner, which also attack,
+are ``analysis.lambda_study``.
 A run's files are read and written by ``dapter_tf.records.runs``.
 """
 

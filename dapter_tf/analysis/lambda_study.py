@@ -18,11 +18,6 @@ SWEEP_FILE = "sweep.json"
 TUNER_FILE = "tuner.json"
 
 
-def point_dir(workdir: str, lambda_: float) -> str:
-    """The workdir of the sweep point for ``lambda_``, e.g. ``workdir/lambda_0.900``."""
-    return os.path.join(workdir, f"lambda_{lambda_:.3f}")
-
-
 def _point(lambda_: float, results: dict, **extra) -> dict:
     keys = (
         "accuracy_original",
@@ -68,7 +63,7 @@ def run_sweep(
         os.makedirs(workdir, exist_ok=True)
     points = []
     for i, lambda_ in enumerate(lambdas):
-        path = point_dir(workdir, lambda_)
+        path = runs.lambda_point_dir(workdir, lambda_)
         results = runs.read_results(path)
         if results is None:
             print(f"== lambda {lambda_:.3f} ({i + 1}/{len(lambdas)}) -> {path}", flush=True)

@@ -1,6 +1,6 @@
 """The λ study's figures: Fig. 8's sweep and the accuracy-entropy frontier the tuner walks."""
 
-from dapter_tf.analysis.plots import pyplot, save_figure
+from dapter_tf.figures import pyplot, save_figure
 
 
 def plot_sweep(sweep: dict, path: str, title: str, max_drop_points: float = 3.0) -> None:
