@@ -1,0 +1,84 @@
+"""The converters for phones beside the Fig. 3 converter: pairs of recipes that differ only in the architecture.
+
+Issue 32: a form that is cheaper on phones (``fig3_patches``, the block encoder) may replace Fig. 3 in
+the protective recipes only where, trained the same way, it loses at most ``MAX_EXTRA_DROP_POINTS``
+more and its strongest attacker's SSIM is no higher. ``bench/bench_efficient_forms.py`` trains each
+pair and runs the attack suite on both (``protection.run_frontier``); this module names the pairs and
+judges them.
+"""
+
+from dapter_tf.analysis import protection, recipe_search
+from dapter_tf.errors import DapterError
+
+# How much more a cheaper form may lose than Fig. 3, in points (issue 32, acceptance 2).
+MAX_EXTRA_DROP_POINTS = 1.0
+PAIRS = ("patches", "block")
+
+
+def pair_recipes(pairs, block: int, side: int) -> list:
+    """The ``protection.Recipe`` of each pair, Fig. 3 first in each; the epochs are the base config's.
+
+    ``patches``: the base config (L_dap) on Fig. 3 (24/48/96) and on its patch form (48/96/192).
+    ``block``: ``dapter-protect``'s wide rung at blocks of ``block`` (``recipe_search.build_ladder``
+    for ``side``-pixel images) on Fig. 3 with output blocks and on the block encoder.
+    """
+    from dapter_tf.models.converter import PATCH_FILTERS
+
+    unknown = [p for p in pairs if p not in PAIRS]
+    if unknown or not pairs:
+        raise DapterError(f"--pairs takes any of {', '.join(PAIRS)}, got {','.join(pairs) or 'nothing'}")
+    recipes = []
+    if "patches" in pairs:
+        recipes += [
+            protection.Recipe("fig3", {"architecture": "fig3"}),
+            protection.Recipe("fig3_patches", {"architecture": "fig3_patches", "filters": PATCH_FILTERS}),
+        ]
+    if "block" in pairs:
+        rungs = {r.name: r for r in recipe_search.build_ladder(side)}
+        if f"b{block}_wide" not in rungs:
+            raise DapterError(f"--block={block} is not a code of dapter-protect's ladder for {side}x{side} images")
+        code = {k: v for k, v in rungs[f"b{block}_wide"].recipe.overrides.items() if k != "epochs"}
+        recipes += [
+            protection.Recipe(f"fig3_b{block}", {**code, "architecture": "fig3"}),
+            protection.Recipe(f"encoder_b{block}", code),
+        ]
+    return recipes
+
+
+def compare_forms(points: list[dict]) -> list[dict]:
+    """Each cheaper form beside its Fig. 3 point (``points`` in ``pair_recipes`` order): the two verdicts."""
+    rows = []
+    for fig3, form in zip(points[::2], points[1::2]):
+        extra = form["accuracy_drop_points"] - fig3["accuracy_drop_points"]
+        error = (fig3["accuracy_drop_error_points"] ** 2 + form["accuracy_drop_error_points"] ** 2) ** 0.5
+        rows.append(
+            {
+                "fig3": fig3["name"],
+                "form": form["name"],
+                "extra_drop_points": extra,
+                "extra_drop_error_points": error,
+                "accuracy_holds": extra <= MAX_EXTRA_DROP_POINTS,
+                "ssim_fig3": fig3["max_ssim"],
+                "ssim_form": form["max_ssim"],
+                "ssim_mean_image": form["ssim_mean_image"],
+                "ssim_holds": form["max_ssim"] <= fig3["max_ssim"],
+            }
+        )
+    return rows
+
+
+def forms_table(rows: list[dict]) -> str:
+    """The verdicts as a markdown table."""
+    lines = [
+        "| Fig. 3 | cheaper form | extra points lost (bar: at most 1) | strongest SSIM, Fig. 3 | strongest SSIM, "
+        "form (bar: no higher) | mean image SSIM |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        verdict = "holds" if r["accuracy_holds"] else "missed"
+        ssim = "holds" if r["ssim_holds"] else "missed"
+        lines.append(
+            f"| {r['fig3']} | {r['form']} | {r['extra_drop_points']:+.2f} ± {r['extra_drop_error_points']:.2f}: "
+            f"{verdict} | {r['ssim_fig3']:.3f} | {r['ssim_form']:.3f}: {ssim} | {r['ssim_mean_image']:.3f} |"
+        )
+    return "\n".join(lines) + "\n"
