@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from cli import runner  # noqa: E402  (the repository root is on the path only now)
 
 _CONVERTER = flags.DEFINE_string(
-    "converter", "", "A trained converter (.keras file or dapter-train-dapter workdir); empty: Fig. 3, seeded random."
+    "converter", "", "A trained converter (.keras file or dapter-train-dapter workdir); empty: --architecture, seeded random."
 )
 _ARCHITECTURE = flags.DEFINE_enum(
     "architecture",
