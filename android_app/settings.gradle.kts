@@ -1,5 +1,5 @@
 // The Android build of the harness: open android_app/ in Android Studio, or run
-// `./gradlew assembleRelease` here (README, "Android harness"). Maven (pom.xml) builds and tests
+// `./gradlew assembleRelease` here (docs/android.md). Maven (pom.xml) builds and tests
 // the JVM core and compile-checks the app on machines without the Android SDK.
 pluginManagement {
     repositories {

@@ -61,7 +61,7 @@ def parse_tf_config(text: str | None) -> ClusterTask:
         raise DapterError(
             "--strategy=multi_worker needs TF_CONFIG, e.g. "
             '\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}\' '
-            '(README, "Training on several machines")'
+            '(docs/cluster.md)'
         )
     try:
         config = json.loads(text)

@@ -10,7 +10,7 @@ from dapter_tf.errors import DapterError
 REFERENCE_PIXEL = 128.0 / 255.0
 # The converter sends pixels on the grid 128 + k * 16 (OutputLevels). On CIFAR-10 against a ResNet18,
 # 4 epochs at lambda 0.95 gave 72.4 % accuracy at 54 % of the originals' entropy where the plain
-# sigmoid (step 1) gave 67.5 % at 76 %; README, "Training recipe", has the figures.
+# sigmoid (step 1) gave 67.5 % at 76 %; docs/design.md, "Training recipe", has the figures.
 DEFAULT_OUTPUT_STEP = 16
 
 

@@ -1,4 +1,4 @@
-"""The import rules of the layout (README, "Layout"): each part of the data flow imports only what comes before it.
+"""The import rules of the layout (WORKSPACE.md): each part of the data flow imports only what comes before it.
 
 Every import of every module is read with ``ast`` (function-local ones too), and the rules are
 checked on what each module reaches, directly or through other modules of the project. Nothing is

@@ -113,6 +113,14 @@ def test_a_step_without_its_dataset_or_its_input_is_skipped_with_the_reason_and_
     assert status["a/ok"]["status"] == "ran" and "finished earlier with another command" in lines[-3]
 
 
+def test_a_step_that_writes_a_file_into_a_folder_of_its_own_finds_that_folder_made(tmp_path):
+    # bench/export and bench/train_step write WORKDIR/bench/*.json, and the binaries refuse a missing folder.
+    workdir = tmp_path / "w"
+    step = pipeline.Step("bench/x", "json.tool", ("--help", f"--output_json={workdir / 'bench/x.json'}"), "writes", ())
+    pipeline.run_plan([step], str(workdir), str(tmp_path), cwd=str(REPO), log=lambda line: None)
+    assert (workdir / "bench").is_dir() and not (workdir / "bench/x.json").exists()
+
+
 def test_a_step_whose_input_was_remade_runs_again_with_its_old_output_moved_aside(tmp_path):
     workdir = tmp_path / "w"
     make = pipeline.Step("g/make", "json.tool", ("--help",), "makes", (), (), str(workdir / "g/make"))

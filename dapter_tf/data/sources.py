@@ -43,7 +43,7 @@ def load_npz(path: str) -> ImageSet:
 
 
 def embedded_sample_path() -> str:
-    """Returns the path of the CIFAR-10 sample packaged with dapter_tf (see README, "Data")."""
+    """Returns the path of the CIFAR-10 sample packaged with dapter_tf (see docs/datasets.md)."""
     return str(importlib.resources.files("dapter_tf") / "assets" / EMBEDDED_SAMPLE)
 
 

@@ -2,7 +2,7 @@
 
 The paper's L_dap bounds a histogram (the entropy of §4.1), not what a code of sparse, regular
 patterns carries: a decoder trained on converted images restores them (SSIM 0.90 on CIFAR-10).
-Two mechanisms, alone or together (README, "Defences"):
+Two mechanisms, alone or together (docs/protection.md, "Defences"):
 
 * ``adversarial``: an ensemble of online decoders, trained in alternation with the converter to
   invert it and restarted in turn, whose success over the mean image is added to the converter's

@@ -178,7 +178,7 @@ def build_converter(
         name: The model's name.
         output_step: Output pixels are rounded to the grid 128 + k * ``output_step`` levels
             (``OutputLevels``); 1 gives the paper's plain sigmoid output.
-        output_block: A coarse output code, beyond the paper (README, "Defences"): the sigmoid's
+        output_block: A coarse output code, beyond the paper (docs/protection.md, "Defences"): the sigmoid's
             output is averaged over ``output_block`` x ``output_block`` blocks and each block sent
             as one colour, so an H x W image carries at most (H / b) (W / b) colours, each on the
             output grid, whatever the converter learns. 1 (the default) is the paper's converter.
@@ -363,7 +363,7 @@ def build_block_converter(
 def build_class_code_converter(
     classifier: keras.Model, image_shape, output_step: int = DEFAULT_OUTPUT_STEP, name: str = "converter"
 ) -> keras.Model:
-    """Builds the class-code converter, beyond the paper (README, "Defences"): the narrowest code.
+    """Builds the class-code converter, beyond the paper (docs/protection.md, "Defences"): the narrowest code.
 
     The converter runs a frozen ``classifier`` on the photo and sends one of K learned images, the
     codebook's row of the class it decided (``ClassCode``), on the output grid. Whatever the

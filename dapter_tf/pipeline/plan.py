@@ -20,7 +20,7 @@ from dapter_tf.pipeline import cifar_steps, face_steps
 from dapter_tf.pipeline.datasets import EMBEDDED
 from dapter_tf.pipeline.scales import Scale
 
-# The defended recipe of each task (beyond the paper: README, "Defences"): the best operating point of
+# The defended recipe of each task (beyond the paper: docs/protection.md, "Defences"): the best operating point of
 # results/protection/ on each task, the one the reference releases of results/release/ were trained
 # with (CelebA has no release); the plan trains it for the scale's defended_epochs.
 DEFENDED_RECIPES = {

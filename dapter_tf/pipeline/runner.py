@@ -135,6 +135,18 @@ def _die_with_parent() -> None:
         pass  # Not Linux: SIGINT and SIGTERM are still forwarded by run_plan.
 
 
+# Flags that name a file a step writes: the binaries refuse one whose folder is missing (cli.runner).
+OUTPUT_FILE_FLAGS = ("--output_json", "--output_csv", "--output_npz")
+
+
+def _make_output_folders(command: list[str], cwd: str) -> None:
+    """Creates the folder of each file a step writes: a plan's step owns its output's folder."""
+    for arg in command:
+        flag, _, value = arg.partition("=")
+        if flag in OUTPUT_FILE_FLAGS and value:
+            os.makedirs(os.path.dirname(os.path.join(cwd, value)) or cwd, exist_ok=True)
+
+
 def _run_child(command: list[str], log_path: str, cwd: str) -> int:
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -223,6 +235,7 @@ def run_plan(plan: list[Step], workdir: str, data_dir: str, cwd: str, log=print)
         log(f"{prefix}: {step.what} (log: {log_path})")
         _log_event(workdir, event="start", step=step.name)
         start = time.time()
+        _make_output_folders(step.command(), cwd)
         rc = _run_child(step.command(), log_path, cwd)
         seconds = time.time() - start
         if rc != 0:
