@@ -106,6 +106,14 @@ def define_converter_flags():
         "from the middle of its --output_step level, added to L_dap. A short fine-tuning with it (from "
         "--init_converter) lets a full-int8 file round every value to the same level as Keras. 0: off.",
     )
+    task_head = flags.DEFINE_float(
+        "task_head",
+        0.0,
+        "Beyond the paper, for --architecture=block_encoder: the weight of L_head, the cross-entropy of a "
+        "linear head on the encoder's mean features against the labels L_acc uses; the head trains with the "
+        "converter and is dropped when training ends (it makes the encoder read the task from the photo, "
+        "which a coarse code's few colours must carry). 0: off.",
+    )
     build_adversary = define_defence_flags()
     acc_labels = flags.DEFINE_enum(
         "acc_labels",
@@ -163,6 +171,7 @@ def define_converter_flags():
             class_code=class_code.value,
             architecture=architecture.value,
             code_margin=code_margin.value,
+            task_head=task_head.value,
             **training,
         )
         values.update(overrides)
@@ -172,7 +181,7 @@ def define_converter_flags():
 
 
 def define_defence_flags():
-    """Defines the adversarial defence's flags (README, "Defences"); returns a function building its config."""
+    """Defines the adversarial defence's flags (docs/protection.md, "Defences"); returns a function building its config."""
     weight = flags.DEFINE_float(
         "adversary_weight",
         0.0,

@@ -89,6 +89,28 @@ def code_margin_loss(pre_snap, step: int):
     return tf.reduce_mean(tf.square(distance * 255.0 / step), axis=[1, 2, 3])
 
 
+def task_head_loss(labels, head_logits, soft_labels=None):
+    """L_head, beyond the paper: the cross-entropy of the converter's own linear head on its features.
+
+    A coarse code sends a few colours, so the converter itself must read the task from the photo; the
+    target's gradient reaches its encoder only through those colours, and on a served MobileNetV2
+    (CelebA Male, one colour per image) that signal alone took 10 epochs to reach 0.77 accuracy. A
+    linear head on the encoder's mean features, trained on the same labels as L_acc, gives the encoder
+    the task directly; the head is dropped when training ends and is never part of the converter.
+
+    Args:
+        labels: int (N,) true labels (used when ``soft_labels`` is ``None``).
+        head_logits: float (N, classes), the head's output.
+        soft_labels: float (N, classes), the target's softmax on the originals, or ``None``.
+
+    Returns:
+        float32 (N,).
+    """
+    if soft_labels is None:
+        return accuracy_loss(labels, head_logits)
+    return distillation_loss(soft_labels, head_logits)
+
+
 def check_lambda(lambda_: float) -> float:
     """Returns ``lambda_`` if it lies in [0, 1], the range Eq. 1 allows; raises DapterError otherwise."""
     if not 0.0 <= float(lambda_) <= 1.0:

@@ -181,6 +181,8 @@ def _describe_converter(config: dict) -> str:
         text += f", one colour per {block}x{block} block"
     epochs = int(config.get("epochs", 0))
     text += f"; {epochs} epoch{'' if epochs == 1 else 's'}"
+    if config.get("task_head"):
+        text += f" with L_head at weight {config['task_head']:g} (a linear head on its mean features, dropped after training)"
     if config.get("code_margin"):
         text += (
             f" of fine-tuning on L_dap + {config['code_margin']:g} L_margin from an earlier training, so that its "

@@ -64,7 +64,9 @@ def test_the_class_code_follows_a_leak_only_when_allowed():
 
 def test_a_candidate_that_missed_the_accuracy_bar_is_screened_but_never_confirmed():
     bars = rs.Bars(3.0, 0.05, 5.0)
-    assert rs.attack_stages(3.5, bars) == ("screen",)
+    assert rs.attack_stages(3.5, bars) == rs.attack_stages(6.0, bars) == ("screen",)
+    # Missed by more than the bar again: not attacked at all.
+    assert rs.attack_stages(6.01, bars) == ()
     assert rs.attack_stages(3.0, bars) == rs.attack_stages(-1.0, bars) == ("screen", "suite")
 
 

@@ -582,7 +582,7 @@ def test_verify_attacks_needs_an_attack_claim_and_a_positive_time(bundle):
     assert proc.returncode == 1 and "--attack_seconds must be > 0" in proc.stderr
 
 
-def test_the_card_describes_a_coarse_code_fine_tuned_on_the_code_margin():
+def test_the_card_describes_a_coarse_code_its_task_head_and_its_code_margin():
     from export.release import _describe_converter
 
     assert _describe_converter({"filters": [24, 48, 96], "epochs": 1}) == "the Fig. 3 converter (24/48/96 channels); 1 epoch"
@@ -590,4 +590,9 @@ def test_the_card_describes_a_coarse_code_fine_tuned_on_the_code_margin():
     assert _describe_converter(config) == (
         "the block encoder (48/96/192 channels), one colour per 32x32 block; 3 epochs of fine-tuning on "
         "L_dap + 0.3 L_margin from an earlier training, so that its int8 file rounds each colour as the Keras converter does"
+    )
+    config = {"architecture": "block_encoder", "filters": [16, 32, 64], "output_block": 8, "epochs": 10, "task_head": 10.0}
+    assert _describe_converter(config) == (
+        "the block encoder (16/32/64 channels), one colour per 8x8 block; 10 epochs with L_head at weight 10 "
+        "(a linear head on its mean features, dropped after training)"
     )

@@ -209,13 +209,54 @@ def test_the_code_margin_is_added_on_the_output_before_its_grid(embedded):
     np.testing.assert_allclose(float(out["L_total"]), float(out["L_dap"]) + 2.0 * expected, rtol=1e-5)
 
 
+def test_the_task_head_reads_the_encoders_mean_features_and_trains_with_the_converter(embedded):
+    keras.utils.set_random_seed(0)
+    target = models.freeze(targets.build_target("resnet18", (32, 32, 3), 10, width=4))
+    converter = models.build_block_converter((4, 4, 4), 8)
+    images = tf.constant(embedded[0].images[:16], tf.float32) / 255.0
+    labels = tf.constant(embedded[0].labels["label"][:16])
+    head = train.build_task_head(10, 4)
+    # L_head by hand: the head's cross-entropy on the encoder's mean features (4 channels at b = 8).
+    features = tf.reshape(keras.Model(converter.inputs, converter.get_layer("context_pool").output)(images), [16, 4])
+    expected = float(np.mean(losses.accuracy_loss(labels, head(features))))
+    kernel = head.kernel.numpy().copy()
+    optimizer = keras.optimizers.Adam(1e-3)
+    optimizer.build(converter.trainable_variables + head.trainable_variables)
+    step = train.build_dapter_step(converter, target, optimizer, 0.5, 16, task_head=head, task_head_weight=3.0)
+    out = step(images, labels)
+    np.testing.assert_allclose(float(out["L_head"]), expected, rtol=1e-5)
+    np.testing.assert_allclose(float(out["L_total"]), float(out["L_dap"]) + 3.0 * expected, rtol=1e-5)
+    assert not np.allclose(head.kernel.numpy(), kernel)  # The head trained too.
+    # With the target's answer as labels (acc_labels="target"), L_head distils it as L_acc does.
+    soft = tf.nn.softmax(target(images))
+    np.testing.assert_allclose(
+        losses.task_head_loss(labels, head(features), soft).numpy(),
+        losses.distillation_loss(soft, head(features)).numpy(),
+        rtol=1e-6,
+    )
+
+
+def test_a_run_with_a_task_head_saves_a_converter_without_it(tiny_target_path, embedded, tmp_path):
+    train_set, test_set = embedded[0].take(64), embedded[1].take(32)
+    config = tiny_dapter_config(
+        tiny_target_path, architecture="block_encoder", output_block=8, task_head=1.0, acc_labels="target"
+    )
+    results = train.train_dapter(config, TASK, train_set, test_set, str(tmp_path / "w"))
+    assert results["train/L_head"] > 0
+    saved = keras.models.load_model(str(tmp_path / "w" / "converter.keras"))
+    assert "task_head" not in [layer.name for layer in saved.layers]
+    assert saved.count_params() == models.build_block_converter((4, 8, 8), 8).count_params()
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [
         ({"code_margin": -1.0}, "code_margin must be >= 0, got -1.0"),
         ({"code_margin": 1.0, "output_step": 1}, "code_margin needs an output grid (output_step > 1)"),
+        ({"task_head": -1.0}, "task_head must be >= 0, got -1.0"),
+        ({"task_head": 1.0}, "task_head needs architecture block_encoder"),
     ],
 )
-def test_a_bad_code_margin_is_refused(tiny_target_path, overrides, message):
+def test_a_bad_code_margin_or_task_head_is_refused(tiny_target_path, overrides, message):
     with pytest.raises(DapterError, match=re.escape(message)):
         tiny_dapter_config(tiny_target_path, **overrides)

@@ -10,12 +10,15 @@ of recipes and a stopping rule:
   image, then 4, 16, 64 colours (blocks of ``side``, ``side / 2``, ...), then L_dap alone (the paper's
   converter), then, only with ``allow_model_on_device``, the class code (which runs a copy of the
   provider's model on the phone). At each code it tries the cheap training first (the block encoder,
-  whose cost falls with the block), then a wider and three times longer one.
+  whose cost falls with the block), then a wider and three times longer one. Every coarse code trains
+  with L_head (``TASK_HEAD_WEIGHT``): a linear head on the encoder's mean features, dropped after
+  training, that makes the encoder read the task from the photo, which a few colours must carry.
 * **Screening** (``screen_spec``): every candidate meets a short attack (the same attackers, fewer
   epochs and images), which rejects a leaking one cheaply. One whose accuracy drop, measured on
-  every held-out image as training ends, misses the bar goes no further: its screen only puts it on
-  the frontier, names the best protective point of a search that meets no bars, and, if it leaks,
-  rules out every finer code. A screen can only reject: a candidate that passes it and holds the
+  every held-out image as training ends, misses the bar goes no further: if it missed by little, its
+  screen puts it on the frontier, names the best protective point of a search that meets no bars,
+  and, if it leaks, rules out every finer code; one that missed by more than the bar again is not
+  attacked at all. A screen can only reject: a candidate that passes it and holds the
   accuracy bar is confirmed by the full suite, and only the full suite's figures are ever claimed.
 * **The stopping rule** (``next_rung``): stop at the first candidate whose full suite meets every
   bar. A code that leaks makes every finer code (and L_dap, the finest) pointless, so they are
@@ -81,10 +84,20 @@ MARGIN_EPOCHS = 3
 MARGIN_LEARNING_RATE = 1e-4
 MARGIN_WEIGHT = 0.3
 MARGIN_DIR = "int8_margin"
+# A candidate that missed the accuracy bar is screened only if it lost at most this many times the bar
+# (``attack_stages``).
+SCREEN_MISSES_WITHIN = 2.0
 # Adam's initial rate for the coarse codes. A served target's answer can flip with a block's colour
 # (MobileNetV2 on CelebA Male): at 1e-3 the block encoder's L_acc rose above the class prior's and it
 # lost 43.40 points at b = 32 in 10 epochs, at 3e-4 19.05 (WORKSPACE.md, "Protecting a served model").
 CODE_LEARNING_RATE = 3e-4
+# The weight of L_head (``losses.task_head_loss``) for the coarse codes: the block encoder must read the
+# task from the photo itself, and through a few colours the target's gradient barely teaches it. CelebA
+# Male on a served MobileNetV2 (held-out 0.9125), b = 32, (48, 96, 192), 10 epochs at 3e-4, no augmentation
+# (dapter-protect's default): 28.50 points lost without L_head, 0.05 gained at weight 10 (WORKSPACE.md,
+# "Protecting a served model"); the same encoder alone, trained on the target's answers, reaches 0.9159
+# training accuracy in 3 epochs, so the encoder can read the task: L_head makes it.
+TASK_HEAD_WEIGHT = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,7 +165,13 @@ def build_ladder(side: int, epochs: int = 10, allow_model_on_device: bool = Fals
     from dapter_tf.models.converter import MAX_OUTPUT_BLOCK
 
     blocks = [b for b in (64, 32, 16, 8, 4) if MIN_BLOCK <= b <= min(side, MAX_OUTPUT_BLOCK) and side % b == 0]
-    common = {"lambda_": lambda_, "cosine_decay": True, "acc_labels": "target", "learning_rate": CODE_LEARNING_RATE}
+    common = {
+        "lambda_": lambda_,
+        "cosine_decay": True,
+        "acc_labels": "target",
+        "learning_rate": CODE_LEARNING_RATE,
+        "task_head": TASK_HEAD_WEIGHT,
+    }
     ladder = []
     for block in blocks:
         colours = (side // block) ** 2
@@ -450,6 +469,7 @@ def _measure(rung, base, task, train_set, test_set, workdir, screen, full_spec, 
     )
     converter_sha = files.sha256(os.path.join(converter_dir, runs.CONVERTER_FILE))
     specs = {"screen": screen, "suite": full_spec}
+    point.update(outcome=MISSED_ACCURACY, stage="training")  # Unless an attack stage below measures it.
     for stage in attack_stages(drop, bars):
         spec = specs[stage]
         folder = os.path.join(workdir, rung.name, stage)
@@ -476,11 +496,17 @@ def _measure(rung, base, task, train_set, test_set, workdir, screen, full_spec, 
 def attack_stages(training_drop_points: float, bars: Bars) -> tuple:
     """The attacks a trained candidate meets, in order: the screen, then the suite if it may be chosen.
 
-    A candidate that missed the accuracy bar is still screened: that puts it on the frontier, names
-    the best protective point of a search that meets no bars, and a leak it shows rules out every
-    finer code (``next_rung``). Only one that held the bar can be chosen, so only it is confirmed.
+    A candidate that missed the accuracy bar by little (at most ``SCREEN_MISSES_WITHIN`` times the bar)
+    is still screened: that puts it on the frontier, names the best protective point of a search that
+    meets no bars, and a leak it shows rules out every finer code (``next_rung``). One that missed by
+    more is attacked no further: its screen cost 9 to 22 min on CelebA Male and told nothing a user
+    would act on. Only a candidate that held the bar can be chosen, so only it is confirmed.
     """
-    return ("screen",) if training_drop_points > bars.max_accuracy_drop else ("screen", "suite")
+    if training_drop_points <= bars.max_accuracy_drop:
+        return ("screen", "suite")
+    if training_drop_points <= SCREEN_MISSES_WITHIN * bars.max_accuracy_drop:
+        return ("screen",)
+    return ()
 
 
 def margin_config(config: train.DapterConfig, converter_dir: str) -> train.DapterConfig:
@@ -492,6 +518,7 @@ def margin_config(config: train.DapterConfig, converter_dir: str) -> train.Dapte
         learning_rate=MARGIN_LEARNING_RATE,
         cosine_decay=True,
         code_margin=MARGIN_WEIGHT,
+        task_head=0.0,  # A fresh head would pull the trained encoder about; the short fine-tuning keeps what it reads.
     )
 
 

@@ -7,7 +7,7 @@ A run's files are read and written by ``dapter_tf.records.runs``.
 """
 
 from dapter_tf.train.config import ACC_LABELS, STRATEGIES, DapterConfig, TargetConfig
-from dapter_tf.train.converter import build_dapter_step, train_dapter
+from dapter_tf.train.converter import build_dapter_step, build_task_head, train_dapter
 from dapter_tf.train.loop import DivergedError, Trainable, run_training_loop
 from dapter_tf.train.strategy import build_strategy, check_batches, distribute_step
 from dapter_tf.train.target import train_target
@@ -20,6 +20,7 @@ __all__ = [
     "TargetConfig",
     "Trainable",
     "build_dapter_step",
+    "build_task_head",
     "build_strategy",
     "check_batches",
     "distribute_step",

@@ -146,6 +146,10 @@ class DapterConfig:
             output value towards the middle of its grid level, so that a full-int8 file rounds it to
             the same level (a short fine-tuning from ``init_converter``; ``recipe_search``). 0: off.
             Needs ``output_step`` > 1.
+        task_head: The weight of L_head, beyond the paper: the cross-entropy of a linear head on the
+            block encoder's mean features, trained with it against the labels L_acc uses (the target's
+            answer with ``acc_labels="target"``) and dropped when training ends (``losses.task_head_loss``).
+            0: off. Needs ``architecture="block_encoder"``.
     """
 
     data: DataConfig = DataConfig()
@@ -172,6 +176,7 @@ class DapterConfig:
     target_contract: TargetContract = TargetContract()
     architecture: str = "fig3"
     code_margin: float = 0.0
+    task_head: float = 0.0
 
     def __post_init__(self):
         losses.check_lambda(self.lambda_)
@@ -206,6 +211,10 @@ class DapterConfig:
             raise DapterError(f"code_margin must be >= 0, got {self.code_margin}")
         if self.code_margin and self.output_step == 1:
             raise DapterError("code_margin needs an output grid (output_step > 1): with step 1 there is no level to keep")
+        if not self.task_head >= 0:
+            raise DapterError(f"task_head must be >= 0, got {self.task_head}")
+        if self.task_head and self.architecture != "block_encoder":
+            raise DapterError("task_head needs architecture block_encoder (the head reads its mean features)")
         if self.class_code not in ("", "target"):
             object.__setattr__(self, "class_code", os.path.abspath(self.class_code))
         _check_training_fields(self)

@@ -43,6 +43,8 @@ def build_dapter_step(
     trivial_error: float = 1.0,
     acc_labels: str = "true",
     code_margin: float = 0.0,
+    task_head=None,
+    task_head_weight: float = 0.0,
 ):
     """Builds one replica's L_dap training step (the GAN-generator pattern of keras-io's guides).
 
@@ -63,29 +65,37 @@ def build_dapter_step(
         acc_labels: ``true`` (Eq. 4) or ``target`` (distil the target's answer on the original).
         code_margin: The weight of L_margin (``losses.code_margin_loss``) on the output before its
             grid (``OutputLevels``); 0 leaves L_dap alone.
+        task_head: A linear layer on the block encoder's mean features (``TASK_FEATURES``), trained
+            with the converter on L_head (``losses.task_head_loss``), or ``None``.
+        task_head_weight: The weight of L_head.
 
     Returns:
         ``step_fn(images, labels) -> {"L_dap", "L_eta", "L_acc"}`` (with an adversary also
         ``"L_adv"``, ``"L_total"`` and each decoder's ``"adversary_<k>_mse"``; with a code margin
-        ``"L_margin"`` and ``"L_total"``), each a replica's share of the global batch mean.
+        ``"L_margin"`` and ``"L_total"``; with a task head ``"L_head"`` and ``"L_total"``), each a
+        replica's share of the global batch mean.
     """
     lambda_ = losses.check_lambda(lambda_)
-    forward, step = converter, None
+    # One pass gives the converted image and what the extra terms read inside the converter.
+    outputs, step = {"converted": converter.output}, None
     if code_margin:
-        # One pass gives both the output before its grid and the converted image.
         levels = next((layer for layer in converter.layers if isinstance(layer, OutputLevels)), None)
         if levels is None or levels.step == 1:
             raise DapterError("code_margin needs a converter with an output grid (OutputLevels, step > 1)")
-        forward, step = keras.Model(converter.inputs, [levels.input, converter.output]), levels.step
+        outputs["pre_snap"], step = levels.input, levels.step
+    if task_head is not None:
+        outputs["features"] = task_features(converter)
+    forward = keras.Model(converter.inputs, outputs) if len(outputs) > 1 else None
+    trainable = converter.trainable_variables + (task_head.trainable_variables if task_head is not None else [])
 
     def step_fn(images, labels):
         soft_labels = None
         if acc_labels == "target":
             soft_labels = tf.stop_gradient(tf.nn.softmax(target(images, training=False)))
         with tf.GradientTape() as tape:
-            pre_snap = None
-            if code_margin:
-                pre_snap, converted = forward(images, training=True)
+            if forward is not None:
+                inside = forward(images, training=True)
+                converted = inside["converted"]
             else:
                 converted = converter(images, training=True)
             decoder_losses = {}
@@ -99,19 +109,44 @@ def build_dapter_step(
                 terms["adv"] = adversary.penalty(converted, images, trivial_error)
                 terms["total"] = terms["dap"] + adversary.config.weight * terms["adv"]
             if code_margin:
-                terms["margin"] = losses.code_margin_loss(pre_snap, step)
+                terms["margin"] = losses.code_margin_loss(inside["pre_snap"], step)
                 terms["total"] = terms["total"] + code_margin * terms["margin"]
+            if task_head is not None:
+                features = tf.cast(tf.reshape(inside["features"], [tf.shape(images)[0], -1]), tf.float32)
+                terms["head"] = losses.task_head_loss(labels, task_head(features), soft_labels)
+                terms["total"] = terms["total"] + task_head_weight * terms["head"]
             mean = {k: tf.nn.compute_average_loss(v, global_batch_size=global_batch_size) for k, v in terms.items()}
-        grads = tape.gradient(mean["total"], converter.trainable_variables)
-        optimizer.apply(grads, converter.trainable_variables)
+        grads = tape.gradient(mean["total"], trainable)
+        optimizer.apply(grads, trainable)
         out = {"L_dap": mean["dap"], "L_eta": mean["eta"], "L_acc": mean["acc"]}
         if adversary is not None:
             out.update({"L_adv": mean["adv"], "L_total": mean["total"], **decoder_losses})
         if code_margin:
             out.update({"L_margin": mean["margin"], "L_total": mean["total"]})
+        if task_head is not None:
+            out.update({"L_head": mean["head"], "L_total": mean["total"]})
         return out
 
     return step_fn
+
+
+# The block encoder's layer whose output L_head reads: the photo's mean features at the block resolution.
+TASK_FEATURES = "context_pool"
+
+
+def task_features(converter: keras.Model):
+    """The tensor L_head's linear head reads: the block encoder's mean features (``TASK_FEATURES``)."""
+    try:
+        return converter.get_layer(TASK_FEATURES).output
+    except ValueError:
+        raise DapterError(f"task_head needs the block encoder, whose {TASK_FEATURES!r} layer it reads") from None
+
+
+def build_task_head(num_classes: int, features: int) -> keras.layers.Layer:
+    """L_head's linear head (``losses.task_head_loss``): float32, dropped when training ends."""
+    head = keras.layers.Dense(num_classes, name="task_head", dtype="float32")
+    head.build((None, features))
+    return head
 
 
 def train_dapter(config: DapterConfig, task: Task, train_set, test_set: ImageSet, workdir: str) -> dict:
@@ -170,11 +205,14 @@ def train_dapter(config: DapterConfig, task: Task, train_set, test_set: ImageSet
             converter = build()
         if config.init_converter:
             _copy_weights(initial, converter, config.init_converter)
+        task_head = None
+        if config.task_head:
+            task_head = build_task_head(task.num_classes, int(task_features(converter).shape[-1]))
         rate = config.learning_rate
         if config.cosine_decay:
             rate = keras.optimizers.schedules.CosineDecay(rate, config.epochs * (len(train_set) // config.batch_size))
         optimizer = keras.optimizers.Adam(rate)
-        optimizer.build(converter.trainable_variables)
+        optimizer.build(converter.trainable_variables + (task_head.trainable_variables if task_head else []))
         if config.adversary.enabled:
             # The decoders' prior: what the adversary knows without any converted image.
             mean_image, trivial_error = image_statistics(train_set)
@@ -190,6 +228,8 @@ def train_dapter(config: DapterConfig, task: Task, train_set, test_set: ImageSet
         trivial_error,
         config.acc_labels,
         config.code_margin,
+        task_head,
+        config.task_head,
     )
     test_labels = test_set.labels[task.target_label]
     eval_set = test_set.take(config.eval_images)
@@ -201,7 +241,10 @@ def train_dapter(config: DapterConfig, task: Task, train_set, test_set: ImageSet
         return {k: m[k] for k in ("accuracy_converted", "entropy_converted", "entropy_ratio")}
 
     checkpoint = tf.train.Checkpoint(
-        converter=converter, optimizer=optimizer, **(adversary.trackables() if adversary else {})
+        converter=converter,
+        optimizer=optimizer,
+        **(adversary.trackables() if adversary else {}),
+        **({"task_head": task_head} if task_head else {}),
     )
 
     def restart_decoders(step: int) -> None:
