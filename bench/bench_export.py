@@ -28,6 +28,7 @@ from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from cli import runner  # noqa: E402  (the repository root is on the path only now)
+from export.subpixel import subpixel_upsampling
 
 _CONVERTER = flags.DEFINE_string(
     "converter", "", "A trained converter (.keras file or dapter-train-dapter workdir); empty: --architecture, seeded random."
@@ -177,7 +178,7 @@ def main():
 
     if _LAYER_RUNS.value:
         layer_config = benchmark_lib.BenchmarkConfig(config.num_threads, 2, _LAYER_RUNS.value)
-        exported = export_tflite_lib.subpixel_upsampling(strip_output_levels(converter))
+        exported = subpixel_upsampling(strip_output_levels(converter))
         layers = benchmark_lib.benchmark_layers(exported, calibration[:8], image, layer_config)
         out["layers"] = layers
         total = {mode: sum(row[f"{mode}_us"] for row in layers) for mode in ("float32", "int8")}

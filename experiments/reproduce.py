@@ -33,6 +33,7 @@ import time
 from absl import flags
 
 from cli import runner
+from dapter_tf.pipeline.paper_claims import build_claims
 
 _SCALE = flags.DEFINE_enum(
     "scale", "cpu", ["smoke", "cpu", "paper"], "How big every experiment is (see the module docstring)."
@@ -110,7 +111,7 @@ def main():
             raise DapterError("interrupted; rerun the same command to resume (finished steps are kept)") from None
         record = {**record, "wall_seconds": time.time() - start}
     report_dir = os.path.abspath(_REPORT_DIR.value or os.path.join(workdir, "report"))
-    claims = reproduction_report.build_claims(workdir, status, scale.name)
+    claims = build_claims(workdir, status, scale.name)
     path = reproduction_report.write_report(report_dir, workdir, record, plan, status, claims)
     for i, claim in enumerate(claims, 1):
         print(f"{i:2d}. {claim.claim}: {claim.verdict}")

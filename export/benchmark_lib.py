@@ -20,11 +20,12 @@ import tensorflow as tf
 from dapter_tf import DapterError
 from dapter_tf.models import OutputBlocks, OutputLevels
 from export import export_tflite_lib
+from export.subpixel import DepthToSpace
 
 _CUSTOM_OBJECTS = {
     "OutputLevels": OutputLevels,
     "OutputBlocks": OutputBlocks,
-    "DepthToSpace": export_tflite_lib.DepthToSpace,
+    "DepthToSpace": DepthToSpace,
 }
 
 

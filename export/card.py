@@ -6,7 +6,6 @@ import re
 
 from dapter_tf import DapterError
 from dapter_tf.resize import RESIZE_POLICY
-from export import export_tflite_lib
 from export.claims import (
     ATTACK_SSIM_CLAIM,
     CLAIMS_HEADING,
@@ -15,6 +14,7 @@ from export.claims import (
     format_value,
     measured_files,
 )
+from export.contract import CONTRACT_METADATA, output_decoding_text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,9 +193,9 @@ def render_card(info: ReleaseInfo, measured: dict, claims: list[Claim], export: 
         lines += [
             f"Full-int8 files (`converter_int8*.tflite`) end at the sigmoid, so the grid (step {step}) is applied to "
             "their output: with the output tensor's q, scale and zero point, "
-            f"{export_tflite_lib.output_decoding_text(step, quantized_only=True)}. "
+            f"{output_decoding_text(step, quantized_only=True)}. "
             "This is what the parity figures above and `dapter-verify` measure "
-            "(`export.export_tflite_lib.decode_output`; android_app's `OutputDecoding`). "
+            "(`export.contract.decode_output`; android_app's `OutputDecoding`). "
             "`converter_int8.tflite` takes uint8 pixels as they are (scale 1/255, zero point 0).",
             "",
         ]
@@ -208,7 +208,7 @@ def render_card(info: ReleaseInfo, measured: dict, claims: list[Claim], export: 
     if files and all("contract" in export["files"][TFLITE_NAME.match(n).group("mode")] for n in files):
         lines += [
             "Every `.tflite` file carries its input and output contract in its own metadata (entry "
-            f"`{export_tflite_lib.CONTRACT_METADATA}`, JSON: dtype, scale, zero point, the grid step, the formulas).",
+            f"`{CONTRACT_METADATA}`, JSON: dtype, scale, zero point, the grid step, the formulas).",
             "",
         ]
     if info.cost is not None:

@@ -29,7 +29,10 @@ import PIL.Image
 from dapter_tf import DapterError, evaluate, metrics, models
 from dapter_tf.records.files import write_bytes, write_json
 from dapter_tf.resize import RESIZE_POLICY, fit_image
-from export import export_tflite_lib, release_lib
+from export.card import parse_card_task
+from export.claims import MODEL_CARD, parse_claims
+from export.contract import read_contract
+from export.interpreter import run_tflite
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 SUMMARY_FILE = "convert.json"
@@ -61,7 +64,7 @@ class LoadedConverter:
         """The uint8 images a phone would send for uint8 N x H x W x 3 ``images``."""
         if self.kind == "keras":
             return evaluate.convert_images(self.model, images)
-        return export_tflite_lib.run_tflite(self.model, images, output_step=self.output_step)
+        return run_tflite(self.model, images, output_step=self.output_step)
 
 
 def _bundle_facts(folder: str) -> dict:
@@ -71,13 +74,13 @@ def _bundle_facts(folder: str) -> dict:
     ``dapter-export-tflite`` folder's export.json states them too.
     """
     facts = {}
-    card = os.path.join(folder, release_lib.MODEL_CARD)
+    card = os.path.join(folder, MODEL_CARD)
     export_json = os.path.join(folder, "export.json")
     if os.path.isfile(card):
         with open(card) as f:
             text = f.read()
-        _, _, facts["image_size"] = release_lib.parse_card_task(text)
-        steps = [c.value for c in release_lib.parse_claims(text) if c.name == "output_step"]
+        _, _, facts["image_size"] = parse_card_task(text)
+        steps = [c.value for c in parse_claims(text) if c.name == "output_step"]
         if steps:
             facts["output_step"] = int(steps[0])
     elif os.path.isfile(export_json):
@@ -130,7 +133,7 @@ def load_converter(path: str, image_size: int = 0, output_step: int = 0) -> Load
     if image_size and (image_size, image_size) != shape:
         raise DapterError(f"{path} takes {wxh(shape)} images; --image_size={image_size} cannot change that")
     step = 1
-    contract = export_tflite_lib.read_contract(model_bytes)
+    contract = read_contract(model_bytes)
     if out["dtype"] != np.float32:  # A full-int8 file ends at the sigmoid (export_tflite_lib).
         # The file's own contract first, then what was given, then what its bundle states.
         step = (contract or {}).get("output_step") or output_step or facts.get("output_step")

@@ -25,6 +25,8 @@ import os
 from absl import flags
 
 from cli import flags_lib, runner
+from export.modes import check_mode
+from export.parity import DEFAULT_TOLERANCES
 
 _build_data = flags_lib.define_data_flags()
 _WORKDIR = flags.DEFINE_string(
@@ -90,7 +92,6 @@ def _tolerances(modes) -> dict:
     """Per-mode tolerances: each mode's default with the flags that were given put over it."""
     import dataclasses
 
-    from export import export_tflite_lib
 
     given = {
         "max_pixel_diff_steps": _MAX_PIXEL_DIFF_STEPS.value,
@@ -99,7 +100,7 @@ def _tolerances(modes) -> dict:
         "entropy_change_bits": _MAX_ENTROPY_CHANGE.value,
     }
     given = {name: value for name, value in given.items() if value is not None}
-    return {mode: dataclasses.replace(export_tflite_lib.DEFAULT_TOLERANCES[mode], **given).validate() for mode in modes}
+    return {mode: dataclasses.replace(DEFAULT_TOLERANCES[mode], **given).validate() for mode in modes}
 
 
 def main():
@@ -108,7 +109,7 @@ def main():
     from dapter_tf.records import runs
     from export import export_tflite_lib
 
-    modes = [export_tflite_lib.check_mode(mode) for mode in _MODES.value]
+    modes = [check_mode(mode) for mode in _MODES.value]
     if not modes:
         raise DapterError("--modes needs at least one mode")
     tolerances = _tolerances(modes)

@@ -44,31 +44,21 @@ import tensorflow as tf
 from dapter_tf import DapterError, evaluate
 from dapter_tf.models import output_step_of, strip_output_levels
 from dapter_tf.records.files import staged_folder, write_bytes, write_json
-from export.contract import (  # noqa: F401 (re-exported)
-    CONTRACT_FORMAT,
-    CONTRACT_METADATA,
-    decode_output,
+from export.contract import (
     output_contract,
-    output_decoding_text,
-    read_contract,
     with_contract,
 )
 from export.int8_rewrite import activation_caps, benefits_from_rewrite, rewrite_for_int8
-from export.interpreter import run_tflite  # noqa: F401 (re-exported)
-from export.modes import FULL_INTEGER_MODES, MODES, check_mode, file_name, output_step_after_interpreter  # noqa: F401 (re-exported)
-from export.native_output import native_output_captured  # noqa: F401 (re-exported)
-from export.parity import (  # noqa: F401 (re-exported)
+from export.modes import FULL_INTEGER_MODES, check_mode, file_name, output_step_after_interpreter
+from export.native_output import native_output_captured
+from export.parity import (
     DEFAULT_TOLERANCES,
     ParityError,
-    Tolerance,
-    accuracy_drop_exceeds,
     check_parity,
     format_parity_line,
     parity_failures,
 )
-from export.subpixel import (  # noqa: F401 (re-exported)
-    DepthToSpace,
-    phase_kernels,
+from export.subpixel import (
     subpixel_upsampling,
 )
 

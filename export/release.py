@@ -21,6 +21,9 @@ import os
 from absl import flags
 
 from cli import flags_lib, runner
+from dapter_tf.records.files import sha256
+from export.card import ReleaseInfo
+from export.claims import ClaimTolerances
 
 _build_data = flags_lib.define_data_flags()
 _WORKDIR = flags.DEFINE_string(
@@ -82,7 +85,7 @@ def main():
     from dapter_tf.records.suite import SuiteResults
     from export import release_lib
 
-    tolerances = release_lib.ClaimTolerances(
+    tolerances = ClaimTolerances(
         entropy_bits=_ENTROPY_TOLERANCE.value,
         bandwidth_percent=_BANDWIDTH_TOLERANCE.value,
         accuracy_drop_points=_ACCURACY_TOLERANCE.value,
@@ -114,7 +117,7 @@ def main():
     stated = contract != served.DEFAULT_CONTRACT or is_saved_model
     converter_path = os.path.join(_WORKDIR.value, runs.CONVERTER_FILE)
     task, test_set = data.load_test_data(data_config, seed=_SEED.value)
-    info = release_lib.ReleaseInfo(
+    info = ReleaseInfo(
         name=_NAME.value or os.path.basename(os.path.normpath(_OUTPUT_DIR.value)),
         task=task.name,
         target_label=task.target_label,
@@ -153,7 +156,7 @@ def main():
         release_lib.publish_target(target_path, published, contract.to_dict() if stated else None)
         print(f"{release_lib.target_sha256(published)}  {published} (beside the bundle)")
         if stated:
-            print(f"{release_lib.sha256(published_contract)}  {published_contract} (its input contract)")
+            print(f"{sha256(published_contract)}  {published_contract} (its input contract)")
     print(f"bundle: {_OUTPUT_DIR.value} (check it with dapter-verify --bundle={_OUTPUT_DIR.value} and the data flags)")
 
 

@@ -36,30 +36,25 @@ from dapter_tf.records.files import (
     write_bytes,
     write_json,
 )
-from export import export_tflite_lib
-from export.card import ReleaseInfo, parse_card_task, render_card  # noqa: F401 (re-exported)
-from export.claims import (  # noqa: F401 (re-exported)
+from export.card import ReleaseInfo, parse_card_task, render_card
+from export.claims import (
     ATTACK_SSIM_CLAIM,
-    CLAIMS_HEADING,
     CONVERTER,
     LABEL_GAP_CLAIM,
     MANIFEST,
     MODEL_CARD,
     TARGET_CONTRACT,
-    TFLITE_NAME,
-    Claim,
     ClaimTolerances,
     accuracy_confidence,
     check_images,
     format_value,
-    images_needed,
     is_accuracy_claim,
     make_claims,
     measure_claims,
-    measured_files,
     parse_claims,
     suite_claims,
 )
+from export.modes import file_name
 
 
 def write_manifest(bundle_dir: str) -> dict:
@@ -129,7 +124,7 @@ def build_bundle(
         )
     tflite_files = {}
     for mode in export["files"]:
-        name = export_tflite_lib.file_name(mode)
+        name = file_name(mode)
         path = os.path.join(export_dir, name)
         if not os.path.isfile(path):
             raise DapterError(f"{path} is listed in export.json but missing")

@@ -38,6 +38,7 @@ import sys
 from absl import flags
 
 from cli import flags_lib, runner
+from export.claims import ATTACK_SSIM_CLAIM, CONVERTER, MODEL_CARD, TARGET_CONTRACT, parse_claims
 
 _build_data = flags_lib.define_data_flags()
 _BUNDLE = flags.DEFINE_string("bundle", None, "The release bundle's folder (from dapter-release).", required=True)
@@ -94,7 +95,7 @@ def main():
         # Measured through the contract the bundle states (its target_contract.json; none: our zoo's), or
         # the one the JSON beside the target states; both given, they must agree.
         stated = release_lib.read_target_contract(_BUNDLE.value)
-        stated = served.TargetContract.from_dict(stated, release_lib.TARGET_CONTRACT) if stated else None
+        stated = served.TargetContract.from_dict(stated, TARGET_CONTRACT) if stated else None
         target = models.load_target(_TARGET.value, served.resolve_contract(_TARGET.value, stated))
     if target is not None and target.output_shape[-1] != task.num_classes:
         raise DapterError(
@@ -133,13 +134,12 @@ def _attack(train_images, test_images, workdir: str) -> dict:
 
     from dapter_tf import DapterError, models
     from dapter_tf.attacks import ReconstructionSpec, reconstruction
-    from export import release_lib
 
-    with open(os.path.join(_BUNDLE.value, release_lib.MODEL_CARD)) as f:
-        names = {claim.name for claim in release_lib.parse_claims(f.read())}
-    if release_lib.ATTACK_SSIM_CLAIM not in names:
-        raise DapterError(f"--attacks: the card makes no {release_lib.ATTACK_SSIM_CLAIM} claim to re-measure")
-    converter_path = os.path.join(_BUNDLE.value, release_lib.CONVERTER)
+    with open(os.path.join(_BUNDLE.value, MODEL_CARD)) as f:
+        names = {claim.name for claim in parse_claims(f.read())}
+    if ATTACK_SSIM_CLAIM not in names:
+        raise DapterError(f"--attacks: the card makes no {ATTACK_SSIM_CLAIM} claim to re-measure")
+    converter_path = os.path.join(_BUNDLE.value, CONVERTER)
     converter = models.load_converter(converter_path)
     spec = ReconstructionSpec(architecture=_ATTACK_ARCHITECTURE.value, epochs=_ATTACK_EPOCHS.value, seed=_SEED.value)
     print(
@@ -151,7 +151,7 @@ def _attack(train_images, test_images, workdir: str) -> dict:
         converter, converter_path, train_images, test_images, spec, workdir, _ATTACK_SECONDS.value
     )
     # As the suite does: the converted image as sent is an attacker too, one that trains nothing.
-    return {release_lib.ATTACK_SSIM_CLAIM: max(result.ssim, result.ssim_converted)}
+    return {ATTACK_SSIM_CLAIM: max(result.ssim, result.ssim_converted)}
 
 
 def run():

@@ -17,6 +17,7 @@ from conftest import REPO, assert_one_error_line
 
 from android_app.tools import adb_lib
 from dapter_tf import DapterError
+from export.contract import output_contract, read_contract, with_contract
 
 SAMPLE = json.loads((REPO / "android_app/core/src/test/resources/sample_result.json").read_text())
 # The command line the app's own test (SampleResultTest) parses back into its arguments.
@@ -391,18 +392,17 @@ def test_names_on_the_phone_are_shell_safe():
 
 
 def test_the_driver_passes_the_files_own_output_step_to_the_app(tmp_path, int8_model):
-    from export import export_tflite_lib
 
     # A file without the contract in its metadata (exported before it): the app decodes it with step 1.
     assert adb_lib.contract_output_step(str(int8_model)) == 1
     model_bytes = int8_model.read_bytes()
     carried = tmp_path / "converter_int8.tflite"
     carried.write_bytes(
-        export_tflite_lib.with_contract(model_bytes, export_tflite_lib.output_contract(model_bytes, 16))
+        with_contract(model_bytes, output_contract(model_bytes, 16))
     )
     # The driver's TensorFlow-free reading and TensorFlow's flatbuffer tools agree.
     assert adb_lib.contract_output_step(str(carried)) == 16
-    assert export_tflite_lib.read_contract(carried.read_bytes())["output_step"] == 16
+    assert read_contract(carried.read_bytes())["output_step"] == 16
     config = adb_lib.AdbBenchmarkConfig()
     command = adb_lib.am_start_command("/data/local/tmp/dapter/c.tflite", config, "r1", output_step=16)
     assert command[-3:] == ["--es", "output_step", "16"]  # As BenchmarkArgs.toAmStartExtras puts it.

@@ -14,7 +14,8 @@ from conftest import REPO, assert_one_error_line, run_binary
 
 from dapter_tf import DapterError, data, evaluate, metrics
 from dapter_tf.resize import RESIZE_POLICY, fit_image
-from export import convert_lib, export_tflite_lib
+from export import convert_lib
+from export.interpreter import run_tflite
 
 BUNDLE = REPO / "results" / "release" / "cifar2_10_reference"
 
@@ -71,7 +72,7 @@ def test_convert_a_folder_with_an_export_folders_int8_file(photos, int8_export, 
     ]
     # What was written is exactly what the file sends, with the grid its export.json states (16).
     originals = np.stack([_pixels(photos / "holiday.jpg")] + [_pixels(photos / f"photo_{i}.png") for i in range(4)])
-    expected = export_tflite_lib.run_tflite(
+    expected = run_tflite(
         (int8_export / "converter_int8.tflite").read_bytes(), originals, output_step=16
     )
     got = np.stack([_pixels(out / n) for n in ["holiday.png"] + [f"photo_{i}.png" for i in range(4)]])

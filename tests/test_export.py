@@ -11,7 +11,12 @@ from conftest import spread_converter
 from dapter_tf import DapterError, evaluate, metrics, models
 from dapter_tf.models import build_converter, snap_to_levels, strip_output_levels
 from export import export_tflite_lib
+from export.contract import CONTRACT_FORMAT, decode_output, output_contract, read_contract, with_contract
 from export.export_tflite_lib import DEFAULT_TOLERANCES, MODES, Tolerance
+from export.interpreter import run_tflite
+from export.modes import FULL_INTEGER_MODES
+from export.parity import ParityError, parity_failures
+from export.subpixel import phase_kernels, subpixel_upsampling
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +36,12 @@ def test_stepped_output_survives_export_on_its_grid(embedded):
     images = embedded[1].images[:20]
     keras_pixels = evaluate.convert_images(stepped, images)
     assert _on_grid(keras_pixels, 16).all() and len(np.unique(keras_pixels)) >= 10
-    lite = export_tflite_lib.run_tflite(export_tflite_lib.convert_to_tflite(stepped, "float32", (32, 32)), images)
+    lite = run_tflite(export_tflite_lib.convert_to_tflite(stepped, "float32", (32, 32)), images)
     assert _on_grid(lite, 16).all()
     assert (lite != keras_pixels).mean() < 0.001  # Only pixels on a rounding boundary may differ.
     # int8 files end at the sigmoid and the grid is applied to their bytes.
     int8 = export_tflite_lib.convert_to_tflite(stepped, "int8", (32, 32), embedded[0].images[:50])
-    lite8 = export_tflite_lib.run_tflite(int8, images, output_step=16)
+    lite8 = run_tflite(int8, images, output_step=16)
     assert _on_grid(lite8, 16).all()
     assert (lite8 != keras_pixels).mean() < 0.1  # Quantisation error moves a few pixels across a boundary.
 
@@ -104,7 +109,7 @@ def test_int8_file_takes_and_gives_uint8_pixels(exported):
 def test_export_at_another_image_size(converter, embedded):
     images = np.repeat(np.repeat(embedded[1].images[:4], 2, axis=1), 2, axis=2)  # 64x64 real images.
     model_bytes = export_tflite_lib.convert_to_tflite(converter, "float32", (64, 64))
-    lite = export_tflite_lib.run_tflite(model_bytes, images)
+    lite = run_tflite(model_bytes, images)
     diff = np.abs(lite.astype(int) - evaluate.convert_images(converter, images).astype(int))
     assert lite.shape == (4, 64, 64, 3) and diff.max() <= 1
 
@@ -112,7 +117,7 @@ def test_export_at_another_image_size(converter, embedded):
 def test_unknown_mode_and_missing_calibration(converter):
     with pytest.raises(ValueError, match="unknown quantization mode 'int4'; choose from: float32, float16, "):
         export_tflite_lib.convert_to_tflite(converter, "int4", (32, 32))
-    for mode in export_tflite_lib.FULL_INTEGER_MODES:
+    for mode in FULL_INTEGER_MODES:
         with pytest.raises(ValueError, match="full-int8 quantization needs real calibration images"):
             export_tflite_lib.convert_to_tflite(converter, mode, (32, 32))
     with pytest.raises(
@@ -184,9 +189,9 @@ def test_every_mode_is_the_expected_size_runs_and_matches_keras(mode, every_mode
     with open(entry["path"], "rb") as f:
         model_bytes = f.read()
     images = embedded[1].images[:20]
-    lite = export_tflite_lib.run_tflite(model_bytes, images, output_step=entry["output_step_after_interpreter"])
+    lite = run_tflite(model_bytes, images, output_step=entry["output_step_after_interpreter"])
     assert len(np.unique(lite)) >= 8
-    assert entry["output_step_after_interpreter"] == (16 if mode in export_tflite_lib.FULL_INTEGER_MODES else 1)
+    assert entry["output_step_after_interpreter"] == (16 if mode in FULL_INTEGER_MODES else 1)
 
 
 def test_full_int8_modes_compute_in_integers_and_dynamic_range_does_not(every_mode):
@@ -198,7 +203,7 @@ def test_full_int8_modes_compute_in_integers_and_dynamic_range_does_not(every_mo
         details = {t["index"]: t["dtype"] for t in interpreter.get_tensor_details()}
         return {details[op["inputs"][0]] for op in interpreter._get_ops_details() if op["op_name"] == "CONV_2D"}
 
-    for mode in export_tflite_lib.FULL_INTEGER_MODES:
+    for mode in FULL_INTEGER_MODES:
         assert conv_input_dtypes(mode) == {np.int8}, mode
     assert conv_input_dtypes("dynamic_range") == {np.float32}
     assert conv_input_dtypes("float32") == {np.float32}
@@ -207,25 +212,25 @@ def test_full_int8_modes_compute_in_integers_and_dynamic_range_does_not(every_mo
 def test_phase_kernels_by_hand():
     # One channel in and out, taps numbered 1..9 row by row: kernel[k_h, k_w] = 3 k_h + k_w + 1.
     kernel = np.arange(1, 10, dtype=np.float32).reshape(3, 3, 1, 1)
-    phases = {key: value[:, :, 0, 0].tolist() for key, value in export_tflite_lib.phase_kernels(kernel).items()}
+    phases = {key: value[:, :, 0, 0].tolist() for key, value in phase_kernels(kernel).items()}
     # Output (2m + a, 2n + b): phase 0 reads tap 2 from m - 1 and tap 0 from m; phase 1 tap 1 from m.
     assert phases == {(0, 0): [[9, 7], [3, 1]], (0, 1): [[8], [2]], (1, 0): [[6, 4]], (1, 1): [[5]]}
 
 
 def test_subpixel_upsampling_is_the_same_function(spread_converter, embedded):
-    rewritten = export_tflite_lib.subpixel_upsampling(spread_converter)
+    rewritten = subpixel_upsampling(spread_converter)
     assert isinstance(spread_converter.get_layer("conv6_up"), keras.layers.Conv2DTranspose)
     assert not any(isinstance(layer, keras.layers.Conv2DTranspose) for layer in rewritten.layers)
     assert rewritten.get_layer("conv1") is spread_converter.get_layer("conv1")  # Shared, not copied.
     x = embedded[1].images[:16].astype(np.float32) / 255.0
     before = strip_output_levels(spread_converter).predict(x, verbose=0)
-    after = export_tflite_lib.subpixel_upsampling(strip_output_levels(spread_converter)).predict(x, verbose=0)
+    after = subpixel_upsampling(strip_output_levels(spread_converter)).predict(x, verbose=0)
     assert before.std() > 0.05 and np.abs(before - after).max() < 1e-5
     # At an odd size too (the phases' padding is one-sided): 44 = 4 x 11.
     x44 = np.random.default_rng(0).random((2, 44, 44, 3), dtype=np.float32)
     np.testing.assert_allclose(
         strip_output_levels(spread_converter).predict(x44, verbose=0),
-        export_tflite_lib.subpixel_upsampling(strip_output_levels(spread_converter)).predict(x44, verbose=0),
+        subpixel_upsampling(strip_output_levels(spread_converter)).predict(x44, verbose=0),
         atol=1e-5,
     )
 
@@ -266,13 +271,13 @@ def test_parity_failures_by_hand():
     # [-1.48, 4.60] (tests/test_metrics.py) is not wholly above it, so it is noise and passes.
     parity = _parity_with_flips(64, 1, max_pixel_diff=16, mean_pixel_diff=0.5, entropy_keras=6.0, entropy_tflite=6.1)
     assert parity["accuracy_drop_points"] == pytest.approx(1.5625)
-    assert export_tflite_lib.parity_failures(parity, tolerance, output_step=16) == []  # Every figure at its limit.
+    assert parity_failures(parity, tolerance, output_step=16) == []  # Every figure at its limit.
     # 40 of 1,000 flipped to wrong, none back: 4 points, standard error sqrt(0.04 - 0.0016) / sqrt(1000)
     # = 0.620 points, interval [2.79, 5.21]: wholly above one point, evidence of a loss.
     parity = _parity_with_flips(
         1000, 40, max_pixel_diff=17, mean_pixel_diff=0.51, entropy_keras=6.0, entropy_tflite=5.8
     )
-    assert export_tflite_lib.parity_failures(parity, tolerance, output_step=16) == [
+    assert parity_failures(parity, tolerance, output_step=16) == [
         "max pixel diff 17 > 1 step(s) of 16 level(s)",
         "mean pixel diff 0.510 > 0.5",
         "target accuracy drop 4.00 points, 95 % interval [2.79, 5.21] wholly above 1 "
@@ -284,7 +289,7 @@ def test_parity_failures_by_hand():
         1000, 40, 30, max_pixel_diff=0, mean_pixel_diff=0.0, entropy_keras=6.0, entropy_tflite=6.0
     )
     assert balanced["accuracy_drop_points"] == pytest.approx(1.0)
-    assert export_tflite_lib.parity_failures(balanced, tolerance, output_step=16) == []
+    assert parity_failures(balanced, tolerance, output_step=16) == []
     with pytest.raises(DapterError, match="tolerance mean_pixel_diff must be >= 0, got -1"):
         Tolerance(1, -1, 1, 1).validate()
 
@@ -307,7 +312,7 @@ def test_parity_gate_fails_naming_mode_and_figure_unless_forced(spread_converter
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
     assert set(before) == {"converter_float32.tflite", "converter_int8.tflite", "export.json"}
     with pytest.raises(
-        export_tflite_lib.ParityError, match=r"int8: max pixel diff 16 > 0 step\(s\) of 16 level\(s\); mean pixel diff"
+        ParityError, match=r"int8: max pixel diff 16 > 0 step\(s\) of 16 level\(s\); mean pixel diff"
     ):
         export_tflite_lib.export_converter(*args, calibration_steps=4, tolerances=strict)
     # The shipped files and export.json are byte-identical; the failed run's files and figures are
@@ -340,7 +345,7 @@ def test_int8_bytes_are_the_same_whatever_was_exported_before(exported_record, c
     # reproducible only so).
     record, _ = exported_record
     alone = export_tflite_lib.convert_to_tflite(converter, "int8", (32, 32), embedded[0].images, 4)
-    alone = export_tflite_lib.with_contract(alone, export_tflite_lib.output_contract(alone, 1))  # As export ships it.
+    alone = with_contract(alone, output_contract(alone, 1))  # As export ships it.
     assert hashlib.sha256(alone).hexdigest() == record["files"]["int8"]["sha256"]
 
 
@@ -387,11 +392,11 @@ def test_exported_files_carry_their_contract_and_run_as_before(exported_record):
     record, output_dir = exported_record
     for mode, entry in record["files"].items():
         model_bytes = (output_dir / entry["file"]).read_bytes()
-        contract = export_tflite_lib.read_contract(model_bytes)
-        assert contract == entry["contract"] and contract["format"] == export_tflite_lib.CONTRACT_FORMAT
+        contract = read_contract(model_bytes)
+        assert contract == entry["contract"] and contract["format"] == CONTRACT_FORMAT
         assert contract["input"]["shape"] == [1, 32, 32, 3]
         assert contract["output_step"] == entry["output_step_after_interpreter"]
-    int8 = export_tflite_lib.read_contract((output_dir / "converter_int8.tflite").read_bytes())
+    int8 = read_contract((output_dir / "converter_int8.tflite").read_bytes())
     assert (int8["input"]["dtype"], int8["input"]["zero_point"]) == ("uint8", 0)
     assert int8["input"]["scale"] == float(np.float32(1 / 255))  # float32, as the file stores it.
     assert int8["output"]["dtype"] == "uint8"
@@ -399,9 +404,9 @@ def test_exported_files_carry_their_contract_and_run_as_before(exported_record):
     plain = export_tflite_lib.convert_keras_model(
         keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]), "float32"
     )
-    assert export_tflite_lib.read_contract(plain) is None
-    twice = export_tflite_lib.with_contract(export_tflite_lib.with_contract(plain, {"a": 1}), {"a": 2})
-    assert export_tflite_lib.read_contract(twice) == {"a": 2}
+    assert read_contract(plain) is None
+    twice = with_contract(with_contract(plain, {"a": 1}), {"a": 2})
+    assert read_contract(twice) == {"a": 2}
 
 
 def test_the_cards_contract_is_what_the_gate_and_verify_measure_on_real_images(embedded, spread_converter):
@@ -412,7 +417,7 @@ def test_the_cards_contract_is_what_the_gate_and_verify_measure_on_real_images(e
     train_set, test_set = embedded
     images = test_set.images[:200]
     model_bytes = export_tflite_lib.convert_to_tflite(converter, "int8", (32, 32), train_set.images, 16)
-    contract = export_tflite_lib.output_contract(model_bytes, 16)
+    contract = output_contract(model_bytes, 16)
     # The contract as the card and the file's metadata write it, computed from the raw bytes by hand.
     from ai_edge_litert.interpreter import Interpreter
 
@@ -430,7 +435,7 @@ def test_the_cards_contract_is_what_the_gate_and_verify_measure_on_real_images(e
     step = contract["output_step"]
     by_hand = np.clip(128 + step * np.sign(p - 128) * ((np.abs(p - 128) + step // 2) // step), 0, 255)
     # What the parity gate and dapter-verify measure (check_parity -> run_tflite): zero pixels differ.
-    gate = export_tflite_lib.run_tflite(model_bytes, images, output_step=step)
+    gate = run_tflite(model_bytes, images, output_step=step)
     assert int((gate != by_hand).sum()) == 0
     # The old card's wording, "snap the uint8 output to the grid", was another contract: it moves
     # whole 16-level steps on a few per cent of these real pixels, which is why the card now says more.
@@ -443,5 +448,5 @@ def test_the_output_vectors_shared_with_the_android_app_are_what_decode_output_g
     import output_vectors
 
     assert json.loads(output_vectors.PATH.read_text()) == output_vectors.output_vectors()
-    by_hand = export_tflite_lib.decode_output(np.array([128, 137, 255], np.uint8), 1 / 256, 0, 16)
+    by_hand = decode_output(np.array([128, 137, 255], np.uint8), 1 / 256, 0, 16)
     np.testing.assert_array_equal(by_hand, [128, 144, 255])  # 137/256*255 = 136.46 -> 136, a tie -> 144.

@@ -3,11 +3,12 @@
 import keras
 import numpy as np
 import pytest
-
 from conftest import spread_converter
+
 from dapter_tf import evaluate, models
 from export import export_tflite_lib
 from export.int8_rewrite import LOGIT_CLIP, activation_caps, rewrite_for_int8
+from export.parity import DEFAULT_TOLERANCES, check_parity, parity_failures
 
 
 def test_activation_caps_by_hand():
@@ -54,10 +55,10 @@ def test_coarse_code_int8_file_passes_its_gate_only_with_the_rewrite(embedded, t
     upsampling.set_weights([kernel * 30, bias])
     images, labels = test_set.images[:100], test_set.labels["label"][:100]
     plain = export_tflite_lib.convert_to_tflite(converter, "int8", (32, 32), train_set.images, 50, int8_rewrite=False)
-    parity = export_tflite_lib.check_parity(
+    parity = check_parity(
         plain, evaluate.convert_images(converter, images), target, images, labels, output_step=16
     )
-    failures = export_tflite_lib.parity_failures(parity, export_tflite_lib.DEFAULT_TOLERANCES["int8"], 16)
+    failures = parity_failures(parity, DEFAULT_TOLERANCES["int8"], 16)
     # Measured: max 32, mean 2.87 levels (about 18 % of the block colours a grid step off).
     assert any(failure.startswith("mean pixel diff") for failure in failures), parity
     # The export path rewrites the file and passes the same, unchanged gate.

@@ -22,6 +22,7 @@ from dapter_tf.data import DataConfig
 from dapter_tf.data.tasks import get_task
 from dapter_tf.records import files, runs
 from export import export_tflite_lib, release_lib
+from export.card import ReleaseInfo
 
 
 @pytest.fixture
@@ -234,7 +235,7 @@ def test_a_release_onto_a_full_disk_leaves_no_half_bundle_and_the_rerun_proceeds
         converter, target, str(tmp_path / "export"), train_set.images, images, labels,
         calibration_steps=4, modes=("float32",),
     )
-    info = release_lib.ReleaseInfo(
+    info = ReleaseInfo(
         name="full", task="cifar10", target_label="label", target_name="t", lambda_=0.9, data="embedded",
         image_size=(32, 32),
     )

@@ -8,8 +8,8 @@ from conftest import tiny_dapter_config
 from PIL import Image
 
 from dapter_tf import DapterError, models, train
-from dapter_tf.data.tasks import get_task
 from dapter_tf.analysis import lambda_plots, lambda_study
+from dapter_tf.data.tasks import get_task
 
 TASK = get_task("cifar10")
 TUNER = lambda_study.TunerConfig()

@@ -4,8 +4,8 @@ import json
 
 import keras
 import pytest
-
 from conftest import tiny_dapter_config
+
 from dapter_tf.analysis import protection
 from dapter_tf.analysis import recipe_search as rs
 from dapter_tf.records import files
@@ -149,6 +149,7 @@ def test_a_tiny_search_stops_at_the_first_that_meets_the_bars_and_resumes(tmp_pa
 
 def test_dapter_protect_refuses_a_near_chance_target_in_one_line_and_writes_nothing(tmp_path):
     from conftest import assert_one_error_line, run_binary
+
     from dapter_tf.models import targets
 
     keras.utils.set_random_seed(0)

@@ -20,7 +20,10 @@ from conftest import (
 
 from dapter_tf import DapterError, evaluate, metrics, models
 from dapter_tf.models import build_converter
+from dapter_tf.records.files import sha256
 from export import export_tflite_lib, release_lib
+from export.card import ReleaseInfo, parse_card_task
+from export.claims import accuracy_confidence, images_needed, parse_claims
 from export.release_lib import Claim
 
 BUNDLE_FILES = {
@@ -54,7 +57,7 @@ def workdir(tmp_path_factory, tiny_target_path, embedded):
 
 
 def _info():
-    return release_lib.ReleaseInfo(
+    return ReleaseInfo(
         name="test-release",
         task="cifar10",
         target_label="label",
@@ -129,7 +132,7 @@ def test_bundle_holds_exactly_its_files_and_never_the_target(bundle, tiny_target
     assert {p.name for p in bundle.iterdir()} == BUNDLE_FILES
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert set(manifest["files"]) == BUNDLE_FILES - {"manifest.json"}
-    assert release_lib.sha256(tiny_target_path) not in {e["sha256"] for e in manifest["files"].values()}
+    assert sha256(tiny_target_path) not in {e["sha256"] for e in manifest["files"].values()}
     # The bundled .keras is the converter alone: no weight of it is a weight of the target.
     converter = keras.models.load_model(bundle / "converter.keras", compile=False)
     target = models.load_target(tiny_target_path)
@@ -206,7 +209,7 @@ def test_a_bundle_whose_converter_diverged_fails_verification_even_rehashed(bund
 
 
 def test_claims_round_trip_through_the_card(bundle):
-    claims = release_lib.parse_claims((bundle / "model_card.md").read_text())
+    claims = parse_claims((bundle / "model_card.md").read_text())
     names = [c.name for c in claims]
     assert names[:6] == [
         "converter_parameters",
@@ -251,24 +254,24 @@ def test_claim_relations_by_hand():
     exactly = Claim("p", "", 16, "exactly")
     assert exactly.holds(16) and not exactly.holds(16.5)
     line = "| `e` | mean entropy | 6.4 | within ±0.25 |"
-    assert release_lib.parse_claims(
+    assert parse_claims(
         f"## Claims\n\n| claim | what | value | holds if |\n|---|---|---|---|\n{line}\n"
     ) == [Claim("e", "mean entropy", 6.4, "within", 0.25)]
     with pytest.raises(DapterError, match="claim e has an unknown relation 'roughly'"):
-        release_lib.parse_claims("## Claims\n| `e` | x | 6.4 | roughly |\n")
+        parse_claims("## Claims\n| `e` | x | 6.4 | roughly |\n")
     with pytest.raises(DapterError, match="claim e has no number as its value: 'high'"):
-        release_lib.parse_claims("## Claims\n| `e` | x | high | exactly |\n")
+        parse_claims("## Claims\n| `e` | x | high | exactly |\n")
     with pytest.raises(DapterError, match="has no '## Claims' section"):
-        release_lib.parse_claims("# card\n")
+        parse_claims("# card\n")
 
 
 def test_verify_refuses_too_few_images_saying_how_many_the_claims_need(bundle, verifier_images, tiny_target_path):
     # Issue 30 (4): one held-out image "verified" 24 checks. The bundle's claims need 100 images
     # without a target (MIN_IMAGES) and 400 with it: the float32 file's drop bound is 0.5 points,
     # and two standard errors of one flipped prediction, 2 x 100 / n points, fit within it from n = 400.
-    claims = release_lib.parse_claims((bundle / "model_card.md").read_text())
-    assert release_lib.images_needed(claims, with_target=False)[0] == 100
-    assert release_lib.images_needed(claims, with_target=True) == (
+    claims = parse_claims((bundle / "model_card.md").read_text())
+    assert images_needed(claims, with_target=False)[0] == 100
+    assert images_needed(claims, with_target=True) == (
         400,
         "converter_float32.tflite:accuracy_drop_vs_keras allows 0.5 points, and two standard errors of one "
         "flipped prediction, 2 x 100 / n points, must fit within it",
@@ -290,14 +293,14 @@ def test_verify_refuses_too_few_images_saying_how_many_the_claims_need(bundle, v
 
 def test_accuracy_confidence_by_hand():
     # Limit 2.3 points (a card's 0.3 + its 2-point tolerance); the interval is drop ± 1.96 errors.
-    assert release_lib.accuracy_confidence(2.3, 1.0, 0.5, 400) == (
+    assert accuracy_confidence(2.3, 1.0, 0.5, 400) == (
         "the drop is 1.00 ± 0.50 points on 400 images (95 % interval 0.02 to 1.98): at most 2.3 at 95 % confidence"
     )
-    assert release_lib.accuracy_confidence(2.3, 3.0, 0.3, 400).endswith(
+    assert accuracy_confidence(2.3, 3.0, 0.3, 400).endswith(
         "(95 % interval 2.41 to 3.59): more than 2.3 at 95 % confidence"
     )
     # [-0.96, 2.96] spans 2.3; the error falls as 1 / sqrt(n): 400 * (1.96 * 1.0 / 1.3)^2 = 909.2 images.
-    assert release_lib.accuracy_confidence(2.3, 1.0, 1.0, 400).endswith(
+    assert accuracy_confidence(2.3, 1.0, 1.0, 400).endswith(
         "(95 % interval -0.96 to 2.96): undecided against 2.3 at 95 % confidence; about 910 images would decide it"
     )
 
@@ -421,7 +424,7 @@ def test_committed_reference_release_matches_its_manifest_and_publishes_its_targ
     target = RELEASES / f"{name}.target.keras"
     assert target.is_file() and target.stat().st_size < 12 * 2**20
     card = (RELEASES / name / "model_card.md").read_text()
-    claims = {c.name for c in release_lib.parse_claims(card)}
+    claims = {c.name for c in parse_claims(card)}
     assert "attack_max_ssim" in claims
     assert "**On phones, ship `converter_int8.tflite`**" in card
 
@@ -470,9 +473,9 @@ def test_check_verifier_data_by_hand(bundle):
         release_lib.check_verifier_data(str(bundle), "cifar10", "gender", (32, 32))
     with pytest.raises(DapterError, match="images 224x224, the bundle's are 32x32"):
         release_lib.check_verifier_data(str(bundle), "cifar10", "label", (224, 224))
-    assert release_lib.parse_card_task((bundle / "model_card.md").read_text()) == ("cifar10", "label", (32, 32))
+    assert parse_card_task((bundle / "model_card.md").read_text()) == ("cifar10", "label", (32, 32))
     with pytest.raises(DapterError, match="states no task and image size"):
-        release_lib.parse_card_task("# card\n")
+        parse_card_task("# card\n")
 
 
 def test_verify_attacks_passes_on_the_reference_release():
@@ -551,7 +554,7 @@ def identity_bundle(tmp_path_factory, tiny_target_path, embedded):
 def test_card_states_the_suites_figures_as_claims(identity_bundle):
     card = (identity_bundle / "model_card.md").read_text()
     assert "## Attack suite (the security index)" in card
-    claims = {c.name: c for c in release_lib.parse_claims(card)}
+    claims = {c.name: c for c in parse_claims(card)}
     assert claims["attack_max_ssim"].value == 0.15 and claims["attack_max_ssim"].holds_if() == "at most +0.05"
 
 

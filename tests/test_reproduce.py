@@ -13,6 +13,7 @@ from conftest import REPO, SHARED_DATA, assert_one_error_line, run_binary
 
 from dapter_tf import DapterError, pipeline
 from dapter_tf.pipeline import reproduction_report
+from dapter_tf.pipeline.paper_claims import build_claims, count_conv_layers
 
 
 def _write(path, obj):
@@ -323,7 +324,7 @@ def _fake_run(workdir, *, drop=2.0, bits=2.5, ssim=0.15, loss_ratio=12.0, png=2.
 
 def test_each_claim_is_met_or_missed_by_the_hand_checked_amount(tmp_path):
     _fake_run(tmp_path / "met")
-    met = {c.claim: c for c in reproduction_report.build_claims(str(tmp_path / "met"), {}, "cpu")}
+    met = {c.claim: c for c in build_claims(str(tmp_path / "met"), {}, "cpu")}
     assert len(met) == 10
     for claim in (
         "target accuracy drop at λ = 0.9",
@@ -340,7 +341,7 @@ def test_each_claim_is_met_or_missed_by_the_hand_checked_amount(tmp_path):
     _fake_run(
         tmp_path / "missed", drop=4.5, bits=7.0, ssim=0.25, loss_ratio=7.5, png=1.8, gap=0.08, gender=(0.90, 0.89)
     )
-    missed = {c.claim: c for c in reproduction_report.build_claims(str(tmp_path / "missed"), {}, "cpu")}
+    missed = {c.claim: c for c in build_claims(str(tmp_path / "missed"), {}, "cpu")}
     assert missed["target accuracy drop at λ = 0.9"].verdict == "missed on CIFAR-10 by 1.50 points"
     # 7 of 20 bits: a ratio of 35 %, 5 points over 30 %, and 4 bits over the index of 3.
     assert missed["mean entropy of converted images at λ = 0.9"].verdict == (
@@ -362,7 +363,7 @@ def test_each_claim_is_met_or_missed_by_the_hand_checked_amount(tmp_path):
 
 def test_a_claim_without_its_results_says_which_step_did_not_run_and_why(tmp_path):
     status = {"cifar10/dapter": {"status": "skipped", "reason": "no cifar10 data: x does not exist"}}
-    claims = reproduction_report.build_claims(str(tmp_path), status, "cpu")
+    claims = build_claims(str(tmp_path), status, "cpu")
     assert claims[0].verdict == "not run: step cifar10/dapter skipped: no cifar10 data: x does not exist"
     assert claims[2].verdict == "not run: step cifar10/suite is not in this plan"
 
@@ -372,7 +373,7 @@ def test_the_converter_of_fig3_counts_eight_convolutions(tmp_path):
 
     path = str(tmp_path / "converter.keras")
     build_converter((32, 32, 3)).save(path)
-    assert reproduction_report.count_conv_layers(path) == 8
+    assert count_conv_layers(path) == 8
 
 
 def test_the_report_copies_plots_and_cifar_pictures_but_never_a_face(tmp_path):
@@ -399,7 +400,7 @@ def test_the_report_copies_plots_and_cifar_pictures_but_never_a_face(tmp_path):
         "not_available": {"X": "y"},
     }
     plan = pipeline.build_plan(pipeline.SCALES["cpu"], str(tmp_path), str(workdir))
-    claims = reproduction_report.build_claims(str(workdir), {}, "cpu")
+    claims = build_claims(str(workdir), {}, "cpu")
     path = reproduction_report.write_report(str(report_dir), str(workdir), record, plan, {}, claims)
     assert sorted(os.listdir(report_dir)) == ["converted_cifar10.png", "report.json", "report.md"]
     text = open(path).read()
@@ -421,7 +422,7 @@ def test_the_shared_data_has_every_dataset_the_cpu_plan_reads():
 
 def test_the_reconstruction_claim_takes_the_suites_strongest_attacker_and_names_the_defended_recipe(tmp_path):
     _fake_run(tmp_path, ssim=0.25)
-    claim = reproduction_report.build_claims(str(tmp_path), {}, "cpu")[2]
+    claim = build_claims(str(tmp_path), {}, "cpu")[2]
     assert claim.verdict == "missed by 0.050 SSIM"  # The U-Net's 0.25, not the generator's 0.24.
     assert "strongest (unet): SSIM 0.250" in claim.ours and "defended" not in claim.ours
     # The converted image as sent is an attacker too; the defended converter's suite is named beside.
@@ -438,7 +439,7 @@ def test_the_reconstruction_claim_takes_the_suites_strongest_attacker_and_names_
             "verdicts": [{"name": "usability", "holds": False}, {"name": "reconstruction", "holds": True}],
         },
     )
-    claim = reproduction_report.build_claims(str(tmp_path), {}, "cpu")[2]
+    claim = build_claims(str(tmp_path), {}, "cpu")[2]
     assert "the defended recipe, beyond the paper: SSIM 0.130 (the converted image as sent)" in claim.ours
     section = "\n".join(reproduction_report._protection_section(str(tmp_path)))
     assert (

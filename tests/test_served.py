@@ -7,8 +7,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from keras.initializers import RandomNormal
 from conftest import assert_one_error_line, run_binary, tiny_dapter_config
+from keras.initializers import RandomNormal
 
 from dapter_tf.errors import DapterError
 from dapter_tf.models import build_converter, load_target, served

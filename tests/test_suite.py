@@ -9,6 +9,7 @@ import pytest
 from conftest import assert_one_error_line, run_binary
 
 from dapter_tf import DapterError, attacks, data, models
+from dapter_tf.analysis import lambda_study
 from dapter_tf.attacks import (
     AttackInputData,
     ReconstructionSpec,
@@ -22,7 +23,6 @@ from dapter_tf.data import tasks
 from dapter_tf.models import targets
 from dapter_tf.records import suite as suite_lib
 from dapter_tf.records.attacks import AutoRecognitionResult, ReconstructionResult
-from dapter_tf.analysis import lambda_study
 
 
 def _reconstruction(attacker, ssim, mean_image=0.12):

@@ -1,8 +1,8 @@
 """Training loops: the frozen target, distribution over two replicas, checkpoint resume."""
 
 import json
-import re
 import os
+import re
 
 import keras
 import numpy as np

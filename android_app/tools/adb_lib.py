@@ -270,7 +270,7 @@ class Device:
             )
 
 
-# The contract a .tflite file carries (export_tflite_lib.with_contract): a JSON text in a metadata
+# The contract a .tflite file carries (export.contract.with_contract): a JSON text in a metadata
 # buffer, written with sorted keys, so it starts with its format field.
 _CONTRACT_START = b'{"format": "dapter-tf io contract 1"'
 

@@ -15,9 +15,9 @@ import keras
 import numpy as np
 
 from dapter_tf import evaluate, metrics
-from dapter_tf.figures import pyplot, save_figure
 from dapter_tf.data import validate_images
 from dapter_tf.errors import DapterError
+from dapter_tf.figures import pyplot, save_figure
 from dapter_tf.records.files import write_json
 
 # The paper's range of savings (§7.4), drawn on the plot.

@@ -13,8 +13,8 @@ import json
 import os
 
 from dapter_tf import train
-from dapter_tf.figures import pyplot, save_figure
 from dapter_tf.errors import DapterError
+from dapter_tf.figures import pyplot, save_figure
 from dapter_tf.records import files, runs
 
 FRONTIER_FILE = "frontier.json"

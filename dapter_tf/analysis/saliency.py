@@ -23,9 +23,9 @@ import tensorflow as tf
 from skimage.metrics import structural_similarity
 
 from dapter_tf import evaluate, metrics
-from dapter_tf.figures import save_grid
 from dapter_tf.data import validate_images
 from dapter_tf.errors import DapterError
+from dapter_tf.figures import save_grid
 
 # Which class C each map explains, on which images (``select_explained``):
 #   positive   a two-class label's class 1 (the attribute is present), on the images that have it;

@@ -3,9 +3,9 @@
 import numpy as np
 
 from dapter_tf import evaluate
-from dapter_tf.figures import pyplot, save_figure
 from dapter_tf.analysis.saliency import mean_importance
 from dapter_tf.errors import DapterError
+from dapter_tf.figures import pyplot, save_figure
 
 
 def normalize_rows(matrix) -> np.ndarray:

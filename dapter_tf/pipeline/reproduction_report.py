@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 
-from dapter_tf.pipeline.paper_claims import Claim, build_claims, count_conv_layers, load_json, strongest_attack  # noqa: F401 (re-exported)
+from dapter_tf.pipeline.paper_claims import Claim, load_json, strongest_attack
 
 # Figures a run's steps draw, copied into the report: (source under the workdir, name in the report, caption).
 FIGURES = (
