@@ -12,10 +12,9 @@ from dapter_tf import DapterError, evaluate, metrics, models
 from dapter_tf.models import build_converter, snap_to_levels, strip_output_levels
 from export import export_tflite_lib
 from export.contract import CONTRACT_FORMAT, decode_output, output_contract, read_contract, with_contract
-from export.export_tflite_lib import DEFAULT_TOLERANCES, MODES, Tolerance
 from export.interpreter import run_tflite
-from export.modes import FULL_INTEGER_MODES
-from export.parity import ParityError, parity_failures
+from export.modes import FULL_INTEGER_MODES, MODES
+from export.parity import DEFAULT_TOLERANCES, ParityError, Tolerance, parity_failures
 from export.subpixel import phase_kernels, subpixel_upsampling
 
 

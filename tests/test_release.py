@@ -23,8 +23,7 @@ from dapter_tf.models import build_converter
 from dapter_tf.records.files import sha256
 from export import export_tflite_lib, release_lib
 from export.card import ReleaseInfo, parse_card_task
-from export.claims import accuracy_confidence, images_needed, parse_claims
-from export.release_lib import Claim
+from export.claims import Claim, accuracy_confidence, images_needed, parse_claims
 
 BUNDLE_FILES = {
     "converter.keras",
