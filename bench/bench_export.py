@@ -28,7 +28,6 @@ from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from cli import runner  # noqa: E402  (the repository root is on the path only now)
-from export.subpixel import subpixel_upsampling
 
 _CONVERTER = flags.DEFINE_string(
     "converter", "", "A trained converter (.keras file or dapter-train-dapter workdir); empty: --architecture, seeded random."
@@ -79,6 +78,7 @@ def main():
     from dapter_tf.analysis.recipe_search import WIDE_FILTERS
     from dapter_tf.models import check_image_size, strip_output_levels
     from export import export_tflite_lib
+    from export.subpixel import subpixel_upsampling
 
     size = _IMAGE_SIZE.value
     check_image_size(size, size)

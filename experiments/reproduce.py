@@ -33,7 +33,6 @@ import time
 from absl import flags
 
 from cli import runner
-from dapter_tf.pipeline.paper_claims import build_claims
 
 _SCALE = flags.DEFINE_enum(
     "scale", "cpu", ["smoke", "cpu", "paper"], "How big every experiment is (see the module docstring)."
@@ -65,6 +64,7 @@ _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Rewrite the report from 
 def main():
     from dapter_tf import DapterError, pipeline
     from dapter_tf.pipeline import reproduction_report
+    from dapter_tf.pipeline.paper_claims import build_claims
 
     repo_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     if not os.path.isdir(os.path.join(repo_dir, "bench")):

@@ -25,8 +25,6 @@ import os
 from absl import flags
 
 from cli import flags_lib, runner
-from export.modes import check_mode
-from export.parity import DEFAULT_TOLERANCES
 
 _build_data = flags_lib.define_data_flags()
 _WORKDIR = flags.DEFINE_string(
@@ -92,6 +90,7 @@ def _tolerances(modes) -> dict:
     """Per-mode tolerances: each mode's default with the flags that were given put over it."""
     import dataclasses
 
+    from export.parity import DEFAULT_TOLERANCES
 
     given = {
         "max_pixel_diff_steps": _MAX_PIXEL_DIFF_STEPS.value,
@@ -108,6 +107,7 @@ def main():
     from dapter_tf.models import served
     from dapter_tf.records import runs
     from export import export_tflite_lib
+    from export.modes import check_mode
 
     modes = [check_mode(mode) for mode in _MODES.value]
     if not modes:

@@ -21,9 +21,6 @@ import os
 from absl import flags
 
 from cli import flags_lib, runner
-from dapter_tf.records.files import sha256
-from export.card import ReleaseInfo
-from export.claims import ClaimTolerances
 
 _build_data = flags_lib.define_data_flags()
 _WORKDIR = flags.DEFINE_string(
@@ -82,8 +79,11 @@ def main():
     from dapter_tf.models import served
     from dapter_tf.records import runs
     from dapter_tf.records.attacks import AttackResults
+    from dapter_tf.records.files import sha256
     from dapter_tf.records.suite import SuiteResults
     from export import release_lib
+    from export.card import ReleaseInfo
+    from export.claims import ClaimTolerances
 
     tolerances = ClaimTolerances(
         entropy_bits=_ENTROPY_TOLERANCE.value,

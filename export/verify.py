@@ -38,7 +38,6 @@ import sys
 from absl import flags
 
 from cli import flags_lib, runner
-from export.claims import ATTACK_SSIM_CLAIM, CONVERTER, MODEL_CARD, TARGET_CONTRACT, parse_claims
 
 _build_data = flags_lib.define_data_flags()
 _BUNDLE = flags.DEFINE_string("bundle", None, "The release bundle's folder (from dapter-release).", required=True)
@@ -79,6 +78,7 @@ def main():
     from dapter_tf import DapterError, data, models
     from dapter_tf.models import served
     from export import release_lib
+    from export.claims import TARGET_CONTRACT
 
     if not os.path.isdir(_BUNDLE.value):
         raise DapterError(f"--bundle {_BUNDLE.value} is not a folder")
@@ -134,6 +134,7 @@ def _attack(train_images, test_images, workdir: str) -> dict:
 
     from dapter_tf import DapterError, models
     from dapter_tf.attacks import ReconstructionSpec, reconstruction
+    from export.claims import ATTACK_SSIM_CLAIM, CONVERTER, MODEL_CARD, parse_claims
 
     with open(os.path.join(_BUNDLE.value, MODEL_CARD)) as f:
         names = {claim.name for claim in parse_claims(f.read())}
