@@ -44,7 +44,10 @@ def main():
         return  # The chief writes the report.
     converter = models.load_converter(_WORKDIR.value)
     converted = evaluate.convert_images(converter, test_set.images[: report.GRID_IMAGES])
-    report.write_report(_WORKDIR.value, config, results, test_set.images[: report.GRID_IMAGES], converted, task=task)
+    labels = test_set.labels[task.target_label][: report.GRID_IMAGES]
+    report.write_report(
+        _WORKDIR.value, config, results, test_set.images[: report.GRID_IMAGES], converted, task=task, labels=labels
+    )
     print(report.one_line_summary(results))
 
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import PIL.Image
 import pytest
 from conftest import REPO, assert_one_error_line, kill_at_first_checkpoint, run_binary, save_npz
 
@@ -179,6 +180,8 @@ def test_sigkill_then_rerun_resumes_from_the_last_checkpoint(tiny_target_path, t
 
 
 def test_demo_writes_report_grid_and_two_tflite_files(tmp_path):
+    from dapter_tf.data.tasks import CIFAR10_CLASS_NAMES
+
     workdir = tmp_path / "demo"
     proc = run_binary(
         "experiments.run_demo",
@@ -189,12 +192,31 @@ def test_demo_writes_report_grid_and_two_tflite_files(tmp_path):
         "--target_epochs=1",
         "--dapter_epochs=1",
         "--calibration_steps=5",
+        "--attack_epochs=2",
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
     for name in ("report.md", "report.json", "grid.png"):
         assert (workdir / name).is_file(), name
     report = json.loads((workdir / "report.json").read_text())
+    # The reconstruction attack on the frozen converter: a decoder trained on the 256 converted training
+    # images, measured on the 64 held-out ones, beside the mean training image; the report says what it means.
+    attack = report["attack"]
+    assert 0 <= attack["ssim"] <= 1 and 0 <= attack["ssim_mean_image"] <= 1, attack
+    assert (attack["images_train"], attack["images_test"], attack["epochs"]) == (256, 64, 2)
+    assert (workdir / "attack" / "symmetric" / "reconstructor.keras").is_file()
+    text = (workdir / "report.md").read_text()
+    assert "## Can the converted photos be restored? A reconstruction attack" in text
+    assert f"| the attacker's reconstructions | {attack['ssim']:.4f} |" in text
+    assert f"{attack['ssim_mean_image']:.4f}" in text and "dapter-protect" in text
+    assert f"SSIM {attack['ssim']:.3f}" in proc.stdout
+    # grid.png: three named rows (originals, converted, reconstructed) of ten columns, each a CIFAR-10 class;
+    # each image is a 1-inch cell at 120 dpi, beside the row labels and under the headline figures.
+    grid = report["grid"]
+    assert grid["rows"] == ["originals", "converted (what is sent)", "reconstructed by the attacker"]
+    assert len(grid["columns"]) == 10 and set(grid["columns"]) <= set(CIFAR10_CLASS_NAMES), grid["columns"]
+    width, height = PIL.Image.open(workdir / "grid.png").size
+    assert 10 * 120 < width < 12 * 120 and 3 * 120 < height < 5 * 120, (width, height)
     # The files are shipped under their names only if every one passed its gate; otherwise they lie
     # in export/failed/ and the report says so (the tiny models here are seeded: both pass today).
     broken = [mode for mode, entry in report["export"]["files"].items() if entry["failures"]]
@@ -205,7 +227,6 @@ def test_demo_writes_report_grid_and_two_tflite_files(tmp_path):
     for key in ("accuracy_original", "accuracy_converted", "entropy_original", "entropy_converted", "bandwidth_ratio"):
         assert key in report["results"]
     assert report["export"]["files"]["int8"]["bytes"] < report["export"]["files"]["float32"]["bytes"]
-    text = (workdir / "report.md").read_text()
     assert "| target accuracy |" in text
     # The paper's thresholds, each with a verdict, the noise of the figure and what the terms mean.
     assert "## Against the paper's thresholds (§7.1)" in text and "On 64 images one answer is 1.56 points" in text

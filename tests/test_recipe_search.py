@@ -29,6 +29,17 @@ def test_the_ladder_goes_from_the_coarsest_code_to_l_dap_and_the_class_code_only
     assert ladder[0].recipe.overrides["architecture"] == "block_encoder"
 
 
+def test_every_field_of_every_rung_reaches_the_config_it_trains(tiny_target_path):
+    # A field the recipe dropped would train another converter than the ladder names (L_head once was).
+    base = tiny_dapter_config(tiny_target_path)
+    for rung in rs.build_ladder(64, allow_model_on_device=True):
+        config = rung.recipe.apply(base)
+        assert {k: getattr(config, k) for k in rung.recipe.overrides} == rung.recipe.overrides, rung.name
+    assert rs.build_ladder(64)[0].recipe.apply(base).task_head == rs.TASK_HEAD_WEIGHT > 0
+    with pytest.raises(Exception, match=r"recipe 'odd' sets no_such_field, which no recipe may set"):
+        protection.Recipe("odd", {"no_such_field": 1}).apply(base)
+
+
 @pytest.mark.parametrize(
     "outcomes, budget, expected",
     [

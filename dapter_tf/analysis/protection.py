@@ -33,6 +33,8 @@ _FIELDS = {
     "acc_labels": str,
     "class_code": str,
     "architecture": str,
+    "task_head": float,
+    "augment": lambda v: {"true": True, "false": False}[v.lower()],
 }
 _ADVERSARY_FIELDS = {
     "adversary_weight": ("weight", float),
@@ -72,7 +74,18 @@ class Recipe:
         )
 
     def apply(self, base: train.DapterConfig) -> train.DapterConfig:
-        """``base`` with this recipe's fields (validated by the config)."""
+        """``base`` with this recipe's fields (validated by the config).
+
+        Raises:
+            DapterError: on a field no recipe may set: dropping it would train another converter than
+                the recipe names, and say nothing.
+        """
+        unknown = sorted(k for k in self.overrides if k not in _FIELDS and k not in _ADVERSARY_FIELDS)
+        if unknown:
+            raise DapterError(
+                f"recipe {self.name!r} sets {', '.join(unknown)}, which no recipe may set "
+                f"(known: {', '.join(sorted({**_FIELDS, **_ADVERSARY_FIELDS}))})"
+            )
         plain = {k: v for k, v in self.overrides.items() if k in _FIELDS}
         adversary = {_ADVERSARY_FIELDS[k][0]: v for k, v in self.overrides.items() if k in _ADVERSARY_FIELDS}
         values = dataclasses.replace(base.adversary, **adversary) if adversary else base.adversary
