@@ -132,6 +132,7 @@ def main():
     from dapter_tf.analysis import report
     from dapter_tf.records import lock, runs
     from export import export_tflite_lib
+    from export.parity import ParityError, format_parity_line
 
     if _CALIBRATION_STEPS.value < 1:
         raise DapterError(f"calibration_steps must be >= 1, got {_CALIBRATION_STEPS.value}")
@@ -165,7 +166,7 @@ def main():
         export = export_tflite_lib.export_converter(
             converter, target, export_dir, train_set.images, test_set.images, test_labels, _CALIBRATION_STEPS.value
         )
-    except export_tflite_lib.ParityError as e:
+    except ParityError as e:
         # Nothing that broke its gate is shipped (it lies in export/failed/), but the run's other
         # figures are not lost: the report gives the failed files' figures and says why.
         print(f"warning: {e}", flush=True)
@@ -202,7 +203,7 @@ def main():
     print(report.one_line_summary(results))
     print(report.attack_summary(dataclasses.asdict(attack)))
     for mode, e in export["files"].items():
-        print(f"{e['path']}: {export_tflite_lib.format_parity_line(mode, e)}")
+        print(f"{e['path']}: {format_parity_line(mode, e)}")
         if e["failures"]:
             print(f"warning: {mode} broke its parity gate ({'; '.join(e['failures'])}); it was not shipped")
     print(f"report: {os.path.join(workdir, 'report.md')}")
