@@ -37,7 +37,7 @@ _OUTPUT_JSON = flags.DEFINE_string("output_json", "", "Also write every figure t
 
 
 def main():
-    from export import benchmark_lib
+    from export.benchmark import benchmark_lib
 
     benchmark_lib.configure_tensorflow_threads(_NUM_THREADS.value)
     import keras
@@ -46,7 +46,7 @@ def main():
 
     from dapter_tf import data
     from dapter_tf.models import build_block_converter, build_converter, check_image_size, check_output_block
-    from export import export_tflite_lib
+    from export.tflite import export_tflite_lib
 
     size = _IMAGE_SIZE.value
     blocks = parse_ints(_BLOCKS.value, "--blocks")

@@ -66,7 +66,7 @@ def _verdict(value: float, limit: float) -> str:
 
 
 def main():
-    from export import benchmark_lib
+    from export.benchmark import benchmark_lib
 
     # TensorFlow fixes its thread pools at its first op: set them before anything runs.
     benchmark_lib.configure_tensorflow_threads(_NUM_THREADS.value)
@@ -77,8 +77,8 @@ def main():
     from dapter_tf import data, models
     from dapter_tf.analysis.recipe_search import WIDE_FILTERS
     from dapter_tf.models import check_image_size, strip_output_levels
-    from export import export_tflite_lib
-    from export.subpixel import subpixel_upsampling
+    from export.tflite import export_tflite_lib
+    from export.tflite.subpixel import subpixel_upsampling
 
     size = _IMAGE_SIZE.value
     check_image_size(size, size)

@@ -4,7 +4,7 @@ Every model is exported as a full-int8 ``.tflite`` with uint8 pixels in and out 
 runs) at --image_size, and all of them are timed in one run, interleaved (``benchmark_lib
 .benchmark_interleaved``: one invoke of each in turn), on one real image, with XNNPACK at
 --num_threads threads. The yardstick is ``keras.applications.MobileNetV2`` 1.0 (``weights=None``,
-``export.yardstick``). The converters:
+``export.benchmark.yardstick``). The converters:
 
   * the Fig. 3 converter (24/48/96), the paper's, its wide form (48/96/192), and its efficient form
     for phones, the same layers on 4x4 pixel patches (``models.build_patch_converter``, 48/96/192);
@@ -53,7 +53,7 @@ _SAVE_TFLITE_DIR = flags.DEFINE_string(
 
 
 def main():
-    from export import benchmark_lib
+    from export.benchmark import benchmark_lib
 
     benchmark_lib.configure_tensorflow_threads(_NUM_THREADS.value)
     import keras
@@ -69,7 +69,8 @@ def main():
         check_image_size,
         check_output_block,
     )
-    from export import export_tflite_lib, yardstick
+    from export.benchmark import yardstick
+    from export.tflite import export_tflite_lib
 
     size = _IMAGE_SIZE.value
     blocks = parse_ints(_BLOCKS.value, "--blocks") if _BLOCKS.value else []

@@ -91,7 +91,7 @@ def check_output_file(flag: str, path: str) -> None:
 # binary's own output everywhere except where it names a finished run the binary reads.
 OUTPUT_FOLDER_FLAGS = ("workdir", "output_dir", "report_dir")
 OUTPUT_FILE_FLAGS = ("output_json", "output_csv", "output_npz")
-READS_WORKDIR = {"export.export_tflite", "export.release"}
+READS_WORKDIR = {"export.tflite.export_tflite", "export.release.release"}
 
 
 def check_output_flags(module: str) -> None:

@@ -260,7 +260,7 @@ def main():
         (
             4,
             "export",
-            "export.export_tflite",
+            "export.tflite.export_tflite",
             [
                 f"--workdir={converter_dir}",
                 f"--output_dir={export_dir}",
@@ -271,7 +271,7 @@ def main():
         (
             5,
             "release",
-            "export.release",
+            "export.release.release",
             [
                 f"--workdir={converter_dir}",
                 f"--export_dir={export_dir}",
@@ -284,7 +284,7 @@ def main():
         (
             6,
             "verify",
-            "export.verify",
+            "export.release.verify",
             [
                 f"--bundle={release_dir}",
                 f"--target={base.target_path}",

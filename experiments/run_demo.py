@@ -131,8 +131,8 @@ def main():
     from dapter_tf import DapterError, data, evaluate, models, train
     from dapter_tf.analysis import report
     from dapter_tf.records import lock, runs
-    from export import export_tflite_lib
-    from export.parity import ParityError, format_parity_line
+    from export.tflite import export_tflite_lib
+    from export.tflite.parity import ParityError, format_parity_line
 
     if _CALIBRATION_STEPS.value < 1:
         raise DapterError(f"calibration_steps must be >= 1, got {_CALIBRATION_STEPS.value}")

@@ -66,7 +66,7 @@ def int8_export(tmp_path_factory, embedded) -> Path:
     """
     import json
 
-    from export import export_tflite_lib
+    from export.tflite import export_tflite_lib
 
     train_set, _ = embedded
     folder = tmp_path_factory.mktemp("int8_export")

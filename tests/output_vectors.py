@@ -14,7 +14,7 @@ import pathlib
 
 import numpy as np
 
-from export.contract import decode_output
+from export.tflite.contract import decode_output
 
 PATH = pathlib.Path(__file__).resolve().parent.parent / "android_app/core/src/test/resources/output_decoding.json"
 # Float32 outputs on and between levels: exact halves of a level (ties of round-half-even), the
@@ -39,7 +39,7 @@ def output_vectors() -> dict:
     """The vectors, as the JSON file holds them."""
     return {
         "about": "Raw converter outputs and the uint8 pixels they stand for by the output contract "
-        "(export.contract.decode_output): x = float32(q - zero_point) * float32(scale) (float32 output: "
+        "(export.tflite.contract.decode_output): x = float32(q - zero_point) * float32(scale) (float32 output: "
         "x = q); p = round_half_even(255 * clip(x, 0, 1)) in float32; pixel = 128 + step * sign(p - 128) * "
         "floor((abs(p - 128) + step // 2) / step), clipped to 0..255. Written by tests/output_vectors.py; "
         "tests/test_export.py and android_app's OutputDecodingTest both check it.",

@@ -17,7 +17,7 @@ from conftest import REPO, assert_one_error_line
 
 from android_app.tools import adb_lib
 from dapter_tf import DapterError
-from export.contract import output_contract, read_contract, with_contract
+from export.tflite.contract import output_contract, read_contract, with_contract
 
 SAMPLE = json.loads((REPO / "android_app/core/src/test/resources/sample_result.json").read_text())
 # The command line the app's own test (SampleResultTest) parses back into its arguments.

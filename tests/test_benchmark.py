@@ -11,8 +11,9 @@ from conftest import REPO, assert_one_error_line, run_binary
 
 from dapter_tf import DapterError
 from dapter_tf.models import build_converter
-from export import benchmark_lib, export_tflite_lib, timing, yardstick
-from export.benchmark_lib import BenchmarkConfig
+from export.benchmark import benchmark_lib, timing, yardstick
+from export.benchmark.benchmark_lib import BenchmarkConfig
+from export.tflite import export_tflite_lib
 
 
 def _one_layer(layer, input_shape) -> bytes:
@@ -130,7 +131,7 @@ def test_benchmark_binary_times_files_beside_keras(tmp_path, int8_file):
     graph = tmp_path / "converter_float32.tflite"
     graph.write_bytes(export_tflite_lib.convert_to_tflite(converter, "float32", (32, 32)))
     proc = run_binary(
-        "export.benchmark_tflite",
+        "export.benchmark.benchmark_tflite",
         f"--graph={graph}",
         f"--keras={tmp_path / 'converter.keras'}",
         "--num_runs=3",
@@ -188,7 +189,7 @@ def test_benchmark_binary_bad_input_gets_one_line(tmp_path, int8_file, args, mes
     notes = tmp_path / "notes.txt"
     notes.write_text("not a model")
     args = [a.format(setup=model, notes=notes) for a in args]
-    assert_one_error_line(run_binary("export.benchmark_tflite", *args), message)
+    assert_one_error_line(run_binary("export.benchmark.benchmark_tflite", *args), message)
 
 
 def test_bench_script_prints_the_targets(tmp_path):

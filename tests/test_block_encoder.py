@@ -12,7 +12,8 @@ from dapter_tf.analysis import protection
 from dapter_tf.data.tasks import get_task
 from dapter_tf.models import RepeatBlocks, build_block_converter, output_block_of
 from dapter_tf.records import runs
-from export import benchmark_lib, export_tflite_lib
+from export.benchmark import benchmark_lib
+from export.tflite import export_tflite_lib
 
 
 def _conv_macs(model: keras.Model) -> int:

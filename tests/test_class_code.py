@@ -62,7 +62,7 @@ def test_the_symmetric_attacker_of_a_class_code_mirrors_the_papers_converter():
 
 
 def test_a_class_code_card_says_the_target_ships_inside_the_converter():
-    from export import card
+    from export.release import card
 
     info = card.ReleaseInfo("cc", "cifar10", "label", "resnet18", 0.9, "cifar10", (32, 32), class_code="target")
     measured = {"output_step": 16, "entropy_converted": 3.3, "entropy_ratio": 0.157, "bandwidth_saving": 2.8}
@@ -75,8 +75,8 @@ def test_a_class_code_card_says_the_target_ships_inside_the_converter():
 
 def test_the_tflite_class_code_runs_image_by_image_and_matches_keras():
     # Its codebook row's reshape is fixed at batch 1 in the file, so the host runs it as a phone does.
-    from export import export_tflite_lib
-    from export.interpreter import run_tflite
+    from export.tflite import export_tflite_lib
+    from export.tflite.interpreter import run_tflite
 
     converter = models.build_class_code_converter(_classifier(), (2, 2, 3), output_step=16)
     book = np.zeros((3, 12), np.float32)

@@ -14,8 +14,8 @@ from conftest import REPO, assert_one_error_line, run_binary
 
 from dapter_tf import DapterError, data, evaluate, metrics
 from dapter_tf.resize import RESIZE_POLICY, fit_image
-from export import convert_lib
-from export.interpreter import run_tflite
+from export.convert import convert_lib
+from export.tflite.interpreter import run_tflite
 
 BUNDLE = REPO / "results" / "release" / "cifar2_10_reference"
 
@@ -43,7 +43,7 @@ def _pixels(path):
 def test_convert_a_folder_with_an_export_folders_int8_file(photos, int8_export, tmp_path):
     out = tmp_path / "out"
     proc = run_binary(
-        "export.convert",
+        "export.convert.convert",
         f"--converter={int8_export / 'converter_int8.tflite'}",
         f"--input={photos}",
         f"--output_dir={out}",
@@ -125,7 +125,7 @@ def test_convert_refuses_what_cannot_be_known_or_written(int8_export, tmp_path):
     with pytest.raises(DapterError, match="neither a folder of images nor an existing .npz"):
         convert_lib.read_inputs(str(tmp_path / "nowhere"), (32, 32))
     proc = run_binary(
-        "export.convert",
+        "export.convert.convert",
         f"--converter={BUNDLE / 'converter.keras'}",
         f"--input={tmp_path}",
         f"--output_dir={tmp_path / 'a_file'}",
@@ -156,7 +156,7 @@ def test_convert_never_writes_into_its_input_folder(tmp_path):
     folder = _folder(tmp_path, ["photo.png"])
     original = (tmp_path / "in" / "photo.png").read_bytes()
     proc = run_binary(
-        "export.convert",
+        "export.convert.convert",
         f"--converter={BUNDLE / 'converter_float32.tflite'}",
         f"--input={folder}",
         f"--output_dir={folder}",

@@ -17,8 +17,8 @@ from dapter_tf.defences import adversarial
 from dapter_tf.defences.adversarial import AdversarialDecoders, AdversaryConfig
 from dapter_tf.models import build_converter, check_image_size, output_block_of, strip_output_levels
 from dapter_tf.records import runs
-from export import export_tflite_lib
-from export.interpreter import run_tflite
+from export.tflite import export_tflite_lib
+from export.tflite.interpreter import run_tflite
 
 TASK = get_task("cifar10")
 

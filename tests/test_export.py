@@ -10,12 +10,12 @@ from conftest import spread_converter
 
 from dapter_tf import DapterError, evaluate, metrics, models
 from dapter_tf.models import build_converter, snap_to_levels, strip_output_levels
-from export import export_tflite_lib
-from export.contract import CONTRACT_FORMAT, decode_output, output_contract, read_contract, with_contract
-from export.interpreter import run_tflite
-from export.modes import FULL_INTEGER_MODES, MODES
-from export.parity import DEFAULT_TOLERANCES, ParityError, Tolerance, parity_failures
-from export.subpixel import phase_kernels, subpixel_upsampling
+from export.tflite import export_tflite_lib
+from export.tflite.contract import CONTRACT_FORMAT, decode_output, output_contract, read_contract, with_contract
+from export.tflite.interpreter import run_tflite
+from export.tflite.modes import FULL_INTEGER_MODES, MODES
+from export.tflite.parity import DEFAULT_TOLERANCES, ParityError, Tolerance, parity_failures
+from export.tflite.subpixel import phase_kernels, subpixel_upsampling
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Full-int8 export of a coarse output code: export.int8_rewrite keeps its block colours on their grid step."""
+"""Full-int8 export of a coarse output code: export.tflite.int8_rewrite keeps its block colours on their grid step."""
 
 import keras
 import numpy as np
@@ -6,9 +6,9 @@ import pytest
 from conftest import spread_converter
 
 from dapter_tf import evaluate, models
-from export import export_tflite_lib
-from export.int8_rewrite import LOGIT_CLIP, activation_caps, rewrite_for_int8
-from export.parity import DEFAULT_TOLERANCES, check_parity, parity_failures
+from export.tflite import export_tflite_lib
+from export.tflite.int8_rewrite import LOGIT_CLIP, activation_caps, rewrite_for_int8
+from export.tflite.parity import DEFAULT_TOLERANCES, check_parity, parity_failures
 
 
 def test_activation_caps_by_hand():

@@ -21,8 +21,9 @@ from dapter_tf import DapterError, evaluate, models, train
 from dapter_tf.data import DataConfig
 from dapter_tf.data.tasks import get_task
 from dapter_tf.records import files, runs
-from export import export_tflite_lib, release_lib
-from export.card import ReleaseInfo
+from export.release import release_lib
+from export.release.card import ReleaseInfo
+from export.tflite import export_tflite_lib
 
 
 @pytest.fixture
@@ -278,5 +279,5 @@ def test_a_target_workdir_given_for_a_converter_is_named_so(tmp_path):
 
 
 def test_a_bad_or_missing_flag_is_one_error_line():
-    proc = run_binary("export.verify", "--bundle=x", "--max_test=abc")
+    proc = run_binary("export.release.verify", "--bundle=x", "--max_test=abc")
     assert_one_error_line(proc, "flag --max_test=abc: invalid literal for int() with base 10: 'abc' (--helpshort")

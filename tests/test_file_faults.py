@@ -35,7 +35,7 @@ def a_file(tmp_path):
         ("experiments.attack", "--workdir"),
         ("experiments.lambda_sweep", "--workdir"),
         ("experiments.reproduce", "--report_dir"),
-        ("export.convert", "--output_dir"),
+        ("export.convert.convert", "--output_dir"),
         ("android_app.tools.adb_benchmark", "--output_dir"),
     ],
 )
@@ -46,7 +46,7 @@ def test_an_output_folder_that_is_a_file(module, flag, a_file, tiny_target_path,
         "experiments.attack": [f"--converter={tmp_path / 'c.keras'}"],
         "experiments.lambda_sweep": [f"--target={tiny_target_path}"],
         "experiments.reproduce": [f"--workdir={tmp_path / 'run'}"],
-        "export.convert": [f"--converter={TFLITE}", f"--input={a_file.parent}"],
+        "export.convert.convert": [f"--converter={TFLITE}", f"--input={a_file.parent}"],
         "android_app.tools.adb_benchmark": [f"--model={TFLITE}"],
     }.get(module, [])
     proc = run_binary(module, f"{flag}={a_file}", *extra)
@@ -61,7 +61,7 @@ def test_a_folder_under_a_file(a_file):
 
 def test_benchmark_output_json_in_a_missing_folder_fails_before_the_benchmark(tmp_path):
     proc = run_binary(
-        "export.benchmark_tflite", f"--graph={TFLITE}", f"--output_json={tmp_path / 'nowhere' / 'bench.json'}"
+        "export.benchmark.benchmark_tflite", f"--graph={TFLITE}", f"--output_json={tmp_path / 'nowhere' / 'bench.json'}"
     )
     assert_one_error_line(proc, f"its folder {tmp_path / 'nowhere'} does not exist")
     assert "avg" not in proc.stdout  # Nothing was timed.
@@ -71,9 +71,9 @@ def test_export_into_a_file_and_release_into_a_file(tmp_path, a_file, tiny_targe
     workdir = tmp_path / "run"
     workdir.mkdir()
     (workdir / "config.json").write_text(json.dumps({"target_path": tiny_target_path, "lambda_": 0.9}))
-    proc = run_binary("export.export_tflite", f"--workdir={workdir}", f"--output_dir={a_file}")
+    proc = run_binary("export.tflite.export_tflite", f"--workdir={workdir}", f"--output_dir={a_file}")
     assert_one_error_line(proc, f"--output_dir {a_file} is a file, not a folder")
-    proc = run_binary("export.release", f"--workdir={workdir}", f"--output_dir={a_file}")
+    proc = run_binary("export.release.release", f"--workdir={workdir}", f"--output_dir={a_file}")
     assert_one_error_line(proc, f"--output_dir {a_file} is a file, not a folder")
 
 

@@ -10,7 +10,8 @@ from conftest import tiny_dapter_config
 from dapter_tf import DapterError, models, train
 from dapter_tf.data.tasks import get_task
 from dapter_tf.models import FromPatches, ToPatches, build_patch_converter
-from export import benchmark_lib, export_tflite_lib
+from export.benchmark import benchmark_lib
+from export.tflite import export_tflite_lib
 
 
 def test_patches_by_hand_and_back():

@@ -21,9 +21,10 @@ from conftest import (
 from dapter_tf import DapterError, evaluate, metrics, models
 from dapter_tf.models import build_converter
 from dapter_tf.records.files import sha256
-from export import export_tflite_lib, release_lib
-from export.card import ReleaseInfo, parse_card_task
-from export.claims import Claim, accuracy_confidence, images_needed, parse_claims
+from export.release import release_lib
+from export.release.card import ReleaseInfo, parse_card_task
+from export.release.claims import Claim, accuracy_confidence, images_needed, parse_claims
+from export.tflite import export_tflite_lib
 
 BUNDLE_FILES = {
     "converter.keras",
@@ -342,7 +343,7 @@ def test_a_failed_export_at_another_size_leaves_the_shipped_files_byte_identical
     export_dir = workdir / "export"
     before = {p.name: p.read_bytes() for p in export_dir.iterdir() if p.is_file()}
     proc = run_binary(
-        "export.export_tflite", f"--workdir={workdir}", "--image_size=224", "--max_train=8", "--max_test=8"
+        "export.tflite.export_tflite", f"--workdir={workdir}", "--image_size=224", "--max_train=8", "--max_test=8"
     )
     assert_one_error_line(proc, "takes 32x32 images and the export data are 224x224: export at 32x32")
     assert {p.name: p.read_bytes() for p in export_dir.iterdir() if p.is_file()} == before
@@ -351,7 +352,7 @@ def test_a_failed_export_at_another_size_leaves_the_shipped_files_byte_identical
 def test_release_and_verify_binaries(workdir, tmp_path, tiny_target_path):
     out = tmp_path / "bundle"
     proc = run_binary(
-        "export.release", f"--workdir={workdir}", f"--output_dir={out}", "--max_test=100", "--name=demo-release"
+        "export.release.release", f"--workdir={workdir}", f"--output_dir={out}", "--max_test=100", "--name=demo-release"
     )
     assert proc.returncode == 0, proc.stderr
     assert "converter_int8.tflite" in proc.stdout and (out / "manifest.json").is_file()
@@ -368,14 +369,14 @@ def test_release_and_verify_binaries(workdir, tmp_path, tiny_target_path):
     # The fixture's converter is the Fig. 3 converter: 1.138 GMAC at 224x224 (results/export).
     assert cost.startswith("At 224x224 the converter computes 1.138 GMAC") and "hosted models page" in cost
     verify = run_binary(
-        "export.verify", f"--bundle={out}", "--max_test=400", "--seed=1", f"--target={tiny_target_path}"
+        "export.release.verify", f"--bundle={out}", "--max_test=400", "--seed=1", f"--target={tiny_target_path}"
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "verified:" in verify.stdout and "FAIL" not in verify.stdout
     data = bytearray((out / "converter_float32.tflite").read_bytes())
     data[100] ^= 0xFF
     (out / "converter_float32.tflite").write_bytes(bytes(data))
-    failed = run_binary("export.verify", f"--bundle={out}", "--max_test=100")
+    failed = run_binary("export.release.verify", f"--bundle={out}", "--max_test=100")
     assert failed.returncode == 1
     assert "FAIL converter_float32.tflite: SHA-256" in failed.stdout
     assert (
@@ -384,7 +385,7 @@ def test_release_and_verify_binaries(workdir, tmp_path, tiny_target_path):
 
 
 def test_verify_binary_refuses_three_images_in_one_line(bundle, tiny_target_path):
-    proc = run_binary("export.verify", f"--bundle={bundle}", "--max_test=3", f"--target={tiny_target_path}")
+    proc = run_binary("export.release.verify", f"--bundle={bundle}", "--max_test=3", f"--target={tiny_target_path}")
     assert_one_error_line(
         proc,
         "verifying this card's claims needs at least 400 held-out images, got 3 (converter_float32.tflite:"
@@ -435,7 +436,7 @@ def test_committed_reference_release_verifies_on_real_cifar10_with_its_published
     # target published beside the bundle, so the accuracy claims are re-measured too.
     test = require_shared(CIFAR10_TEST)
     proc = run_binary(
-        "export.verify",
+        "export.release.verify",
         f"--bundle={RELEASES / name}",
         f"--target={RELEASES / name}.target.keras",
         f"--dataset={dataset}",
@@ -455,7 +456,7 @@ def test_verify_refuses_another_tasks_data_in_one_line_before_loading_it():
     # CelebA faces for a Cifar2:10 bundle: its entropy and bandwidth claims say nothing about them.
     celeba = require_shared(SHARED_DATA / "celeba")
     proc = run_binary(
-        "export.verify",
+        "export.release.verify",
         f"--bundle={RELEASES / 'cifar2_10_reference'}",
         "--dataset=celeba",
         "--source=folder",
@@ -483,7 +484,7 @@ def test_verify_attacks_passes_on_the_reference_release():
     test = require_shared(CIFAR10_TEST)
     train = require_shared(CIFAR10_TRAIN)
     proc = run_binary(
-        "export.verify",
+        "export.release.verify",
         f"--bundle={RELEASES / 'cifar2_10_reference'}",
         "--dataset=cifar2_10",
         "--source=npz",
@@ -559,11 +560,11 @@ def test_card_states_the_suites_figures_as_claims(identity_bundle):
 
 def test_verify_attacks_fails_an_identity_like_converter_naming_the_claim(identity_bundle):
     # Without --attacks the claim cannot be re-measured: skipped, said so, not counted as checked.
-    plain = run_binary("export.verify", f"--bundle={identity_bundle}", "--max_test=100")
+    plain = run_binary("export.release.verify", f"--bundle={identity_bundle}", "--max_test=100")
     assert plain.returncode == 0, plain.stdout + plain.stderr
     assert "skip attack_max_ssim: skipped: needs a reconstruction attack (--attacks)" in plain.stdout
     attacked = run_binary(
-        "export.verify",
+        "export.release.verify",
         f"--bundle={identity_bundle}",
         "--attacks",
         "--attack_seconds=20",
@@ -578,14 +579,14 @@ def test_verify_attacks_fails_an_identity_like_converter_naming_the_claim(identi
 
 
 def test_verify_attacks_needs_an_attack_claim_and_a_positive_time(bundle):
-    proc = run_binary("export.verify", f"--bundle={bundle}", "--attacks", "--max_train=100", "--max_test=100")
+    proc = run_binary("export.release.verify", f"--bundle={bundle}", "--attacks", "--max_train=100", "--max_test=100")
     assert proc.returncode == 1 and "error: --attacks: the card makes no attack_max_ssim claim" in proc.stderr
-    proc = run_binary("export.verify", f"--bundle={bundle}", "--attacks", "--attack_seconds=0")
+    proc = run_binary("export.release.verify", f"--bundle={bundle}", "--attacks", "--attack_seconds=0")
     assert proc.returncode == 1 and "--attack_seconds must be > 0" in proc.stderr
 
 
 def test_the_card_describes_a_coarse_code_its_task_head_and_its_code_margin():
-    from export.release import _describe_converter
+    from export.release.release import _describe_converter
 
     assert _describe_converter({"filters": [24, 48, 96], "epochs": 1}) == "the Fig. 3 converter (24/48/96 channels); 1 epoch"
     config = {"architecture": "block_encoder", "filters": [48, 96, 192], "output_block": 32, "epochs": 3, "code_margin": 0.3}

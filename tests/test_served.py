@@ -191,7 +191,7 @@ def test_train_dapter_against_a_saved_model_with_a_wrong_signature_is_one_line(p
 
 
 def test_a_published_saved_model_target_is_copied_whole_with_its_contract(provider_model, tmp_path):
-    from export import release_lib
+    from export.release import release_lib
 
     _, _, saved = provider_model
     published = str(tmp_path / "bundle.target")

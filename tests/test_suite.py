@@ -92,7 +92,7 @@ def test_verdicts_against_the_mean_image_and_without_bars():
 
 
 def test_the_cards_suite_section_speaks_of_labellers_only_when_they_ran():
-    from export import card
+    from export.release import card
 
     with_labellers = "\n".join(
         card._suite_section(_results([_reconstruction("unet", 0.1)], [_labelling("scratch", 0.3)]))

@@ -20,7 +20,7 @@ import subprocess
 import time
 
 from dapter_tf.errors import DapterError
-from export.timing import STAT_FIELDS
+from export.benchmark.timing import STAT_FIELDS
 
 PACKAGE = "org.dapter.bench"
 ACTIVITY = f"{PACKAGE}/.BenchmarkActivity"
@@ -270,7 +270,7 @@ class Device:
             )
 
 
-# The contract a .tflite file carries (export.contract.with_contract): a JSON text in a metadata
+# The contract a .tflite file carries (export.tflite.contract.with_contract): a JSON text in a metadata
 # buffer, written with sorted keys, so it starts with its format field.
 _CONTRACT_START = b'{"format": "dapter-tf io contract 1"'
 

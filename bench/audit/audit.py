@@ -130,9 +130,9 @@ def timeout_of(case_id: str, command: str) -> int:
         return 180 if MW_FLAG else 90
     if module in ("experiments.train_target", "experiments.train_dapter"):
         return 300
-    if module in ("export.export_tflite", "export.release", "export.verify"):
+    if module in ("export.tflite.export_tflite", "export.release.release", "export.release.verify"):
         return 240
-    if module == "export.convert":
+    if module == "export.convert.convert":
         return 120
     if case_id.startswith("ab_"):
         return 90

@@ -85,7 +85,7 @@ def add_cifar10_analysis(plan) -> None:
     )
     plan.add(
         "cifar10/export",
-        "export.export_tflite",
+        "export.tflite.export_tflite",
         [
             *plan.cifar,
             f"--workdir={plan.w('cifar10/dapter')}",

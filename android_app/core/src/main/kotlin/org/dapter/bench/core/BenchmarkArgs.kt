@@ -46,7 +46,7 @@ class ArgumentException(message: String) : IllegalArgumentException(message)
  *   metadata; the adb driver reads it): the last output is decoded with it ([OutputDecoding]) into
  *   the pixels the phone would send. 1 for float files, whose grid is inside.
  * @property yardstick An optional second `.tflite` on the device, MobileNetV2 1.0 as a full-int8 file
- *   (the host's `export/yardstick.py` writes it): timed beside [model] with the same threads, delegate,
+ *   (the host's `export/benchmark/yardstick.py` writes it): timed beside [model] with the same threads, delegate,
  *   warm-up and runs, one run of each in turn, so that the phone gives the converter's latency as a
  *   ratio of the model every Android team knows, set beside the host's ratio.
  */

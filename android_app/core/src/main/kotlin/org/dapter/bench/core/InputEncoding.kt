@@ -8,7 +8,7 @@ import java.nio.ByteOrder
  *
  * A converter takes an H x W x 3 image in [0, 1]: as float32, or as uint8 / int8 with a scale and
  * zero point (the `int8` export takes uint8 pixels with scale 1/255 and zero point 0). This is
- * the same arithmetic as `input_for` in `export/benchmark_lib.py`, so the phone and the host time
+ * the same arithmetic as `input_for` in `export/benchmark/benchmark_lib.py`, so the phone and the host time
  * the same tensor.
  */
 object InputEncoding {

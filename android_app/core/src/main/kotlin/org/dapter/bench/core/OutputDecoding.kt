@@ -9,7 +9,7 @@ import kotlin.math.sign
  *
  * Full-int8 files end at the sigmoid, so the converter's output grid (128 + k * step) is applied
  * to their output here; float files have the grid inside and use step 1. The same arithmetic as
- * `decode_output` in `export/contract.py`, which the parity gate and `dapter-verify`
+ * `decode_output` in `export/tflite/contract.py`, which the parity gate and `dapter-verify`
  * measure with; the model card and the file's own metadata (`dapter_io_contract`) state it:
  *
  *   x = float32(q - zero point) * float32(scale)   (a float32 output: x = q)

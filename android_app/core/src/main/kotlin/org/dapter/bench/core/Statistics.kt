@@ -6,7 +6,7 @@ import kotlin.math.sqrt
 
 /**
  * What TFLite's `benchmark_model` prints for one model, in microseconds, with the same fields as
- * the host benchmark (`export/benchmark_lib.py`), so phone and host rows can be compared.
+ * the host benchmark (`export/benchmark/benchmark_lib.py`), so phone and host rows can be compared.
  *
  * @property initUs Building the interpreter (delegates included) and allocating its tensors.
  * @property firstInferenceUs The first warm-up run.

@@ -40,7 +40,7 @@ class InputEncodingTest {
 
     @Test
     fun sharedVectorsEncodeAsTheHostBenchmarkDoes() {
-        // The same cases tests/test_benchmark.py runs through export/benchmark_lib.input_for,
+        // The same cases tests/test_benchmark.py runs through export/benchmark/benchmark_lib.input_for,
         // ties of round-half-to-even included ("int8, half steps").
         val vectors = JSONObject(javaClass.getResource("/input_encoding.json")!!.readText())
         val shape = vectors.getJSONArray("shape").let { a -> List(a.length()) { a.getInt(it) } }

@@ -29,7 +29,7 @@ class OutputDecodingTest {
 
     @Test
     fun sharedVectorsDecodeAsTheParityGateDoes() {
-        // The cases tests/output_vectors.py writes with export.contract.decode_output.
+        // The cases tests/output_vectors.py writes with export.tflite.contract.decode_output.
         val vectors = JSONObject(javaClass.getResource("/output_decoding.json")!!.readText())
         val cases = vectors.getJSONArray("cases")
         assertEquals(5, cases.length())

@@ -81,9 +81,9 @@ def main():
     from dapter_tf.records.attacks import AttackResults
     from dapter_tf.records.files import sha256
     from dapter_tf.records.suite import SuiteResults
-    from export import release_lib
-    from export.card import ReleaseInfo
-    from export.claims import ClaimTolerances
+    from export.release import release_lib
+    from export.release.card import ReleaseInfo
+    from export.release.claims import ClaimTolerances
 
     tolerances = ClaimTolerances(
         entropy_bits=_ENTROPY_TOLERANCE.value,
@@ -163,7 +163,7 @@ def main():
 def _phone_cost(converter_path: str, images) -> dict:
     """The converter's cost at 224x224 beside the MobileNetV2 yardstick (``yardstick.measure_converter_cost``)."""
     from dapter_tf import models
-    from export import yardstick
+    from export.benchmark import yardstick
 
     print("measuring the converter's cost at 224x224 beside MobileNetV2 1.0 int8 ...", flush=True)
     cost = yardstick.measure_converter_cost(models.load_converter(converter_path), images)

@@ -77,8 +77,8 @@ def main():
 
     from dapter_tf import DapterError, data, models
     from dapter_tf.models import served
-    from export import release_lib
-    from export.claims import TARGET_CONTRACT
+    from export.release import release_lib
+    from export.release.claims import TARGET_CONTRACT
 
     if not os.path.isdir(_BUNDLE.value):
         raise DapterError(f"--bundle {_BUNDLE.value} is not a folder")
@@ -134,7 +134,7 @@ def _attack(train_images, test_images, workdir: str) -> dict:
 
     from dapter_tf import DapterError, models
     from dapter_tf.attacks import ReconstructionSpec, reconstruction
-    from export.claims import ATTACK_SSIM_CLAIM, CONVERTER, MODEL_CARD, parse_claims
+    from export.release.claims import ATTACK_SSIM_CLAIM, CONVERTER, MODEL_CARD, parse_claims
 
     with open(os.path.join(_BUNDLE.value, MODEL_CARD)) as f:
         names = {claim.name for claim in parse_claims(f.read())}

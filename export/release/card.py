@@ -6,7 +6,7 @@ import re
 
 from dapter_tf import DapterError
 from dapter_tf.resize import RESIZE_POLICY
-from export.claims import (
+from export.release.claims import (
     ATTACK_SSIM_CLAIM,
     CLAIMS_HEADING,
     TFLITE_NAME,
@@ -14,7 +14,7 @@ from export.claims import (
     format_value,
     measured_files,
 )
-from export.contract import CONTRACT_METADATA, output_decoding_text
+from export.tflite.contract import CONTRACT_METADATA, output_decoding_text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,7 +195,7 @@ def render_card(info: ReleaseInfo, measured: dict, claims: list[Claim], export: 
             "their output: with the output tensor's q, scale and zero point, "
             f"{output_decoding_text(step, quantized_only=True)}. "
             "This is what the parity figures above and `dapter-verify` measure "
-            "(`export.contract.decode_output`; android_app's `OutputDecoding`). "
+            "(`export.tflite.contract.decode_output`; android_app's `OutputDecoding`). "
             "`converter_int8.tflite` takes uint8 pixels as they are (scale 1/255, zero point 0).",
             "",
         ]

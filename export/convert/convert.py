@@ -62,7 +62,7 @@ _OUTPUT_STEP = flags.DEFINE_integer(
 
 def main():
     from dapter_tf import DapterError
-    from export import convert_lib
+    from export.convert import convert_lib
 
     convert_lib.check_outputs_outside_input(_INPUT.value, _OUTPUT_DIR.value, _OUTPUT_NPZ.value)
     converter = convert_lib.load_converter(_CONVERTER.value, _IMAGE_SIZE.value, _OUTPUT_STEP.value)

@@ -77,7 +77,7 @@ def build_yardstick(image_size, seed: int = 0) -> keras.Model:
 
 def export_yardstick(image_size, seed: int = 0) -> bytes:
     """The yardstick as a full-int8 ``.tflite`` file with uint8 pixels in and out (see ``build_yardstick``)."""
-    from export import export_tflite_lib
+    from export.tflite import export_tflite_lib
 
     model = build_yardstick(image_size, seed)
     height, width = model.input_shape[1:3]
@@ -133,7 +133,8 @@ def measure_converter_cost(converter: keras.Model, images: np.ndarray, num_runs:
     import tensorflow as tf
 
     from dapter_tf.models import output_block_of
-    from export import benchmark_lib, export_tflite_lib
+    from export.benchmark import benchmark_lib
+    from export.tflite import export_tflite_lib
 
     # The nearest size at or above PHONE_SIZE that Fig. 3's two halvings and the code's blocks divide
     # (both powers of two); the yardstick is timed at the same size, so the ratio still holds.

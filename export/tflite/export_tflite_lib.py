@@ -23,7 +23,7 @@ mode               weights / activations       input/output  output grid (``Outp
 in unchanged and the output bytes are the pixels sent. Full-int8 files end at the sigmoid (or its
 output blocks), because int8 intermediates cannot hold the output grid exactly:
 ``models.snap_to_levels`` applies it. Before conversion they are rewritten so that int8 holds the
-colours that decide the code (``export.int8_rewrite``: no scale shared by a copy connection or an
+colours that decide the code (``export.tflite.int8_rewrite``: no scale shared by a copy connection or an
 average pool, ReLU outliers capped, logits clipped): without it, a coarse code's colours moved by
 grid steps.
 """
@@ -44,21 +44,21 @@ import tensorflow as tf
 from dapter_tf import DapterError, evaluate
 from dapter_tf.models import output_step_of, strip_output_levels
 from dapter_tf.records.files import staged_folder, write_bytes, write_json
-from export.contract import (
+from export.tflite.contract import (
     output_contract,
     with_contract,
 )
-from export.int8_rewrite import activation_caps, benefits_from_rewrite, rewrite_for_int8
-from export.modes import FULL_INTEGER_MODES, check_mode, file_name, output_step_after_interpreter
-from export.native_output import native_output_captured
-from export.parity import (
+from export.tflite.int8_rewrite import activation_caps, benefits_from_rewrite, rewrite_for_int8
+from export.tflite.modes import FULL_INTEGER_MODES, check_mode, file_name, output_step_after_interpreter
+from export.tflite.native_output import native_output_captured
+from export.tflite.parity import (
     DEFAULT_TOLERANCES,
     ParityError,
     check_parity,
     format_parity_line,
     parity_failures,
 )
-from export.subpixel import (
+from export.tflite.subpixel import (
     subpixel_upsampling,
 )
 
@@ -137,7 +137,7 @@ def convert_to_tflite(
         subpixel: Export 3x3 stride-2 transposed convolutions as the exact sub-pixel equivalent
             (``subpixel_upsampling``), which XNNPACK runs several times faster.
         int8_rewrite: Rewrite the full-int8 file of a coarse-code Fig. 3 converter
-            (``int8_rewrite.benefits_from_rewrite``) so that int8 holds its block colours (``export.int8_rewrite``, its ReLU caps measured on
+            (``int8_rewrite.benefits_from_rewrite``) so that int8 holds its block colours (``export.tflite.int8_rewrite``, its ReLU caps measured on
             the calibration images drawn); False gives the plain conversion, kept to measure what
             the rewrite buys.
 

@@ -36,8 +36,8 @@ from dapter_tf.records.files import (
     write_bytes,
     write_json,
 )
-from export.card import ReleaseInfo, parse_card_task, render_card
-from export.claims import (
+from export.release.card import ReleaseInfo, parse_card_task, render_card
+from export.release.claims import (
     ATTACK_SSIM_CLAIM,
     CONVERTER,
     LABEL_GAP_CLAIM,
@@ -54,7 +54,7 @@ from export.claims import (
     parse_claims,
     suite_claims,
 )
-from export.modes import file_name
+from export.tflite.modes import file_name
 
 
 def write_manifest(bundle_dir: str) -> dict:

@@ -6,7 +6,7 @@ std, p50 and p90 of --num_runs timed runs, at --num_threads threads, with XNNPAC
 (--use_xnnpack). With --keras it also times the Keras converter at batch 1 under tf.function, in
 the same run and with TensorFlow held to the same thread count, and prints each file's latency
 as a ratio of it. With --yardstick (the default) it also times MobileNetV2 1.0 as a full-int8 file
-(export.yardstick: uint8 pixels in and out, seeded random weights) at the files' input size,
+(export.benchmark.yardstick: uint8 pixels in and out, seeded random weights) at the files' input size,
 interleaved with them (one run of each in turn), and prints each file's fastest run as a ratio of
 the yardstick's: the figure app teams can set beside what they know runs on their phones. Every model runs on the same real image: --image, or by default a picture of the
 embedded CIFAR-10 sample resized to the files' input size (full-int8 latency depends on the data,
@@ -89,7 +89,7 @@ def _input_size(model_bytes: bytes, path: str):
 
 
 def main():
-    from export import benchmark_lib
+    from export.benchmark import benchmark_lib
 
     # TensorFlow fixes its thread pools at its first op: hold it to the interpreter's thread count.
     benchmark_lib.configure_tensorflow_threads(_NUM_THREADS.value)
@@ -121,7 +121,7 @@ def main():
             {"model": f"keras:{_KERAS.value}", "bytes": None, **benchmark_lib.benchmark_keras(converter, config, value)}
         )
     if _YARDSTICK.value:
-        from export import yardstick
+        from export.benchmark import yardstick
 
         if min(size) < 32:
             raise DapterError(f"the MobileNetV2 yardstick needs images of at least 32x32, got {size[0]}x{size[1]}")

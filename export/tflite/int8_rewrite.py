@@ -89,7 +89,7 @@ def _convolution(layer: keras.layers.Conv2D, parts: list):
     outputs, start = [], 0
     for index, part in enumerate(parts):
         channels = part.shape[-1]
-        # Names follow the layer replaced: they end up in the .tflite file (see export.subpixel).
+        # Names follow the layer replaced: they end up in the .tflite file (see export.tflite.subpixel).
         name = layer.name if len(parts) == 1 else f"{layer.name}_part{index}"
         with_bias = bias is not None and index == 0
         conv = keras.layers.Conv2D.from_config({**linear, "name": name, "use_bias": with_bias})

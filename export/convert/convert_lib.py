@@ -29,10 +29,10 @@ import PIL.Image
 from dapter_tf import DapterError, evaluate, metrics, models
 from dapter_tf.records.files import write_bytes, write_json
 from dapter_tf.resize import RESIZE_POLICY, fit_image
-from export.card import parse_card_task
-from export.claims import MODEL_CARD, parse_claims
-from export.contract import read_contract
-from export.interpreter import run_tflite
+from export.release.card import parse_card_task
+from export.release.claims import MODEL_CARD, parse_claims
+from export.tflite.contract import read_contract
+from export.tflite.interpreter import run_tflite
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 SUMMARY_FILE = "convert.json"

@@ -90,7 +90,7 @@ def _tolerances(modes) -> dict:
     """Per-mode tolerances: each mode's default with the flags that were given put over it."""
     import dataclasses
 
-    from export.parity import DEFAULT_TOLERANCES
+    from export.tflite.parity import DEFAULT_TOLERANCES
 
     given = {
         "max_pixel_diff_steps": _MAX_PIXEL_DIFF_STEPS.value,
@@ -106,8 +106,8 @@ def main():
     from dapter_tf import DapterError, data, models
     from dapter_tf.models import served
     from dapter_tf.records import runs
-    from export import export_tflite_lib
-    from export.modes import check_mode
+    from export.tflite import export_tflite_lib
+    from export.tflite.modes import check_mode
 
     modes = [check_mode(mode) for mode in _MODES.value]
     if not modes:

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from export.contract import decode_output
-from export.native_output import native_output_captured
+from export.tflite.contract import decode_output
+from export.tflite.native_output import native_output_captured
 
 
 def run_tflite(model_bytes: bytes, images: np.ndarray, batch_size: int = 100, output_step: int = 1) -> np.ndarray:

@@ -9,8 +9,8 @@ import numpy as np
 
 from dapter_tf import DapterError, evaluate, metrics
 from dapter_tf.models import output_step_of
-from export.modes import output_step_after_interpreter
-from export.parity import check_parity
+from export.tflite.modes import output_step_after_interpreter
+from export.tflite.parity import check_parity
 
 MANIFEST = "manifest.json"
 MODEL_CARD = "model_card.md"
@@ -164,7 +164,7 @@ def measure_claims(
         measured[f"{name}:mean_pixel_diff"] = parity["mean_pixel_diff"]
         measured[f"{name}:entropy_change"] = abs(parity["entropy_tflite"] - parity["entropy_keras"])
         if target is not None:
-            # The claim is the parity gate's test (export.parity.accuracy_drop_exceeds): the low
+            # The claim is the parity gate's test (export.tflite.parity.accuracy_drop_exceeds): the low
             # end of the paired drop's 95 % interval; the point figure and its error go in the table.
             measured[f"{name}:accuracy_drop_vs_keras"] = parity["accuracy_drop_low_points"]
             measured[f"{name}:accuracy_drop_vs_keras_points"] = parity["accuracy_drop_points"]

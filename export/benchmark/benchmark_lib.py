@@ -19,8 +19,8 @@ import tensorflow as tf
 
 from dapter_tf import DapterError
 from dapter_tf.models import OutputBlocks, OutputLevels
-from export import export_tflite_lib
-from export.subpixel import DepthToSpace
+from export.tflite import export_tflite_lib
+from export.tflite.subpixel import DepthToSpace
 
 _CUSTOM_OBJECTS = {
     "OutputLevels": OutputLevels,

@@ -5,7 +5,7 @@ import numpy as np
 from dapter_tf import metrics
 from dapter_tf.models import snap_to_levels
 from dapter_tf.resize import RESIZE_POLICY
-from export.native_output import native_output_captured
+from export.tflite.native_output import native_output_captured
 
 
 def decode_output(raw: np.ndarray, scale: float, zero_point: int, output_step: int = 1) -> np.ndarray:

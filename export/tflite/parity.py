@@ -6,8 +6,8 @@ import keras
 import numpy as np
 
 from dapter_tf import DapterError, evaluate, metrics
-from export.interpreter import run_tflite
-from export.modes import FULL_INTEGER_MODES
+from export.tflite.interpreter import run_tflite
+from export.tflite.modes import FULL_INTEGER_MODES
 
 
 @dataclasses.dataclass(frozen=True)
