@@ -49,9 +49,12 @@ jvm-test:
 	fi
 
 # The test suite (what CI runs): the Kotlin side first, then pytest, whose closing line ends the run.
-# Tests that need ../shared/data skip with a reason without it.
+# Tests that need ../shared/data skip with a reason without it. Two pytest workers (pytest-xdist): most
+# of a test's time is one-threaded (a binary's start-up, tracing, tiny models' steps), so two fill two
+# cores; --dist loadfile keeps each file in one worker, so a module's fixtures are built once.
+TEST_WORKERS ?= 2
 test: install browser jvm-test
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 clean:
 	rm -rf $(WORKDIR) .pytest_cache android_app/*/target

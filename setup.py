@@ -27,7 +27,7 @@ setup(
         "ai-edge-litert==2.3.0",
         "matplotlib==3.11.2",
     ],
-    extras_require={"test": ["pytest==9.2.0", "selenium==4.50.0"]},
+    extras_require={"test": ["pytest==9.2.0", "pytest-xdist==3.8.0", "selenium==4.50.0"]},
     entry_points={
         "console_scripts": [
             "dapter-demo=experiments.run_demo:run",
