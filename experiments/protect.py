@@ -237,6 +237,12 @@ def main():
     if not state.chosen:
         best = recipe_search.best_points(state, bars)
         why = {"budget": "the budget was spent", "exhausted": "every candidate was tried"}[state.ended]
+        skipped = recipe_search.passed_over(ladder, {p["name"]: p["outcome"] for p in state.points})
+        if skipped:
+            by = sorted(set(skipped.values()))
+            why += (
+                f" or passed over: {', '.join(skipped)} send as much of the photo as {', '.join(by)}, which leaked"
+            )
         usable = best["usable"]
         held = usable is not None and usable["outcome"] in (recipe_search.PASSED, recipe_search.LEAKED)
         print(

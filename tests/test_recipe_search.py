@@ -67,6 +67,14 @@ def test_the_stopping_rule_by_hand(outcomes, budget, expected):
     assert (rung.name if rung else None, reason) == expected
 
 
+def test_the_candidates_a_leak_passed_over_are_named():
+    ladder = rs.build_ladder(64)
+    assert [r.name for r in ladder][:3] == ["b64", "b64_wide", "b32"]
+    skipped = rs.passed_over(ladder, {"b64": MISSED, "b64_wide": MISSED, "b32": LEAKED})
+    assert skipped == {n: "b32" for n in ("b32_wide", "b16", "b16_wide", "b8", "b8_wide", "b4", "b4_wide", "ldap_0.9")}
+    assert rs.passed_over(ladder, {"b64": MISSED}) == {}
+
+
 def test_the_class_code_follows_a_leak_only_when_allowed():
     ladder = rs.build_ladder(32, allow_model_on_device=True)
     rung, _ = rs.next_rung(ladder, {"b32": LEAKED})

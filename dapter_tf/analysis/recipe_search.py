@@ -246,6 +246,21 @@ def next_rung(ladder, outcomes: dict, budget_left: float | None = None, seconds_
     return None, BUDGET if unaffordable else EXHAUSTED
 
 
+def passed_over(ladder, outcomes: dict) -> dict:
+    """The candidates never tried because a coarser code leaked: name -> the leaked candidate that rules it out.
+
+    So that a search that stopped early says why (a leak at b32 rules out b32_wide, b16, ... and L_dap).
+    """
+    leaked = [r for r in ladder if outcomes.get(r.name) in (LEAKED, MISSED_BOTH)]
+    out = {}
+    for rung in ladder:
+        if rung.name not in outcomes:
+            worse = next((w for w in leaked if _finer(rung, w)), None)
+            if worse is not None:
+                out[rung.name] = worse.name
+    return out
+
+
 def outcome_of(accuracy_holds: bool, attacks_hold: bool | None) -> str:
     """A candidate's outcome from its verdicts (``attacks_hold`` ``None``: not attacked, its accuracy missed)."""
     if accuracy_holds and attacks_hold:
