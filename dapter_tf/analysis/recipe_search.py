@@ -228,13 +228,11 @@ def next_rung(ladder, outcomes: dict, budget_left: float | None = None, seconds_
     """
     if PASSED in outcomes.values():
         return None, MET
-    leaked = [r for r in ladder if outcomes.get(r.name) in (LEAKED, MISSED_BOTH)]
+    ruled_out = passed_over(ladder, outcomes)  # A coarser code already leaked: these send more of the photo.
     unaffordable = False
     for rung in ladder:
-        if rung.name in outcomes:
+        if rung.name in outcomes or rung.name in ruled_out:
             continue
-        if any(_finer(rung, worse) for worse in leaked):
-            continue  # A coarser code already leaked: this one sends more of the photo.
         if budget_left is not None:
             if budget_left <= 0:
                 return None, BUDGET
