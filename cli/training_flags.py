@@ -114,6 +114,13 @@ def define_converter_flags():
         "converter and is dropped when training ends (it makes the encoder read the task from the photo, "
         "which a coarse code's few colours must carry). 0: off.",
     )
+    validation_images = flags.DEFINE_integer(
+        "validation_images",
+        0,
+        "Beyond the paper: hold out this many training photos (the last ones, never test images), measure "
+        "the target's accuracy on them through the converter after every epoch, and save the converter of "
+        "the best epoch instead of the last. 0: keep the last epoch.",
+    )
     build_adversary = define_defence_flags()
     acc_labels = flags.DEFINE_enum(
         "acc_labels",
@@ -172,6 +179,7 @@ def define_converter_flags():
             architecture=architecture.value,
             code_margin=code_margin.value,
             task_head=task_head.value,
+            validation_images=validation_images.value,
             **training,
         )
         values.update(overrides)

@@ -209,7 +209,9 @@ def main():
     side = test_set.images.shape[1]
     if test_set.images.shape[1] != test_set.images.shape[2]:
         raise DapterError(f"dapter-protect searches square images; these are {side}x{test_set.images.shape[2]}")
-    ladder = recipe_search.build_ladder(side, _EPOCHS.value, _ALLOW_MODEL.value)
+    ladder = recipe_search.build_ladder(
+        side, _EPOCHS.value, _ALLOW_MODEL.value, validation_images=recipe_search.validation_images_for(train_set)
+    )
 
     # 1. The target, measured first: a wrong contract scores near chance.
     _stage(1, "target", f"{_TARGET.value}: {contract.describe()}")

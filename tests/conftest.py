@@ -15,6 +15,14 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("DAPTER_SHARED_DATA", REPO.parent / "shared" / "data"))
 CIFAR10_TEST = SHARED_DATA / "cifar10" / "test.npz"
 CIFAR10_TRAIN = SHARED_DATA / "cifar10" / "train_20k.npz"
+# The files of every release bundle (export.release): both test_release files check them.
+BUNDLE_FILES = {
+    "converter.keras",
+    "converter_float32.tflite",
+    "converter_int8.tflite",
+    "model_card.md",
+    "manifest.json",
+}
 
 
 def pytest_configure(config):

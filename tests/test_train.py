@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from conftest import tiny_dapter_config
 
-from dapter_tf import DapterError, losses, models, train
+from dapter_tf import DapterError, evaluate, losses, models, train
 from dapter_tf.data import ImageSet
 from dapter_tf.data.tasks import get_task
 from dapter_tf.models import build_converter, targets
@@ -260,3 +260,65 @@ def test_a_run_with_a_task_head_saves_a_converter_without_it(tiny_target_path, e
 def test_a_bad_code_margin_or_task_head_is_refused(tiny_target_path, overrides, message):
     with pytest.raises(DapterError, match=re.escape(message)):
         tiny_dapter_config(tiny_target_path, **overrides)
+
+
+def _indexed(embedded, n):
+    """``n`` training photos labelled with their own index, to see where each one went."""
+    photos = embedded[0].take(n)
+    return ImageSet(photos.images, {**photos.labels, "index": np.arange(n)}, photos.source)
+
+
+def test_the_validation_split_is_a_seeded_draw_held_out_of_the_training_photos(embedded, tiny_target_path):
+    photos = _indexed(embedded, 128)
+    kept, held = train.split_validation(photos, tiny_dapter_config(tiny_target_path, validation_images=32))
+    assert (len(kept), len(held)) == (96, 32)
+    assert sorted([*kept.labels["index"], *held.labels["index"]]) == list(range(128))  # Disjoint, nothing lost.
+    assert not np.array_equal(held.labels["index"], np.arange(96, 128))  # A draw, not the last photos.
+    again = train.split_validation(photos, tiny_dapter_config(tiny_target_path, validation_images=32))[1]
+    other = train.split_validation(photos, tiny_dapter_config(tiny_target_path, validation_images=32, seed=1))[1]
+    np.testing.assert_array_equal(again.labels["index"], held.labels["index"])
+    assert set(other.labels["index"]) != set(held.labels["index"])
+    assert train.split_validation(photos, tiny_dapter_config(tiny_target_path))[1] is None
+    with pytest.raises(DapterError, match=re.escape("validation_images=100 leaves 28 of 128 training photos")):
+        train.split_validation(photos, tiny_dapter_config(tiny_target_path, validation_images=100))
+    with pytest.raises(DapterError, match="validation_images needs the training photos in memory"):
+        train.split_validation(object(), tiny_dapter_config(tiny_target_path, validation_images=32))
+    with pytest.raises(DapterError, match="validation_images must be >= 0, got -1"):
+        tiny_dapter_config(tiny_target_path, validation_images=-1)
+
+
+def test_a_run_with_a_validation_split_saves_its_best_epoch(embedded, tiny_target_path, tmp_path):
+    photos, test_set = embedded[0].take(160), embedded[1].take(32)
+    config = tiny_dapter_config(
+        tiny_target_path, architecture="block_encoder", output_block=8, epochs=3, validation_images=32,
+        learning_rate=3e-2,
+    )  # fmt: skip
+    results = train.train_dapter(config, TASK, photos, test_set, str(tmp_path / "w"))
+    record = json.loads((tmp_path / "w" / train.BestEpoch.RECORD).read_text())
+    assert results["validation_accuracy"] == record["validation_accuracy"]
+    assert results["selected_step"] == record["step"] and record["step"] in (4, 8, 12)  # 128 photos, batches of 32.
+    # The saved converter is the best epoch's: it scores exactly the recorded accuracy on the same split,
+    # and the results measure it on the test photos.
+    saved, target = models.load_converter(str(tmp_path / "w")), models.load_target(tiny_target_path)
+    held = train.split_validation(photos, config)[1]
+    again = evaluate.evaluate_converter(saved, target, held.images, held.labels["label"], False)
+    assert again["accuracy_converted"] == record["validation_accuracy"]
+    tested = evaluate.evaluate_converter(saved, target, test_set.images, test_set.labels["label"], False)
+    assert results["accuracy_converted"] == tested["accuracy_converted"]
+
+
+def test_the_best_epoch_keeps_the_best_and_a_later_tie(tmp_path):
+    converter = models.build_block_converter((4, 8, 8), 8)
+    best = train.BestEpoch(str(tmp_path))
+    best.offer(0.50, 4, converter)
+    first = [w.copy() for w in converter.get_weights()]
+    converter.set_weights([w + 1.0 for w in first])
+    best.offer(0.40, 8, converter)  # Worse: kept out.
+    assert json.loads((tmp_path / train.BestEpoch.RECORD).read_text()) == {"step": 4, "validation_accuracy": 0.5}
+    best.offer(0.50, 12, converter)  # A tie: the later epoch is kept.
+    resumed = train.BestEpoch(str(tmp_path))  # A resumed run knows the best so far.
+    assert resumed.accuracy == 0.5
+    converter.set_weights(first)
+    assert resumed.restore(converter) == {"selected_step": 12, "validation_accuracy": 0.5}
+    for w, kept in zip(converter.get_weights(), first):
+        np.testing.assert_array_equal(w, kept + 1.0)

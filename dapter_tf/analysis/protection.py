@@ -34,6 +34,7 @@ _FIELDS = {
     "class_code": str,
     "architecture": str,
     "task_head": float,
+    "validation_images": int,
     "augment": lambda v: {"true": True, "false": False}[v.lower()],
 }
 _ADVERSARY_FIELDS = {

@@ -98,6 +98,22 @@ CODE_LEARNING_RATE = 3e-4
 # "Protecting a served model"); the same encoder alone, trained on the target's answers, reaches 0.9159
 # training accuracy in 3 epochs, so the encoder can read the task: L_head makes it.
 TASK_HEAD_WEIGHT = 10.0
+# The coarse codes keep their best epoch on this many training photos held out of their training
+# (``DapterConfig.validation_images``), never on the test split. One colour per photo flips the target's
+# answer for many photos at once: on CelebA Male's served MobileNetV2, b64_wide's held-out accuracy swung
+# between 0.69 and 0.92 from epoch to epoch and ended 8.85 points down (docs/protection.md).
+VALIDATION_IMAGES = 1000
+
+
+def validation_images_for(train_set) -> int:
+    """How many photos the coarse codes hold out of ``train_set`` to pick their best epoch.
+
+    ``VALIDATION_IMAGES``, or an eighth of the photos if that is fewer; 0 (keep the last epoch) for
+    streamed records, which a validation split cannot be drawn from.
+    """
+    from dapter_tf.data.images import ImageSet
+
+    return min(VALIDATION_IMAGES, len(train_set) // 8) if isinstance(train_set, ImageSet) else 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,7 +165,13 @@ class Rung:
         return self.recipe.name
 
 
-def build_ladder(side: int, epochs: int = 10, allow_model_on_device: bool = False, lambda_: float = 0.5) -> list:
+def build_ladder(
+    side: int,
+    epochs: int = 10,
+    allow_model_on_device: bool = False,
+    lambda_: float = 0.5,
+    validation_images: int = VALIDATION_IMAGES,
+) -> list:
     """The candidates, most protective and cheapest first.
 
     Args:
@@ -158,6 +180,8 @@ def build_ladder(side: int, epochs: int = 10, allow_model_on_device: bool = Fals
         allow_model_on_device: Add the class code last: a converter that holds a copy of the target
             (the provider's model ships to every phone).
         lambda_: λ of L_dap for the coarse codes (results/protection: 0.5 kept more accuracy than 0.9).
+        validation_images: Training photos each coarse code holds out to keep its best epoch
+            (``validation_images_for``); 0 keeps the last epoch.
 
     Returns:
         A list of ``Rung``.
@@ -171,6 +195,7 @@ def build_ladder(side: int, epochs: int = 10, allow_model_on_device: bool = Fals
         "acc_labels": "target",
         "learning_rate": CODE_LEARNING_RATE,
         "task_head": TASK_HEAD_WEIGHT,
+        "validation_images": validation_images,
     }
     ladder = []
     for block in blocks:

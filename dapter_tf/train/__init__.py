@@ -7,13 +7,14 @@ A run's files are read and written by ``dapter_tf.records.runs``.
 """
 
 from dapter_tf.train.config import ACC_LABELS, STRATEGIES, DapterConfig, TargetConfig
-from dapter_tf.train.converter import build_dapter_step, build_task_head, train_dapter
+from dapter_tf.train.converter import BestEpoch, build_dapter_step, build_task_head, split_validation, train_dapter
 from dapter_tf.train.loop import DivergedError, Trainable, run_training_loop
 from dapter_tf.train.strategy import build_strategy, check_batches, distribute_step
 from dapter_tf.train.target import train_target
 
 __all__ = [
     "ACC_LABELS",
+    "BestEpoch",
     "DapterConfig",
     "DivergedError",
     "STRATEGIES",
@@ -25,6 +26,7 @@ __all__ = [
     "check_batches",
     "distribute_step",
     "run_training_loop",
+    "split_validation",
     "train_dapter",
     "train_target",
 ]

@@ -150,6 +150,11 @@ class DapterConfig:
             block encoder's mean features, trained with it against the labels L_acc uses (the target's
             answer with ``acc_labels="target"``) and dropped when training ends (``losses.task_head_loss``).
             0: off. Needs ``architecture="block_encoder"``.
+        validation_images: Beyond the paper: hold out this many of the training photos (the last ones,
+            never the test split), measure the target's accuracy on them through the converter after
+            every epoch, and save the converter of the best epoch instead of the last one. A coarse
+            code's few colours can flip the target's answer for many photos at once, so its accuracy
+            can swing from epoch to epoch (``recipe_search.VALIDATION_IMAGES``). 0: keep the last epoch.
     """
 
     data: DataConfig = DataConfig()
@@ -177,6 +182,7 @@ class DapterConfig:
     architecture: str = "fig3"
     code_margin: float = 0.0
     task_head: float = 0.0
+    validation_images: int = 0
 
     def __post_init__(self):
         losses.check_lambda(self.lambda_)
@@ -215,6 +221,8 @@ class DapterConfig:
             raise DapterError(f"task_head must be >= 0, got {self.task_head}")
         if self.task_head and self.architecture != "block_encoder":
             raise DapterError("task_head needs architecture block_encoder (the head reads its mean features)")
+        if self.validation_images < 0:
+            raise DapterError(f"validation_images must be >= 0, got {self.validation_images}")
         if self.class_code not in ("", "target"):
             object.__setattr__(self, "class_code", os.path.abspath(self.class_code))
         _check_training_fields(self)

@@ -4,10 +4,12 @@ Every file a run leaves in its workdir is written atomically (temp file, then re
 never leaves half a file.
 """
 
+import json
 import os
 import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from dapter_tf import cluster, evaluate, losses
@@ -26,7 +28,7 @@ from dapter_tf.models.converter import (
     build_patch_converter,
 )
 from dapter_tf.pixels import check_image_size
-from dapter_tf.records import runs
+from dapter_tf.records import files, runs
 from dapter_tf.train.config import DapterConfig
 from dapter_tf.train.loop import Trainable, run_training_loop
 from dapter_tf.train.precision import computing_in, float32_copy
@@ -166,6 +168,7 @@ def train_dapter(config: DapterConfig, task: Task, train_set, test_set: ImageSet
         Results: the full test-set measurement of ``evaluate.evaluate_converter`` plus training info.
     """
     strategy = build_strategy(config.strategy)
+    train_set, validation_set = split_validation(train_set, config)
     check_batches(config, len(train_set), strategy)
     with strategy.scope():
         # Fails fast, before the workdir exists.
@@ -238,7 +241,16 @@ def train_dapter(config: DapterConfig, task: Task, train_set, test_set: ImageSet
         m = evaluate.evaluate_converter(
             converter, target, eval_set.images, eval_set.labels[task.target_label], with_bandwidth=False
         )
-        return {k: m[k] for k in ("accuracy_converted", "entropy_converted", "entropy_ratio")}
+        measured = {k: m[k] for k in ("accuracy_converted", "entropy_converted", "entropy_ratio")}
+        if validation_set is not None:
+            accuracy = evaluate.evaluate_converter(
+                converter, target, validation_set.images, validation_set.labels[task.target_label], False
+            )["accuracy_converted"]
+            measured["validation_accuracy"] = accuracy
+            best.offer(accuracy, int(optimizer.iterations.numpy()), converter)
+        return measured
+
+    best = BestEpoch(workdir) if validation_set is not None else None
 
     checkpoint = tf.train.Checkpoint(
         converter=converter,
@@ -262,6 +274,11 @@ def train_dapter(config: DapterConfig, task: Task, train_set, test_set: ImageSet
     )
     loop = run_training_loop(workdir, strategy, trainable, train_set, labels, config)
     train_seconds = time.time() - start
+    selection = {}
+    if best is not None and cluster.is_chief():
+        # The best epoch's weights, saved by this process or, in a resumed run, by an earlier one: the
+        # converter saved and measured below is that epoch's. Only the chief writes the workdir.
+        selection = best.restore(converter)
     if cluster.is_chief():
         saving.save_model(float32_copy(converter, build), os.path.join(workdir, runs.CONVERTER_FILE))
     results = {
@@ -274,11 +291,80 @@ def train_dapter(config: DapterConfig, task: Task, train_set, test_set: ImageSet
         "converter_parameters": int(converter.count_params()),
         "train_seconds": train_seconds,
         **loop,
+        **selection,
         **evaluate.evaluate_converter(converter, target, test_set.images, test_labels),
     }
     runs.write_results(workdir, results)
     barrier(strategy)  # The other workers return once the chief's files are there.
     return results
+
+
+def split_validation(train_set, config: DapterConfig):
+    """The training photos and the validation split ``config.validation_images`` holds out of them.
+
+    A seeded random draw (the shared files are sorted by class), never the test split: the epoch it
+    selects must not have seen the held-out photos the accuracy drop is measured on.
+
+    Returns:
+        ``(train_set, validation_set)``; ``validation_set`` is ``None`` when none is asked for.
+
+    Raises:
+        DapterError: for streamed records, or when too few training photos would be left.
+    """
+    n = config.validation_images
+    if not n:
+        return train_set, None
+    if not isinstance(train_set, ImageSet):
+        raise DapterError(
+            "validation_images needs the training photos in memory (--source=npz, folder or csv), "
+            "not streamed records: set --validation_images=0"
+        )
+    if len(train_set) - n < config.batch_size:
+        raise DapterError(
+            f"validation_images={n} leaves {len(train_set) - n} of {len(train_set)} training photos, "
+            f"fewer than a batch of {config.batch_size}"
+        )
+    held = np.zeros(len(train_set), dtype=bool)
+    held[np.random.default_rng(config.seed).permutation(len(train_set))[:n]] = True
+    return train_set.select(~held), train_set.select(held)
+
+
+class BestEpoch:
+    """The best epoch's converter on the validation split, kept in the workdir so a resumed run knows it.
+
+    ``best_epoch.json`` names its step and accuracy, ``best_epoch.npz`` holds its weights; both are
+    written atomically by the chief, after every epoch that matched or beat the best so far (a later
+    epoch wins a tie: it trained at a lower rate under a decay).
+    """
+
+    RECORD, WEIGHTS = "best_epoch.json", "best_epoch.npz"
+
+    def __init__(self, workdir: str):
+        self.record = os.path.join(workdir, self.RECORD)
+        self.weights = os.path.join(workdir, self.WEIGHTS)
+        self.accuracy = -1.0
+        if os.path.exists(self.record):
+            with open(self.record) as f:
+                self.accuracy = json.load(f)["validation_accuracy"]
+
+    def offer(self, accuracy: float, step: int, converter: keras.Model) -> None:
+        """Keeps ``converter``'s weights if ``accuracy`` matches or beats the best so far."""
+        if accuracy < self.accuracy:
+            return
+        self.accuracy = accuracy
+        if not cluster.is_chief():
+            return
+        with files.atomic_file(self.weights) as f:
+            np.savez(f, *converter.get_weights())
+        files.write_json(self.record, {"validation_accuracy": accuracy, "step": step})
+
+    def restore(self, converter: keras.Model) -> dict:
+        """Loads the best epoch's weights into ``converter``; returns what the results record of it."""
+        with np.load(self.weights) as saved:
+            converter.set_weights([saved[f"arr_{k}"] for k in range(len(saved.files))])
+        with open(self.record) as f:
+            record = json.load(f)
+        return {"selected_step": record["step"], "validation_accuracy": record["validation_accuracy"]}
 
 
 def _copy_weights(source: keras.Model, converter: keras.Model, where: str) -> None:
