@@ -491,3 +491,7 @@ def test_the_card_describes_a_coarse_code_its_task_head_and_its_code_margin():
         "the block encoder (16/32/64 channels), one colour per 8x8 block; 10 epochs with L_head at weight 10 "
         "(a linear head on its mean features, dropped after training)"
     )
+    config = {**config, "validation_images": 1000}
+    assert _describe_converter(config).endswith(
+        "dropped after training); the best epoch kept, on 1,000 training photos held out of its training"
+    )

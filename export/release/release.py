@@ -191,6 +191,8 @@ def _describe_converter(config: dict) -> str:
             f" of fine-tuning on L_dap + {config['code_margin']:g} L_margin from an earlier training, so that its "
             "int8 file rounds each colour as the Keras converter does"
         )
+    if config.get("validation_images"):
+        text += f"; the best epoch kept, on {config['validation_images']:,} training photos held out of its training"
     return text
 
 
