@@ -117,7 +117,7 @@ def define_converter_flags():
     validation_images = flags.DEFINE_integer(
         "validation_images",
         0,
-        "Beyond the paper: hold out this many training photos (the last ones, never test images), measure "
+        "Beyond the paper: hold out this many training photos (a seeded draw, never test images), measure "
         "the target's accuracy on them through the converter after every epoch, and save the converter of "
         "the best epoch instead of the last. 0: keep the last epoch.",
     )

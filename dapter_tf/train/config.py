@@ -150,7 +150,7 @@ class DapterConfig:
             block encoder's mean features, trained with it against the labels L_acc uses (the target's
             answer with ``acc_labels="target"``) and dropped when training ends (``losses.task_head_loss``).
             0: off. Needs ``architecture="block_encoder"``.
-        validation_images: Beyond the paper: hold out this many of the training photos (the last ones,
+        validation_images: Beyond the paper: hold out this many of the training photos (a seeded draw,
             never the test split), measure the target's accuracy on them through the converter after
             every epoch, and save the converter of the best epoch instead of the last one. A coarse
             code's few colours can flip the target's answer for many photos at once, so its accuracy

@@ -237,6 +237,8 @@ def train_dapter(config: DapterConfig, task: Task, train_set, test_set: ImageSet
     test_labels = test_set.labels[task.target_label]
     eval_set = test_set.take(config.eval_images)
 
+    best = BestEpoch(workdir) if validation_set is not None else None
+
     def eval_fn():
         m = evaluate.evaluate_converter(
             converter, target, eval_set.images, eval_set.labels[task.target_label], with_bandwidth=False
@@ -249,8 +251,6 @@ def train_dapter(config: DapterConfig, task: Task, train_set, test_set: ImageSet
             measured["validation_accuracy"] = accuracy
             best.offer(accuracy, int(optimizer.iterations.numpy()), converter)
         return measured
-
-    best = BestEpoch(workdir) if validation_set is not None else None
 
     checkpoint = tf.train.Checkpoint(
         converter=converter,
@@ -275,11 +275,11 @@ def train_dapter(config: DapterConfig, task: Task, train_set, test_set: ImageSet
     loop = run_training_loop(workdir, strategy, trainable, train_set, labels, config)
     train_seconds = time.time() - start
     selection = {}
-    if best is not None and cluster.is_chief():
-        # The best epoch's weights, saved by this process or, in a resumed run, by an earlier one: the
-        # converter saved and measured below is that epoch's. Only the chief writes the workdir.
-        selection = best.restore(converter)
     if cluster.is_chief():
+        if best is not None:
+            # The best epoch's weights, saved by this process or, in a resumed run, by an earlier one:
+            # the converter saved and measured below is that epoch's.
+            selection = best.restore(converter)
         saving.save_model(float32_copy(converter, build), os.path.join(workdir, runs.CONVERTER_FILE))
     results = {
         "lambda": config.lambda_,
