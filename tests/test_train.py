@@ -316,6 +316,9 @@ def test_the_best_epoch_keeps_the_best_and_a_later_tie(tmp_path):
     best.offer(0.40, 8, converter)  # Worse: kept out.
     assert json.loads((tmp_path / train.BestEpoch.RECORD).read_text()) == {"step": 4, "validation_accuracy": 0.5}
     best.offer(0.50, 12, converter)  # A tie: the later epoch is kept.
+    # A kill after the weights were written but before the readable record: the weights file carries
+    # its own figures, so the stale record cannot pair epoch 12's weights with epoch 4's step.
+    (tmp_path / train.BestEpoch.RECORD).write_text(json.dumps({"step": 4, "validation_accuracy": 0.5}))
     resumed = train.BestEpoch(str(tmp_path))  # A resumed run knows the best so far.
     assert resumed.accuracy == 0.5
     converter.set_weights(first)

@@ -332,9 +332,10 @@ def split_validation(train_set, config: DapterConfig):
 class BestEpoch:
     """The best epoch's converter on the validation split, kept in the workdir so a resumed run knows it.
 
-    ``best_epoch.json`` names its step and accuracy, ``best_epoch.npz`` holds its weights; both are
-    written atomically by the chief, after every epoch that matched or beat the best so far (a later
-    epoch wins a tie: it trained at a lower rate under a decay).
+    ``best_epoch.npz`` holds its weights with its step and accuracy, in one atomic write by the chief, so
+    a kill can never leave weights of one epoch beside the figures of another; ``best_epoch.json``
+    repeats the figures for a reader. It is rewritten after every epoch that matched or beat the best so
+    far (a later epoch wins a tie: it trained at a lower rate under a decay).
     """
 
     RECORD, WEIGHTS = "best_epoch.json", "best_epoch.npz"
@@ -342,10 +343,7 @@ class BestEpoch:
     def __init__(self, workdir: str):
         self.record = os.path.join(workdir, self.RECORD)
         self.weights = os.path.join(workdir, self.WEIGHTS)
-        self.accuracy = -1.0
-        if os.path.exists(self.record):
-            with open(self.record) as f:
-                self.accuracy = json.load(f)["validation_accuracy"]
+        self.accuracy = self._read()["validation_accuracy"] if os.path.exists(self.weights) else -1.0
 
     def offer(self, accuracy: float, step: int, converter: keras.Model) -> None:
         """Keeps ``converter``'s weights if ``accuracy`` matches or beats the best so far."""
@@ -355,16 +353,20 @@ class BestEpoch:
         if not cluster.is_chief():
             return
         with files.atomic_file(self.weights) as f:
-            np.savez(f, *converter.get_weights())
+            np.savez(f, *converter.get_weights(), validation_accuracy=accuracy, step=step)
         files.write_json(self.record, {"validation_accuracy": accuracy, "step": step})
 
     def restore(self, converter: keras.Model) -> dict:
         """Loads the best epoch's weights into ``converter``; returns what the results record of it."""
         with np.load(self.weights) as saved:
-            converter.set_weights([saved[f"arr_{k}"] for k in range(len(saved.files))])
-        with open(self.record) as f:
-            record = json.load(f)
+            count = sum(name.startswith("arr_") for name in saved.files)
+            converter.set_weights([saved[f"arr_{k}"] for k in range(count)])
+        record = self._read()
         return {"selected_step": record["step"], "validation_accuracy": record["validation_accuracy"]}
+
+    def _read(self) -> dict:
+        with np.load(self.weights) as saved:
+            return {"validation_accuracy": float(saved["validation_accuracy"]), "step": int(saved["step"])}
 
 
 def _copy_weights(source: keras.Model, converter: keras.Model, where: str) -> None:
