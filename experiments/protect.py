@@ -72,7 +72,8 @@ _BUDGET_HOURS = flags.DEFINE_float(
     "budget_hours",
     None,
     "Stop the search when this many hours of candidates are spent, or before a candidate that would not fit in what "
-    "is left (estimated from those trained); unset: no budget.",
+    "is left (estimated from those trained); unset: no budget. A search that meets no bars and measured no "
+    "candidate holding the attack bars then screens the one that lost fewest points, even past the budget.",
 )
 _ALLOW_MODEL = flags.DEFINE_bool(
     "allow_model_on_device",

@@ -165,6 +165,44 @@ def test_a_tiny_search_stops_at_the_first_that_meets_the_bars_and_resumes(tmp_pa
     report = rs.write_report(again, generous, full, str(tmp_path / "s"), "tiny", target)
     assert "| coarse |" in open(report).read() and (tmp_path / "s" / rs.PLOT_FILE).is_file()
 
+    # A search that met no bars and attacked nothing (its one candidate lost 50 points, more than twice
+    # the bar) screens that candidate as it ends, so the best protective point is a measured one.
+    unattacked = {k: v for k, v in point.items() if k not in ("screen", "suite")}
+    unattacked.update(outcome=MISSED, stage="training", training_drop_points=50.0)
+    (tmp_path / "c").mkdir()
+    rs.SearchState(points=[unattacked]).save(str(tmp_path / "c"), {})
+    strict = rs.Bars(3.0, 2.0, 100.0)
+    closed = rs.run_search(base, _tiny_ladder()[:1], strict, full, task, train_set, test_set, str(tmp_path / "c"),
+                           log=lines.append)  # fmt: skip
+    [screened] = closed.points
+    assert (closed.ended, closed.chosen, screened["stage"], screened["closing_screen"]) == (rs.EXHAUSTED, "", "screen", True)
+    assert screened["outcome"] == MISSED and screened["seconds"] > point["seconds"]  # Never chosen; its time counts.
+    assert rs.best_points(closed, strict)["protective"]["name"] == "coarse"
+    assert any(line.startswith("== closing screen of coarse") for line in lines)
+    # Resumed, the search reads it back and screens nothing again.
+    lines.clear()
+    assert rs.run_search(base, _tiny_ladder()[:1], strict, full, task, train_set, test_set, str(tmp_path / "c"),
+                         log=lines.append).points == closed.points and lines == []  # fmt: skip
+
+
+def test_the_closing_screen_is_the_unattacked_candidate_that_lost_fewest_points():
+    def point(name, outcome, drop, screened=False):
+        screen = {"accuracy_drop_points": drop, "accuracy_drop_error_points": 0.0, "max_ssim": 0.9, "ssim_mean_image": 0.25}
+        return {"name": name, "outcome": outcome, "training_drop_points": drop, **({"screen": screen} if screened else {})}
+
+    bars = rs.Bars()
+    unattacked = [point("b32", MISSED, 60.0), point("b16", MISSED, 40.0), point("b8", MISSED, 45.0)]
+    assert rs.closing_screen_candidate(rs.SearchState(points=unattacked), bars)["name"] == "b16"
+    # L_dap lost fewer points but leaked: it is no protective point, and the closing screen is still due.
+    leaked = [*unattacked, point("ldap_0.9", LEAKED, 5.0, screened=True)]
+    assert rs.closing_screen_candidate(rs.SearchState(points=leaked), bars)["name"] == "b16"
+    # None when some candidate's attacks were measured to hold, when one was chosen, or after a closing screen.
+    held = [*unattacked, point("b4", MISSED, 5.5, screened=True)]
+    assert rs.closing_screen_candidate(rs.SearchState(points=held), bars) is None
+    assert rs.closing_screen_candidate(rs.SearchState(points=unattacked, chosen="b32"), bars) is None
+    closed = [{**unattacked[0], "closing_screen": True}, *unattacked[1:]]
+    assert rs.closing_screen_candidate(rs.SearchState(points=closed), bars) is None
+
 
 def test_dapter_protect_refuses_a_near_chance_target_in_one_line_and_writes_nothing(tmp_path):
     from conftest import assert_one_error_line, run_binary

@@ -20,6 +20,11 @@ of recipes and a stopping rule:
   and, if it leaks, rules out every finer code; one that missed by more than the bar again is not
   attacked at all. A screen can only reject: a candidate that passes it and holds the
   accuracy bar is confirmed by the full suite, and only the full suite's figures are ever claimed.
+* **The closing screen** (``closing_screen_candidate``): a search that meets no bars names the best
+  point on each side. If no candidate's attacks were measured to hold (every one missed the
+  accuracy bar by more than the bar again, or leaked), the unattacked candidate that lost fewest
+  points is screened as the search ends, once, even past the budget (a screen is short beside a
+  training), so that the best protective point is a measured one.
 * **The stopping rule** (``next_rung``): stop at the first candidate whose full suite meets every
   bar. A code that leaks makes every finer code (and L_dap, the finest) pointless, so they are
   skipped; a code that only misses the accuracy bar moves on to the next candidate. A candidate
@@ -416,6 +421,12 @@ def run_search(
         if rung is None:
             state.ended = reason
             state.chosen = next((p["name"] for p in state.points if p["outcome"] == PASSED), "")
+            closing = closing_screen_candidate(state, bars)
+            if closing is not None:
+                data = (task, train_set, test_set)
+                _closing_screen(closing, ladder, base, data, workdir, screen, bars, interrupted, log)
+                state.points = json.loads(json.dumps(state.points))  # As search.json holds them.
+                _clear_interrupted(workdir)
             state.save(workdir, extra)
             return state
         done = len(state.points)
@@ -471,9 +482,6 @@ def _counting_seconds(workdir: str, name: str, earlier: float, every: float = IN
 
 def _measure(rung, base, task, train_set, test_set, workdir, screen, full_spec, bars, log) -> dict:
     """Trains one candidate, screens it, and confirms it with the full suite if it passes the screen."""
-    from dapter_tf.attacks import AttackInputData, SuiteResults, run_attack_suite
-    from dapter_tf.attacks.suite import SUITE_FILE
-
     start = time.time()
     config = rung.recipe.apply(base)
     converter_dir = os.path.join(workdir, rung.name, "converter")
@@ -496,39 +504,77 @@ def _measure(rung, base, task, train_set, test_set, workdir, screen, full_spec, 
         drop = 100.0 * (trained["accuracy_original"] - trained["accuracy_converted"])
         point.update(converter=converter_dir, training_drop_points=drop)
     point["train_seconds"] = time.time() - start
-    input_data = AttackInputData(
-        task,
-        train_set,
-        test_set,
-        os.path.join(converter_dir, runs.CONVERTER_FILE),
-        base.target_path,
-        base.data,
-        target_contract=base.target_contract,
-    )
-    converter_sha = files.sha256(os.path.join(converter_dir, runs.CONVERTER_FILE))
     specs = {"screen": screen, "suite": full_spec}
     point.update(outcome=MISSED_ACCURACY, stage="training")  # Unless an attack stage below measures it.
     for stage in attack_stages(drop, bars):
-        spec = specs[stage]
-        folder = os.path.join(workdir, rung.name, stage)
-        # The converter's hash is part of what a stage measured: results of another converter are refused.
-        protection.write_suite_spec(folder, {**protection.suite_spec_dict(spec), "converter_sha256": converter_sha})
-        if os.path.isfile(os.path.join(folder, SUITE_FILE)):
-            suite = SuiteResults.load(os.path.join(folder, SUITE_FILE))  # Measured before an interruption.
-        else:
-            attackers = ", ".join(s.architecture for s in spec.reconstruction) + " reconstruction"
-            if spec.runs_labelling(task):
-                attackers += f"; {', '.join(spec.labelling.attackers)} labelling"
-            log(f"   {stage} ({attackers})")
-            suite = run_attack_suite(input_data, spec, folder)
-        point[stage] = protection.frontier_point(rung.recipe, config, suite)
-        accuracy_holds = suite.accuracy_drop_points is not None and suite.accuracy_drop_points <= bars.max_accuracy_drop
-        outcome = outcome_of(accuracy_holds, attacks_hold(suite))
-        point.update(outcome=outcome, stage=stage)
-        if outcome != PASSED:
+        if _attack(point, stage, specs[stage], rung, config, task, train_set, test_set, workdir, bars, log) != PASSED:
             break
     point["seconds"] = time.time() - start
     return point
+
+
+def _attack(point, stage, spec, rung, config, task, train_set, test_set, workdir, bars, log) -> str:
+    """Runs (or reads back) one attack stage on ``point``'s converter; records it in ``point``; returns the outcome."""
+    from dapter_tf.attacks import AttackInputData, SuiteResults, run_attack_suite
+    from dapter_tf.attacks.suite import SUITE_FILE
+
+    converter_file = os.path.join(point["converter"], runs.CONVERTER_FILE)
+    contract = config.target_contract
+    input_data = AttackInputData(
+        task, train_set, test_set, converter_file, config.target_path, config.data, target_contract=contract
+    )
+    folder = os.path.join(workdir, rung.name, stage)
+    # The converter's hash is part of what a stage measured: results of another converter are refused.
+    spec_record = {**protection.suite_spec_dict(spec), "converter_sha256": files.sha256(converter_file)}
+    protection.write_suite_spec(folder, spec_record)
+    if os.path.isfile(os.path.join(folder, SUITE_FILE)):
+        suite = SuiteResults.load(os.path.join(folder, SUITE_FILE))  # Measured before an interruption.
+    else:
+        attackers = ", ".join(s.architecture for s in spec.reconstruction) + " reconstruction"
+        if spec.runs_labelling(task):
+            attackers += f"; {', '.join(spec.labelling.attackers)} labelling"
+        log(f"   {stage} ({attackers})")
+        suite = run_attack_suite(input_data, spec, folder)
+    point[stage] = protection.frontier_point(rung.recipe, config, suite)
+    accuracy_holds = suite.accuracy_drop_points is not None and suite.accuracy_drop_points <= bars.max_accuracy_drop
+    outcome = outcome_of(accuracy_holds, attacks_hold(suite))
+    point.update(outcome=outcome, stage=stage)
+    return outcome
+
+
+def closing_screen_candidate(state: SearchState, bars: Bars) -> dict | None:
+    """The point to screen as a search that met no bars ends (module docstring), or ``None``.
+
+    ``None`` when a candidate was chosen, when some candidate's attacks were already measured to hold
+    (it is the best protective point), when a closing screen already ran (a resumed search does not
+    screen a second candidate), or when every candidate was attacked.
+    """
+    if state.chosen or any(p.get("closing_screen") for p in state.points):
+        return None
+    if best_points(state, bars)["protective"] is not None:
+        return None
+    unattacked = [p for p in state.points if not (p.get("screen") or p.get("suite"))]
+    return min(unattacked, key=lambda p: p["training_drop_points"], default=None)
+
+
+def _closing_screen(point, ladder, base, data, workdir, screen, bars, interrupted, log) -> None:
+    """Screens ``point``'s converter as the search ends; its seconds count towards the point's own."""
+    rung = next(r for r in ladder if r.name == point["name"])
+    log(
+        f"== closing screen of {point['name']}: no candidate's attacks were measured to hold; the one that lost "
+        f"fewest points ({point['training_drop_points']:+.2f} as training ended) is screened"
+    )
+    start, earlier = time.time(), interrupted.get(point["name"], 0.0)
+    with _counting_seconds(workdir, point["name"], earlier):
+        held = _attack(point, "screen", screen, rung, rung.recipe.apply(base), *data, workdir, bars, log) in (
+            PASSED,
+            MISSED_ACCURACY,
+        )
+    # Its accuracy verdict stays the training's: it missed the bar by more than the bar again, and only a
+    # candidate that held it may be confirmed or chosen.
+    point.update(outcome=outcome_of(False, held), closing_screen=True)
+    point["seconds"] += earlier + time.time() - start
+    log(f"   {point['name']}: {point['outcome']} ({_figures(point)})")
 
 
 def attack_stages(training_drop_points: float, bars: Bars) -> tuple:
