@@ -566,13 +566,10 @@ def _closing_screen(point, ladder, base, data, workdir, screen, bars, interrupte
     )
     start, earlier = time.time(), interrupted.get(point["name"], 0.0)
     with _counting_seconds(workdir, point["name"], earlier):
-        held = _attack(point, "screen", screen, rung, rung.recipe.apply(base), *data, workdir, bars, log) in (
-            PASSED,
-            MISSED_ACCURACY,
-        )
+        screened = _attack(point, "screen", screen, rung, rung.recipe.apply(base), *data, workdir, bars, log)
     # Its accuracy verdict stays the training's: it missed the bar by more than the bar again, and only a
     # candidate that held it may be confirmed or chosen.
-    point.update(outcome=outcome_of(False, held), closing_screen=True)
+    point.update(outcome=outcome_of(False, screened in (PASSED, MISSED_ACCURACY)), closing_screen=True)
     point["seconds"] += earlier + time.time() - start
     log(f"   {point['name']}: {point['outcome']} ({_figures(point)})")
 
