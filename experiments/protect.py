@@ -238,23 +238,7 @@ def main():
     report = recipe_search.write_report(state, bars, full_spec, workdir, title, base.target_path)
     _stage(3, "report", f"{report} and {os.path.join(workdir, recipe_search.PLOT_FILE)}")
     if not state.chosen:
-        best = recipe_search.best_points(state, bars)
-        why = {"budget": "the budget was spent", "exhausted": "every candidate was tried"}[state.ended]
-        skipped = recipe_search.passed_over(ladder, {p["name"]: p["outcome"] for p in state.points})
-        if skipped:
-            by = sorted(set(skipped.values()))
-            why += (
-                f" or passed over: {', '.join(skipped)} send as much of the photo as {', '.join(by)}, which leaked"
-            )
-        usable = best["usable"]
-        held = usable is not None and usable["outcome"] in (recipe_search.PASSED, recipe_search.LEAKED)
-        print(
-            f"no recipe met the bars ({why}; {len(state.points)} tried).\n"
-            f"   best protective point (attack bars held): {recipe_search.describe_point(best['protective'])}\n"
-            f"   best usable point ({'accuracy bar held' if held else 'none held the accuracy bar; the one that lost fewest points'}): "
-            f"{recipe_search.describe_point(usable)}",
-            flush=True,
-        )
+        print(recipe_search.describe_ending(state, ladder, bars, _BUDGET_HOURS.value), flush=True)
         sys.exit(NO_RECIPE_EXIT)
     chosen = os.path.join(workdir, state.chosen)
     # The candidate's converter: its code-margin fine-tuning for a coarse code (recipe_search, "int8").

@@ -179,6 +179,8 @@ def test_a_tiny_search_stops_at_the_first_that_meets_the_bars_and_resumes(tmp_pa
     assert screened["outcome"] == MISSED and screened["seconds"] > point["seconds"]  # Never chosen; its time counts.
     assert rs.best_points(closed, strict)["protective"]["name"] == "coarse"
     assert any(line.startswith("== closing screen of coarse") for line in lines)
+    report = rs.write_report(closed, strict, full, str(tmp_path / "c"), "tiny", target)
+    assert "| missed the accuracy bar | closing screen |" in open(report).read()
     # Resumed, the search reads it back and screens nothing again.
     lines.clear()
     assert rs.run_search(base, _tiny_ladder()[:1], strict, full, task, train_set, test_set, str(tmp_path / "c"),
@@ -219,3 +221,38 @@ def test_dapter_protect_refuses_a_near_chance_target_in_one_line_and_writes_noth
     assert_one_error_line(proc, "near chance (the commonest class alone scores")
     assert "--target_preprocessing (now zero_one)" in proc.stderr
     assert not (tmp_path / "protect").exists()
+
+
+def test_a_search_that_met_no_bars_says_why_it_ended_and_names_a_point_on_each_side():
+    code = {"output_block": 32, "architecture": "block_encoder"}
+    ladder = [
+        rs.Rung(protection.Recipe("b32", code), 1, 1.0),
+        rs.Rung(protection.Recipe("b32_wide", code), 1, 9.0),
+        rs.Rung(protection.Recipe("b16", {**code, "output_block": 16}), 4, 1.0),
+    ]
+    screen = {"accuracy_drop_points": 40.0, "accuracy_drop_error_points": 0.5, "max_ssim": 0.26, "ssim_mean_image": 0.25}
+    state = rs.SearchState(
+        points=[
+            {"name": "b32", "outcome": MISSED, "stage": "training", "training_drop_points": 60.0, "seconds": 600.0},
+            {"name": "b16", "outcome": MISSED, "stage": "screen", "training_drop_points": 40.0, "seconds": 900.0,
+             "screen": screen, "closing_screen": True},
+        ],
+        ended=rs.BUDGET,
+    )  # fmt: skip
+    b16 = "b16 (+40.00 ± 0.50 points lost, SSIM 0.260 (+0.010 over the mean image), by the screen)"
+    assert rs.describe_ending(state, ladder, rs.Bars(), 1.0) == (
+        "no recipe met the bars (25 of 60 budgeted minutes spent; too dear for what was left: b32_wide; 2 tried).\n"
+        f"   best protective point (attack bars held): {b16}\n"
+        f"   best usable point (none held the accuracy bar; the one that lost fewest points): {b16}"
+    )
+    # Every candidate tried, one of them leaking at accuracy: the usable side is the leak, named as holding accuracy.
+    leak = {**screen, "accuracy_drop_points": 1.0, "max_ssim": 0.9}
+    state.points[0].update(outcome=LEAKED, stage="screen", training_drop_points=1.0, screen=leak)
+    state.ended = rs.EXHAUSTED
+    assert rs.describe_ending(state, ladder, rs.Bars(), None).splitlines()[0] == (
+        "no recipe met the bars (every candidate was tried; passed over: b32_wide sends as much of the photo as b32, "
+        "which leaked; 2 tried)."
+    )
+    assert rs.describe_ending(state, ladder, rs.Bars(), None).splitlines()[2].startswith(
+        "   best usable point (accuracy bar held): b32 (+1.00 ± 0.50 points lost, SSIM 0.900"
+    )

@@ -647,6 +647,34 @@ def best_points(state: SearchState, bars: Bars) -> dict:
     }
 
 
+def describe_ending(state: SearchState, ladder, bars: Bars, budget_hours: float | None) -> str:
+    """What ``dapter-protect`` prints when no recipe met the bars: why the search ended, and its best points."""
+    outcomes = state.outcomes
+    skipped = passed_over(ladder, outcomes)
+    if state.ended == BUDGET:
+        why = f"{state.seconds / 60:.0f} of {budget_hours * 60:.0f} budgeted minutes spent"
+        untried = [r.name for r in ladder if r.name not in outcomes and r.name not in skipped]
+        if untried:
+            why += f"; too dear for what was left: {', '.join(untried)}"
+    else:
+        why = "every candidate was tried"
+    if skipped:
+        by = sorted(set(skipped.values()))
+        verb = "sends" if len(skipped) == 1 else "send"
+        why += f"; passed over: {', '.join(skipped)} {verb} as much of the photo as {', '.join(by)}, which leaked"
+    best = best_points(state, bars)
+    usable = best["usable"]
+    if usable is not None and usable["outcome"] in (PASSED, LEAKED):
+        usable_side = "accuracy bar held"
+    else:
+        usable_side = "none held the accuracy bar; the one that lost fewest points"
+    return (
+        f"no recipe met the bars ({why}; {len(state.points)} tried).\n"
+        f"   best protective point (attack bars held): {describe_point(best['protective'])}\n"
+        f"   best usable point ({usable_side}): {describe_point(usable)}"
+    )
+
+
 def describe_point(point: dict | None) -> str:
     """One line for a point: its name and figures."""
     if point is None:
@@ -692,7 +720,8 @@ def write_report(state: SearchState, bars: Bars, full_spec, workdir: str, title:
     for p in state.points:
         recipe = " ".join(f"{k}={v}" for k, v in p["recipe"].items())
         lines.append(
-            f"| {p['name']} | {recipe} | {p['outcome']} | {p['stage']} | {_figures(p)} | {p['seconds'] / 60:.1f} |"
+            f"| {p['name']} | {recipe} | {p['outcome']} | {'closing screen' if p.get('closing_screen') else p['stage']} "
+            f"| {_figures(p)} | {p['seconds'] / 60:.1f} |"
         )
     lines += [
         "",
