@@ -38,6 +38,7 @@ import time
 from absl import flags
 
 from cli import flags_lib, runner, target_flags
+from cli.flags_lib import parse_ints
 
 # The exit status of a search that found no recipe meeting the bars (1 is a bad input or a failed stage).
 NO_RECIPE_EXIT = 3
@@ -83,6 +84,18 @@ _ALLOW_MODEL = flags.DEFINE_bool(
 )
 _EPOCHS = flags.DEFINE_integer(
     "epochs", 10, "Epochs of each candidate's cheap training; the wide variant at the same code trains 3x as long."
+)
+_WIDE_FILTERS = flags.DEFINE_list(
+    "wide_filters",
+    "48,96,192",  # recipe_search.WIDE_FILTERS (tests/test_recipe_search.py checks they agree).
+    "The block encoder's channels in the wide rungs (b32_wide, b16_wide, ...), the last at the block resolution. "
+    "Wider costs the phone more: bench/bench_yardstick.py times the encoder beside MobileNetV2.",
+)
+_CANDIDATES = flags.DEFINE_list(
+    "candidates",
+    [],
+    "Try only these candidates of the ladder, in its order (names as the report gives them: b32, b32_wide, ..., "
+    "ldap_0.9); empty: all. Use a new --workdir when the ladder changes.",
 )
 _BATCH = flags.DEFINE_integer("batch_size", 64, "Converter training batch size.")
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", 1e-3, "Converter training's initial learning rate (cosine decay).")
@@ -191,6 +204,7 @@ def main():
 
     workdir = os.path.abspath(_WORKDIR.value)
     recipe_search.check_budget(_BUDGET_HOURS.value)
+    wide_filters = parse_ints(_WIDE_FILTERS.value, "--wide_filters")
     bars = recipe_search.Bars(_MAX_DROP.value, _MAX_SSIM_OVER_MEAN.value, _MAX_GAP.value)
     criteria = bars.criteria()
     contract = served.resolve_contract(_TARGET.value, _build_contract())
@@ -211,7 +225,12 @@ def main():
     if test_set.images.shape[1] != test_set.images.shape[2]:
         raise DapterError(f"dapter-protect searches square images; these are {side}x{test_set.images.shape[2]}")
     ladder = recipe_search.build_ladder(
-        side, _EPOCHS.value, _ALLOW_MODEL.value, validation_images=recipe_search.validation_images_for(train_set)
+        side,
+        _EPOCHS.value,
+        _ALLOW_MODEL.value,
+        validation_images=recipe_search.validation_images_for(train_set),
+        wide_filters=wide_filters,
+        candidates=_CANDIDATES.value,
     )
 
     # 1. The target, measured first: a wrong contract scores near chance.

@@ -29,6 +29,27 @@ def test_the_ladder_goes_from_the_coarsest_code_to_l_dap_and_the_class_code_only
     assert ladder[0].recipe.overrides["architecture"] == "block_encoder"
 
 
+def test_the_wide_rungs_take_other_channels_and_candidates_keep_only_the_named_rungs_in_ladder_order():
+    ladder = rs.build_ladder(32, wide_filters=(64, 128, 256), candidates=["b8", "b16_wide"])
+    assert names(ladder) == ["b16_wide", "b8"]
+    assert [r.recipe.overrides["filters"] for r in ladder] == [(64, 128, 256), (16, 32, 64)]
+    # The budget's estimate: 3x the epochs times 256 / 64 channels at the widest stage (the default's 9).
+    assert (ladder[0].cost, rs.build_ladder(32)[1].cost) == (12.0, 9.0)
+    with pytest.raises(Exception, match=r"^no candidate named b64, b3 at 32x32; the ladder's: b32, b32_wide, b16, "):
+        rs.build_ladder(32, candidates=["b16", "b64", "b3"])
+    with pytest.raises(Exception, match=r"^the wide rungs need positive channel counts, got \(48, 0, 192\)$"):
+        rs.build_ladder(32, wide_filters=(48, 0, 192))
+
+
+def test_dapter_protect_help_names_the_ladder_flags_with_the_ladder_s_defaults():
+    from conftest import run_binary
+
+    proc = run_binary("experiments.protect", "--helpshort")  # absl exits 1 after help.
+    assert "--wide_filters: The block encoder's channels in the wide rungs" in proc.stdout
+    assert f"(default: '{','.join(map(str, rs.WIDE_FILTERS))}')" in proc.stdout
+    assert "--candidates: Try only these candidates of the ladder" in proc.stdout
+
+
 def test_every_field_of_every_rung_reaches_the_config_it_trains(tiny_target_path):
     # A field the recipe dropped would train another converter than the ladder names (L_head once was).
     base = tiny_dapter_config(tiny_target_path)
@@ -250,9 +271,14 @@ def test_a_search_that_met_no_bars_says_why_it_ended_and_names_a_point_on_each_s
     state.points[0].update(outcome=LEAKED, stage="screen", training_drop_points=1.0, screen=leak)
     state.ended = rs.EXHAUSTED
     assert rs.describe_ending(state, ladder, rs.Bars(), None).splitlines()[0] == (
-        "no recipe met the bars (every candidate was tried; passed over: b32_wide sends as much of the photo as b32, "
-        "which leaked; 2 tried)."
+        "no recipe met the bars (no candidate was left to try; passed over: b32_wide sends as much of the photo as "
+        "b32, which leaked; 2 tried)."
     )
     assert rs.describe_ending(state, ladder, rs.Bars(), None).splitlines()[2].startswith(
         "   best usable point (accuracy bar held): b32 (+1.00 ± 0.50 points lost, SSIM 0.900"
+    )
+    # Every rung tried, none passed over.
+    state.points.append({"name": "b32_wide", "outcome": MISSED, "stage": "training", "training_drop_points": 9.0})
+    assert rs.describe_ending(state, ladder, rs.Bars(), None).splitlines()[0] == (
+        "no recipe met the bars (every candidate was tried; 3 tried)."
     )

@@ -176,6 +176,8 @@ def build_ladder(
     allow_model_on_device: bool = False,
     lambda_: float = 0.5,
     validation_images: int = VALIDATION_IMAGES,
+    wide_filters=WIDE_FILTERS,
+    candidates=(),
 ) -> list:
     """The candidates, most protective and cheapest first.
 
@@ -187,9 +189,15 @@ def build_ladder(
         lambda_: λ of L_dap for the coarse codes (results/protection: 0.5 kept more accuracy than 0.9).
         validation_images: Training photos each coarse code holds out to keep its best epoch
             (``validation_images_for``); 0 keeps the last epoch.
+        wide_filters: The block encoder's channels in the wide rungs (the last at the block resolution).
+        candidates: Names of the rungs to keep, in the ladder's order (empty: all), e.g. to rerun one recipe.
 
     Returns:
         A list of ``Rung``.
+
+    Raises:
+        DapterError: on a name in ``candidates`` that is not a rung of this ladder, or channel counts
+            that are not positive.
     """
     from dapter_tf.models.converter import MAX_OUTPUT_BLOCK
 
@@ -202,6 +210,12 @@ def build_ladder(
         "task_head": TASK_HEAD_WEIGHT,
         "validation_images": validation_images,
     }
+    wide_filters = tuple(int(f) for f in wide_filters)
+    if not wide_filters or min(wide_filters) < 1:
+        raise DapterError(f"the wide rungs need positive channel counts, got {wide_filters}")
+    # The rung's relative cost as the default's 9 was counted: 3x the epochs times the widest stage's
+    # channels over the narrow encoder's (only the budget's time estimates use it).
+    wide_cost = 3.0 * wide_filters[-1] / NARROW_FILTERS[-1]
     ladder = []
     for block in blocks:
         colours = (side // block) ** 2
@@ -211,9 +225,9 @@ def build_ladder(
         )
         ladder.append(
             Rung(
-                protection.Recipe(f"b{block}_wide", {**code, "epochs": 3 * epochs, "filters": WIDE_FILTERS}),
+                protection.Recipe(f"b{block}_wide", {**code, "epochs": 3 * epochs, "filters": wide_filters}),
                 colours,
-                9.0,
+                wide_cost,
             )
         )
     # L_dap alone, at the paper's λ: every pixel is sent; the least protective of the paper's kind.
@@ -228,7 +242,11 @@ def build_ladder(
                 1.0,
             )
         )
-    return ladder
+    unknown = [name for name in candidates if name not in {r.name for r in ladder}]
+    if unknown:
+        known = ", ".join(r.name for r in ladder)
+        raise DapterError(f"no candidate named {', '.join(unknown)} at {side}x{side}; the ladder's: {known}")
+    return [r for r in ladder if not candidates or r.name in candidates]
 
 
 def _finer(rung: Rung, than: Rung) -> bool:
@@ -657,7 +675,8 @@ def describe_ending(state: SearchState, ladder, bars: Bars, budget_hours: float 
         if untried:
             why += f"; too dear for what was left: {', '.join(untried)}"
     else:
-        why = "every candidate was tried"
+        # Candidates passed over for leaking were not tried: say so, not "every candidate was tried".
+        why = "no candidate was left to try" if skipped else "every candidate was tried"
     if skipped:
         by = sorted(set(skipped.values()))
         verb = "sends" if len(skipped) == 1 else "send"
