@@ -19,7 +19,7 @@ from dapter_tf.models import build_converter
 from dapter_tf.records.files import sha256
 from export.release import release_lib
 from export.release.card import ReleaseInfo, parse_card_task
-from export.release.claims import Claim, accuracy_confidence, images_needed, parse_claims
+from export.release.claims import Claim, accuracy_confidence, format_value, images_needed, parse_claims
 from export.tflite import export_tflite_lib
 
 
@@ -241,6 +241,12 @@ def test_claim_relations_by_hand():
     assert at_most.holds(8.1) and not at_most.holds(8.2) and at_most.holds(-3) and at_most.holds_if() == "at most +2"
     exactly = Claim("p", "", 16, "exactly")
     assert exactly.holds(16) and not exactly.holds(16.5)
+    # A count over a million is written whole, so that it reads back as itself (it once read 1.23789e+06).
+    params = Claim("converter_parameters", "parameters", 1_237_891, "exactly")
+    row = f"| `{params.name}` | parameters | {format_value(params.value)} | {params.holds_if()} |"
+    assert row == "| `converter_parameters` | parameters | 1237891 | exactly |"
+    assert parse_claims(f"## Claims\n{row}\n") == [params]
+    assert (format_value(0.1274), format_value(2.5)) == ("0.1274", "2.5")
     line = "| `e` | mean entropy | 6.4 | within ±0.25 |"
     assert parse_claims(
         f"## Claims\n\n| claim | what | value | holds if |\n|---|---|---|---|\n{line}\n"

@@ -62,7 +62,12 @@ _HOLDS_IF = re.compile(r"^(?:(exactly)|at most(?: \+(?P<slack>[0-9.]+))?|within 
 
 
 def format_value(value: float) -> str:
-    return f"{value:.6g}" if value != int(value) or abs(value) >= 1e6 else str(int(value))
+    """A claim's value as the card writes it: whole numbers exactly, others to 6 significant digits.
+
+    A parameter count is claimed exactly, so it must survive the card: 1,237,891 written as 1.23789e+06
+    read back as 1,237,890 and failed its own verify.
+    """
+    return str(int(value)) if math.isfinite(value) and value == int(value) else f"{value:.6g}"
 
 
 def _parse_claim_row(line: str) -> Claim:

@@ -361,7 +361,7 @@ def verify_bundle(
                 findings.append(Finding(claim.name, False, "no way to measure it"))
             continue
         value = measured[claim.name]
-        detail = f"card {format_value(claim.value)} ({claim.holds_if()}), measured {value:.6g}"
+        detail = f"card {format_value(claim.value)} ({claim.holds_if()}), measured {format_value(value)}"
         if claim.name.endswith(":accuracy_drop_vs_keras"):
             detail += " (the low end of the drop's 95 % interval)"
         detail += ": holds" if claim.holds(value) else ": does not hold"
