@@ -248,7 +248,8 @@ def main():
     print(f"   accuracy on {len(test_set)} held-out photos: {target_record['accuracy']:.4f}", flush=True)
 
     # 2. The search.
-    _stage(2, "search", f"at most {len(ladder)} candidates: {', '.join(r.name for r in ladder)}")
+    plural = "s" if len(ladder) > 1 else ""
+    _stage(2, "search", f"at most {len(ladder)} candidate{plural}: {', '.join(r.name for r in ladder)}")
     state = recipe_search.run_search(
         base, ladder, bars, full_spec, task, train_set, test_set, workdir, _BUDGET_HOURS.value
     )
