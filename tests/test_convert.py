@@ -12,7 +12,7 @@ import PIL.Image
 import pytest
 from conftest import REPO, assert_one_error_line, run_binary
 
-from dapter_tf import DapterError, data, evaluate, metrics
+from dapter_tf import DapterError, data, evaluate, metrics, models
 from dapter_tf.resize import RESIZE_POLICY, fit_image
 from export.convert import convert_lib
 from export.tflite.interpreter import run_tflite
@@ -100,8 +100,10 @@ def test_convert_an_npz_with_the_keras_converter_matches_keras(tmp_path):
     assert summary["converted"] == 3 and summary["refused"] == []
     written = np.stack([_pixels(tmp_path / f"image_{i}.png") for i in range(3)])
     np.testing.assert_array_equal(written, evaluate.convert_images(converter.model, images))
-    # The bundle's code (--output_block=32): one colour per 32x32 image, on the grid 128 + k * 16.
-    assert (written == written[:, :1, :1]).all()
+    # The bundle's code (--output_block=16): one colour per 16x16 block, 4 per image, on the grid 128 + k * 16.
+    assert models.output_block_of(converter.model) == 16
+    blocks = written.reshape(3, 2, 16, 2, 16, 3)
+    assert (blocks == blocks[:, :, :1, :, :1]).all()
     assert (((written.astype(int) - 128) % 16 == 0) | (written == 255)).all()
 
 
