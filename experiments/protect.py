@@ -38,7 +38,6 @@ import time
 from absl import flags
 
 from cli import flags_lib, runner, target_flags
-from cli.flags_lib import parse_ints
 
 # The exit status of a search that found no recipe meeting the bars (1 is a bad input or a failed stage).
 NO_RECIPE_EXIT = 3
@@ -204,7 +203,7 @@ def main():
 
     workdir = os.path.abspath(_WORKDIR.value)
     recipe_search.check_budget(_BUDGET_HOURS.value)
-    wide_filters = parse_ints(_WIDE_FILTERS.value, "--wide_filters")
+    wide_filters = flags_lib.parse_ints(_WIDE_FILTERS.value, "--wide_filters")
     bars = recipe_search.Bars(_MAX_DROP.value, _MAX_SSIM_OVER_MEAN.value, _MAX_GAP.value)
     criteria = bars.criteria()
     contract = served.resolve_contract(_TARGET.value, _build_contract())

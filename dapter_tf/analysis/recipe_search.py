@@ -242,10 +242,10 @@ def build_ladder(
                 1.0,
             )
         )
-    unknown = [name for name in candidates if name not in {r.name for r in ladder}]
+    known = [r.name for r in ladder]
+    unknown = [name for name in candidates if name not in known]
     if unknown:
-        known = ", ".join(r.name for r in ladder)
-        raise DapterError(f"no candidate named {', '.join(unknown)} at {side}x{side}; the ladder's: {known}")
+        raise DapterError(f"no candidate named {', '.join(unknown)} at {side}x{side}; the ladder's: {', '.join(known)}")
     return [r for r in ladder if not candidates or r.name in candidates]
 
 
