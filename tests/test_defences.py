@@ -2,14 +2,12 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO, kill_at_first_checkpoint, tiny_dapter_config
+from conftest import kill_at_first_checkpoint, run_binary, tiny_dapter_config
 
 from dapter_tf import DapterError, models, train
 from dapter_tf.data.tasks import get_task
@@ -204,9 +202,6 @@ def _checkpointed(workdir) -> dict:
 def test_adversarial_training_resumes_after_sigkill_to_the_weights_of_an_uninterrupted_run(tiny_target_path, tmp_path):
     def args(workdir):
         return [
-            sys.executable,
-            "-m",
-            "experiments.train_dapter",
             f"--target={tiny_target_path}",
             f"--workdir={workdir}",
             "--epochs=2",
@@ -223,13 +218,13 @@ def test_adversarial_training_resumes_after_sigkill_to_the_weights_of_an_uninter
             "--noaugment",
         ]
 
-    straight = subprocess.run(args(tmp_path / "straight"), cwd=REPO, capture_output=True, text=True, timeout=600)
+    straight = run_binary("experiments.train_dapter", *args(tmp_path / "straight"), timeout=600)
     assert straight.returncode == 0, straight.stderr
 
     workdir = tmp_path / "killed"
-    kill_at_first_checkpoint(args(workdir), workdir)
+    kill_at_first_checkpoint("experiments.train_dapter", args(workdir), workdir)
     assert not (workdir / "results.json").exists()
-    rerun = subprocess.run(args(workdir), cwd=REPO, capture_output=True, text=True, timeout=600)
+    rerun = run_binary("experiments.train_dapter", *args(workdir), timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     results = json.loads((workdir / "results.json").read_text())
     assert 0 < results["resumed_from_step"] < results["steps"] == 24
