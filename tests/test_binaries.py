@@ -76,6 +76,10 @@ def test_unknown_target_model_name(tmp_path):
     # TensorFlow keeps its native start-up lines off stderr, so the error is still the only line.
     proc = run_binary("experiments.train_target", "--model=vgg99", f"--workdir={tmp_path / 'run'}", fresh=True)
     assert_one_error_line(proc, "unknown target model 'vgg99'; choose one of: lenet, resnet18, ")
+    # The suite's other binaries run forked from a process that has TensorFlow (conftest.run_binary):
+    # the same exit status and the same output as this fresh start.
+    forked = run_binary("experiments.train_target", "--model=vgg99", f"--workdir={tmp_path / 'run'}")
+    assert (forked.returncode, forked.stdout, forked.stderr) == (proc.returncode, proc.stdout, proc.stderr)
 
 
 @pytest.mark.parametrize(
