@@ -135,3 +135,14 @@ def test_app_team_path_runs_as_written_on_a_fresh_clone_without_shared(tmp_path)
     app = clone / "runs" / "app"
     assert (app / "release" / "manifest.json").is_file()
     assert len(list((app / "converted").glob("*.png"))) == len(list((app / "photos").glob("*.png"))) > 0
+
+
+def test_the_examples_of_every_binary_name_only_bundles_and_results_that_exist():
+    # A --help example that reads a bundle, or anything under results/, must find it in a clone (dapter-verify's
+    # once named release/cifar10_resnet18, which no command writes).
+    missing = []
+    for path in sorted(p for top in ("cli", "experiments", "export", "bench") for p in (REPO / top).rglob("*.py")):
+        text = path.read_text()
+        named = re.findall(r"--bundle=([\w./-]+)", text) + re.findall(r"\b(results/[\w./-]*\w)", text)
+        missing += [f"{path.relative_to(REPO)}: {name}" for name in named if not (REPO / name).exists()]
+    assert not missing, missing

@@ -28,9 +28,11 @@ points; a claim that allows t points needs two such standard errors within t: n 
 --target that is 100 images for the accuracy drop (2 points) and 400 for a float .tflite file's
 drop against Keras (0.5 points): a card with a float32 file needs 400 held-out images.
 
-Example:
-  dapter-verify --bundle=release/cifar10_resnet18 --source=npz \
-      --train_npz=../shared/data/cifar10/train_20k.npz --test_npz=../shared/data/cifar10/test.npz --max_test=1000
+Examples (the committed reference release; the second needs ../shared/data's CIFAR-10 npz files):
+  dapter-verify --bundle=results/release/cifar2_10_reference --dataset=cifar2_10 --source=embedded
+  dapter-verify --bundle=results/release/cifar2_10_reference --dataset=cifar2_10 --source=npz \
+      --train_npz=../shared/data/cifar10/train_20k.npz --test_npz=../shared/data/cifar10/test.npz --max_test=1000 \
+      --target=results/release/cifar2_10_reference.target.keras
 """
 
 import sys
