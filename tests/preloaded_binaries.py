@@ -70,10 +70,12 @@ def _run_module(module: str, args: list, cwd: str, env: dict, stdout_path: str, 
         os._exit(status)
 
 
-def start(module: str, args: list, cwd: str) -> multiprocessing.Process:
-    """Starts ``module`` with ``args`` in a forked child, its output discarded; returns the running child."""
+def start(
+    module: str, args: list, cwd: str, stdout_path: str = os.devnull, stderr_path: str = os.devnull
+) -> multiprocessing.Process:
+    """Starts ``module`` with ``args`` in a forked child, output to the two files (default: discarded); returns it."""
     child = _forkserver_context().Process(
-        target=_run_module, args=(module, list(args), cwd, dict(os.environ), os.devnull, os.devnull)
+        target=_run_module, args=(module, list(args), cwd, dict(os.environ), stdout_path, stderr_path)
     )
     child.start()
     return child
@@ -90,10 +92,7 @@ def run(module: str, args: list, cwd: str, timeout: float) -> subprocess.Complet
         paths = [os.path.join(folder, name) for name in ("stdout", "stderr")]
         for path in paths:
             open(path, "w").close()
-        child = _forkserver_context().Process(
-            target=_run_module, args=(module, list(args), cwd, dict(os.environ), *paths)
-        )
-        child.start()
+        child = start(module, args, cwd, *paths)
         child.join(timeout)
         timed_out = child.exitcode is None
         if timed_out:
