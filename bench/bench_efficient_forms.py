@@ -13,7 +13,9 @@ trained after the converter froze, on its converted training images, measured on
            output blocks against the block encoder (architecture block_encoder), the form the
            reference releases ship.
 
-Both converters of a pair get the same --epochs, seed, data and suite. The frontier's files
+Both converters of a pair get the same --epochs, seed, data and suite. --form_lambdas adds the patch
+form at other lambdas (fig3_patches_lambda<value>), each judged against the same Fig. 3 at --lambda_:
+whether the form only sits elsewhere on the same entropy-accuracy frontier. The frontier's files
 (WORKDIR/frontier.json, .md, .png, one folder per converter) hold the figures, and
 WORKDIR/forms.md the verdict of each pair: the accuracy drop's difference with its standard error
 (sqrt(se_a^2 + se_b^2), the two drops' paired errors, so conservative) and the strongest SSIM of
@@ -42,6 +44,12 @@ _criteria = attack_flags.define_security_flags(max_ssim=0.2, max_label_gap_point
 _PAIRS = flags.DEFINE_list("pairs", "patches", "Which pairs to train and attack: patches, block or both.")
 _BLOCK = flags.DEFINE_integer("block", 32, "The block side of the 'block' pair's coarse code.")
 _LAMBDA = flags.DEFINE_float("lambda_", 0.9, "lambda of L_dap for the 'patches' pair, in [0, 1].")
+_FORM_LAMBDAS = flags.DEFINE_list(
+    "form_lambdas",
+    [],
+    "Further lambdas for the patch form, each in [0, 1] and judged against Fig. 3 at --lambda_ "
+    "(needs --pairs=patches; default: none).",
+)
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Folder for the frontier's files, forms.md and one folder per converter.", required=True
 )
@@ -51,13 +59,17 @@ for module in (flags_lib, training_flags, attack_flags):
 
 
 def main():
-    from dapter_tf import attacks, data
+    from dapter_tf import DapterError, attacks, data
     from dapter_tf.analysis import forms, protection
     from dapter_tf.records import files
 
     base = _build_config(_build_data(), _training(), lambda_=_LAMBDA.value)
     side = data.config_task(base.data).image_size[0]
-    recipes = forms.pair_recipes(_PAIRS.value, _BLOCK.value, side)
+    try:
+        form_lambdas = [float(v) for v in _FORM_LAMBDAS.value]
+    except ValueError:
+        raise DapterError(f"--form_lambdas must be numbers, got {','.join(_FORM_LAMBDAS.value)}") from None
+    recipes = forms.pair_recipes(_PAIRS.value, _BLOCK.value, side, form_lambdas)
     protection.check_recipes(recipes, base)
     criteria = attacks.SecurityCriteria(max_drop_points=3.0, **_criteria()).validate()
     suite = _build_suite(base.seed, criteria)

@@ -31,9 +31,10 @@ def test_macs_by_hand_at_224():
     # Layers 1-3 at 56x56 on 48 channels (the first reads the 48 values of a 4x4 patch): 3 x 56*56*9*48*48;
     # 4 and 5 halve to 28x28 (48 -> 96) and 14x14 (96 -> 192): 28*28*9*48*96 + 14*14*9*96*192;
     # 6 and 7 (sub-pixel form) the same as 5 and 4: 14*14*9*192*96 + 28*28*9*96*48;
-    # 8 reads the copy connection's 96 channels at 56x56 and gives 48 (16 pixels x 3): 56*56*9*96*48.
-    by_hand = 3 * 56 * 56 * 9 * 48 * 48 + 4 * 28 * 28 * 9 * 48 * 96 + 56 * 56 * 9 * 96 * 48
-    assert by_hand == 455_196_672  # 0.455 GMAC, against the Fig. 3 converter's 1,137,991,680.
+    # 8 reads the copy connection's 96 channels and the 48 of the patches at 56x56 and gives 48 (16 pixels
+    # x 3): 56*56*9*144*48.
+    by_hand = 3 * 56 * 56 * 9 * 48 * 48 + 4 * 28 * 28 * 9 * 48 * 96 + 56 * 56 * 9 * 144 * 48
+    assert by_hand == 520_224_768  # 0.520 GMAC, against the Fig. 3 converter's 1,137,991,680.
     lite = export_tflite_lib.convert_to_tflite(build_patch_converter(), "float32", (224, 224))
     assert sum(benchmark_lib.tflite_macs(lite).values()) == by_hand
 
@@ -60,6 +61,19 @@ def test_keras_and_tflite_agree_and_the_file_round_trips(embedded, tmp_path):
     converter.save(tmp_path / "c.keras")
     loaded = models.load_converter(str(tmp_path / "c.keras"))
     np.testing.assert_array_equal(loaded(images[:2] / 255.0).numpy(), converter(images[:2] / 255.0).numpy())
+
+
+def test_a_new_patch_converter_passes_the_image_through(embedded):
+    # Layer 8 starts as sigmoid(6 (x - 1/2)) of each pixel value: black 0.047, white 0.953, grey 0.5;
+    # the features of layers 1-7 at a tenth of their scale move it by less than the output grid's step.
+    keras.utils.set_random_seed(0)
+    images = embedded[1].images[:16].astype(np.float32) / 255.0
+    passed = 1.0 / (1.0 + np.exp(-models.PASS_GAIN * (images - 0.5)))
+    assert models.PASS_GAIN == 6.0 and passed.min() >= 0.047 and passed.max() <= 0.953
+    converted = build_patch_converter()(images).numpy()
+    assert np.abs(converted - passed).max() < 0.05  # Half an output step (8/255) and a little.
+    # Fig. 3 starts elsewhere: its first images are far from the photo.
+    assert np.abs(models.build_converter()(images).numpy() - passed).mean() > 0.2
 
 
 def test_patches_of_one_pixel_are_refused():

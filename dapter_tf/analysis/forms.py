@@ -4,7 +4,8 @@ Issue 32: a form that is cheaper on phones (``fig3_patches``, the block encoder)
 the protective recipes only where, trained the same way, it loses at most ``MAX_EXTRA_DROP_POINTS``
 more and its strongest attacker's SSIM is no higher. ``bench/bench_efficient_forms.py`` trains each
 pair and runs the attack suite on both (``protection.run_frontier``); this module names the pairs and
-judges them.
+judges them. The patch form may also be trained at other lambdas than Fig. 3's (``form_lambdas``):
+the same form elsewhere on its entropy-accuracy frontier, each judged against the same Fig. 3.
 """
 
 from dapter_tf.analysis import protection, recipe_search
@@ -15,24 +16,32 @@ MAX_EXTRA_DROP_POINTS = 1.0
 PAIRS = ("patches", "block")
 
 
-def pair_recipes(pairs, block: int, side: int) -> list:
+def pair_recipes(pairs, block: int, side: int, form_lambdas=()) -> list:
     """The ``protection.Recipe`` of each pair, Fig. 3 first in each; the epochs are the base config's.
 
-    ``patches``: the base config (L_dap) on Fig. 3 (24/48/96) and on its patch form (48/96/192).
+    ``patches``: the base config (L_dap) on Fig. 3 (24/48/96) and on its patch form (48/96/192),
+    then the patch form at each of ``form_lambdas`` (``fig3_patches_lambda<value>``).
     ``block``: ``dapter-protect``'s wide rung at blocks of ``block`` (``recipe_search.build_ladder``
     for ``side``-pixel images) on Fig. 3 with output blocks and on the block encoder.
+
+    Raises:
+        DapterError: on an unknown or missing pair, a block the ladder lacks, or ``form_lambdas``
+            without the patches pair or repeating a value.
     """
     from dapter_tf.models.converter import PATCH_FILTERS
 
     unknown = [p for p in pairs if p not in PAIRS]
     if unknown or not pairs:
         raise DapterError(f"--pairs takes any of {', '.join(PAIRS)}, got {','.join(pairs) or 'nothing'}")
+    if form_lambdas and "patches" not in pairs:
+        raise DapterError("--form_lambdas trains the patch form at other lambdas: it needs --pairs=patches")
+    if len(set(form_lambdas)) != len(form_lambdas):
+        raise DapterError(f"--form_lambdas repeats a value: {','.join(f'{v:g}' for v in form_lambdas)}")
     recipes = []
     if "patches" in pairs:
-        recipes += [
-            protection.Recipe("fig3", {"architecture": "fig3"}),
-            protection.Recipe("fig3_patches", {"architecture": "fig3_patches", "filters": PATCH_FILTERS}),
-        ]
+        patches = {"architecture": "fig3_patches", "filters": PATCH_FILTERS}
+        recipes += [protection.Recipe("fig3", {"architecture": "fig3"}), protection.Recipe("fig3_patches", patches)]
+        recipes += [protection.Recipe(f"fig3_patches_lambda{v:g}", {**patches, "lambda_": v}) for v in form_lambdas]
     if "block" in pairs:
         rungs = {r.name: r for r in recipe_search.build_ladder(side)}
         if f"b{block}_wide" not in rungs:
@@ -46,15 +55,27 @@ def pair_recipes(pairs, block: int, side: int) -> list:
 
 
 def compare_forms(points: list[dict]) -> list[dict]:
-    """Each cheaper form beside its Fig. 3 point (``points`` in ``pair_recipes`` order): the two verdicts."""
-    rows = []
-    for fig3, form in zip(points[::2], points[1::2]):
+    """Each cheaper form beside its Fig. 3 point: the two verdicts.
+
+    Args:
+        points: Frontier points in ``pair_recipes`` order; each form is judged against the last
+            Fig. 3 point before it (``architecture`` ``fig3`` in its recipe).
+    """
+    rows, fig3 = [], None
+    for form in points:
+        if form["recipe"].get("architecture") == "fig3":
+            fig3 = form
+            continue
         extra = form["accuracy_drop_points"] - fig3["accuracy_drop_points"]
         error = (fig3["accuracy_drop_error_points"] ** 2 + form["accuracy_drop_error_points"] ** 2) ** 0.5
         rows.append(
             {
                 "fig3": fig3["name"],
                 "form": form["name"],
+                "lambda_fig3": fig3["lambda"],
+                "lambda_form": form["lambda"],
+                "entropy_ratio_fig3": fig3["entropy_ratio"],
+                "entropy_ratio_form": form["entropy_ratio"],
                 "extra_drop_points": extra,
                 "extra_drop_error_points": error,
                 "accuracy_holds": extra <= MAX_EXTRA_DROP_POINTS,
@@ -70,15 +91,17 @@ def compare_forms(points: list[dict]) -> list[dict]:
 def forms_table(rows: list[dict]) -> str:
     """The verdicts as a markdown table."""
     lines = [
-        "| Fig. 3 | cheaper form | extra points lost (bar: at most 1) | strongest SSIM, Fig. 3 | strongest SSIM, "
-        "form (bar: no higher) | mean image SSIM |",
-        "|---|---|---|---|---|---|",
+        "| Fig. 3 | cheaper form | λ, Fig. 3 / form | entropy ratio, Fig. 3 / form | extra points lost (bar: at "
+        "most 1) | strongest SSIM, Fig. 3 | strongest SSIM, form (bar: no higher) | mean image SSIM |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         verdict = "holds" if r["accuracy_holds"] else "missed"
         ssim = "holds" if r["ssim_holds"] else "missed"
         lines.append(
-            f"| {r['fig3']} | {r['form']} | {r['extra_drop_points']:+.2f} ± {r['extra_drop_error_points']:.2f}: "
-            f"{verdict} | {r['ssim_fig3']:.3f} | {r['ssim_form']:.3f}: {ssim} | {r['ssim_mean_image']:.3f} |"
+            f"| {r['fig3']} | {r['form']} | {r['lambda_fig3']:g} / {r['lambda_form']:g} | "
+            f"{r['entropy_ratio_fig3']:.1%} / {r['entropy_ratio_form']:.1%} | "
+            f"{r['extra_drop_points']:+.2f} ± {r['extra_drop_error_points']:.2f}: {verdict} | "
+            f"{r['ssim_fig3']:.3f} | {r['ssim_form']:.3f}: {ssim} | {r['ssim_mean_image']:.3f} |"
         )
     return "\n".join(lines) + "\n"
