@@ -108,6 +108,7 @@ def test_bench_refuses_an_unknown_pair_in_one_line_writing_nothing(tmp_path):
     "flag, message",
     [
         ("--form_lambdas=half", "--form_lambdas must be numbers, got half"),
+        ("--form_lambdas=0.5,0.9", "--form_lambdas=0.9 repeats --lambda_: the pair trains the patch form at it"),
         ("--form_lambdas=1.5", "recipe fig3_patches_lambda1.5: lambda must lie in [0, 1] (Eq. 1), got 1.5"),
     ],
 )
