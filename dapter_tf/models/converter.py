@@ -275,9 +275,10 @@ def build_patch_converter(
     patches = ToPatches(patch, name="to_patches")(images)
     x = _fig3_layers(patches, filters)
     # Layer 8 also reads the patches themselves, and starts by passing them through: a new patch
-    # converter otherwise gives each pixel a random mix of its 12x12 neighbourhood, which the target
+    # converter otherwise gives each pixel a random mix of the patches around it, which the target
     # cannot read, and learns a readable image far slower than Fig. 3 (CIFAR-10, after one epoch:
-    # 33.0 % against Fig. 3's 65.1 %, at λ 0.9 and 0.5 alike; passing through: 75.8 %).
+    # 33.0 % against Fig. 3's 65.1 %, at λ 0.9 and 0.5 alike; passing through: 75.8 %). Ten epochs
+    # later it still keeps more of the photo than Fig. 3 (results/export/README.md, issue 32).
     x = keras.layers.Concatenate(name="patch_connection")([patches, x])
     # As in build_converter: the output stays float32 under a mixed precision policy.
     out = {"dtype": "float32"} if keras.config.dtype_policy().name != "float32" else {}
