@@ -69,9 +69,7 @@ def main():
         form_lambdas = [float(v) for v in _FORM_LAMBDAS.value]
     except ValueError:
         raise DapterError(f"--form_lambdas must be numbers, got {','.join(_FORM_LAMBDAS.value)}") from None
-    if base.lambda_ in form_lambdas:
-        raise DapterError(f"--form_lambdas={base.lambda_:g} repeats --lambda_: the pair trains the patch form at it")
-    recipes = forms.pair_recipes(_PAIRS.value, _BLOCK.value, side, form_lambdas)
+    recipes = forms.pair_recipes(_PAIRS.value, _BLOCK.value, side, form_lambdas, base.lambda_)
     protection.check_recipes(recipes, base)
     criteria = attacks.SecurityCriteria(max_drop_points=3.0, **_criteria()).validate()
     suite = _build_suite(base.seed, criteria)

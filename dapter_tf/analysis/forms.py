@@ -16,17 +16,18 @@ MAX_EXTRA_DROP_POINTS = 1.0
 PAIRS = ("patches", "block")
 
 
-def pair_recipes(pairs, block: int, side: int, form_lambdas=()) -> list:
+def pair_recipes(pairs, block: int, side: int, form_lambdas=(), lambda_: float | None = None) -> list:
     """The ``protection.Recipe`` of each pair, Fig. 3 first in each; the epochs are the base config's.
 
     ``patches``: the base config (L_dap) on Fig. 3 (24/48/96) and on its patch form (48/96/192),
-    then the patch form at each of ``form_lambdas`` (``fig3_patches_lambda<value>``).
+    then the patch form at each of ``form_lambdas`` (``fig3_patches_lambda<value>``), none of them the
+    base config's ``lambda_``.
     ``block``: ``dapter-protect``'s wide rung at blocks of ``block`` (``recipe_search.build_ladder``
     for ``side``-pixel images) on Fig. 3 with output blocks and on the block encoder.
 
     Raises:
         DapterError: on an unknown or missing pair, a block the ladder lacks, or ``form_lambdas``
-            without the patches pair or repeating a value.
+            without the patches pair, repeating a value or ``lambda_``.
     """
     from dapter_tf.models.converter import PATCH_FILTERS
 
@@ -37,6 +38,8 @@ def pair_recipes(pairs, block: int, side: int, form_lambdas=()) -> list:
         raise DapterError("--form_lambdas trains the patch form at other lambdas: it needs --pairs=patches")
     if len(set(form_lambdas)) != len(form_lambdas):
         raise DapterError(f"--form_lambdas repeats a value: {','.join(f'{v:g}' for v in form_lambdas)}")
+    if lambda_ in form_lambdas:
+        raise DapterError(f"--form_lambdas={lambda_:g} repeats --lambda_: the pair trains the patch form at it")
     recipes = []
     if "patches" in pairs:
         patches = {"architecture": "fig3_patches", "filters": PATCH_FILTERS}
