@@ -311,3 +311,23 @@ def test_train_step_bench_refuses_bad_flags():
         run_binary("bench.bench_train_step", "--batch_size=1000"),
         "33000 images are needed for the steps asked, the data has 3500",
     )
+
+
+def test_cpu_name_gives_the_model_and_the_int8_instructions_the_ratios_depend_on(tmp_path):
+    # Two processors as /proc/cpuinfo lists them: the first one's name and flags are taken.
+    xeon = tmp_path / "xeon"
+    xeon.write_text(
+        "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\nflags\t\t: fpu sse4_2 avx2 avx512f avx512_vnni\n\n"
+        "processor\t: 1\nmodel name\t: Intel(R) Xeon(R) Processor\nflags\t\t: fpu sse4_2 avx2 avx512f avx512_vnni\n"
+    )
+    epyc = tmp_path / "epyc"
+    epyc.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse4_2 avx fma avx2\n")
+    old = tmp_path / "old"
+    old.write_text("processor\t: 0\nmodel name\t: Old CPU\nflags\t\t: fpu sse4_2\n")
+    nameless = tmp_path / "nameless"
+    nameless.write_text("processor\t: 0\nflags\t\t: avx2\n")
+    assert benchmark_lib.cpu_name(str(xeon)) == "Intel(R) Xeon(R) Processor (avx512_vnni, avx512f, avx2)"
+    assert benchmark_lib.cpu_name(str(epyc)) == "AMD EPYC (avx2)"
+    assert benchmark_lib.cpu_name(str(old)) == "Old CPU (no AVX2)"
+    assert benchmark_lib.cpu_name(str(nameless)) == "unknown CPU"
+    assert benchmark_lib.cpu_name(str(tmp_path / "missing")) == "unknown CPU"

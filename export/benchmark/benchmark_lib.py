@@ -371,13 +371,32 @@ def format_benchmark_line(row: dict) -> str:
     return line
 
 
-def cpu_name() -> str:
-    """The host CPU's model name (from /proc/cpuinfo), recorded beside a bench's timings."""
+# The x86 instructions XNNPACK's int8 kernels are chosen by, best first. Without a VNNI dot product
+# (an AVX2-only AMD EPYC here) int8 runs no faster than float32 and a converter's latency follows its
+# MACs, so the same files gave MobileNetV2 ratios about three times higher there than on an Intel Xeon
+# with AVX-512 VNNI (results/export/README.md): a ratio means little without them.
+INT8_INSTRUCTIONS = ("avx512_vnni", "avx_vnni", "avx512f", "avx2")
+
+
+def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The host CPU's model name and its int8 instructions (from ``cpuinfo``), recorded beside a bench's timings.
+
+    Returns:
+        For example "AMD EPYC (avx2)" or "Intel(R) Xeon(R) Processor (avx512_vnni, avx512f, avx2)";
+        "unknown CPU" where the file cannot be read or names no model.
+    """
+    name, flags = None, set()
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(cpuinfo) as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and name is None:
+                    name = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
     except OSError:
         pass
-    return "unknown CPU"
+    if name is None:
+        return "unknown CPU"
+    found = [f for f in INT8_INSTRUCTIONS if f in flags]
+    return f"{name} ({', '.join(found) if found else 'no AVX2'})"
