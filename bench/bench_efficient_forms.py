@@ -7,7 +7,7 @@ frozen --target on the data flags' training images, and runs the full attack sui
 trained after the converter froze, on its converted training images, measured on held-out images):
 
   patches  the paper's L_dap at --lambda_: Fig. 3 (24/48/96) against its efficient form on 4x4 pixel
-           patches (architecture fig3_patches, 48/96/192);
+           patches (architecture fig3_patches, 48/96/192; --patch=2: on 2x2 patches, fig3_patches2);
   block    the coarse code of dapter-protect's wide rungs (blocks of --block, λ 0.5, cosine decay,
            L_acc towards the target's answer, learning rate 3e-4, 48/96/192): Fig. 3 with the code's
            output blocks against the block encoder (architecture block_encoder), the form the
@@ -63,13 +63,14 @@ def main():
     from dapter_tf.analysis import forms, protection
     from dapter_tf.records import files
 
-    base = _build_config(_build_data(), _training(), lambda_=_LAMBDA.value)
+    # --patch is the patch form's (its recipes take it); the base config is Fig. 3's, on 4x4 by default.
+    base = _build_config(_build_data(), _training(), lambda_=_LAMBDA.value, patch=4)
     side = data.config_task(base.data).image_size[0]
     try:
         form_lambdas = [float(v) for v in _FORM_LAMBDAS.value]
     except ValueError:
         raise DapterError(f"--form_lambdas must be numbers, got {','.join(_FORM_LAMBDAS.value)}") from None
-    recipes = forms.pair_recipes(_PAIRS.value, _BLOCK.value, side, form_lambdas, base.lambda_)
+    recipes = forms.pair_recipes(_PAIRS.value, _BLOCK.value, side, form_lambdas, base.lambda_, flags.FLAGS.patch)
     protection.check_recipes(recipes, base)
     criteria = attacks.SecurityCriteria(max_drop_points=3.0, **_criteria()).validate()
     suite = _build_suite(base.seed, criteria)

@@ -16,7 +16,7 @@ def test_each_pair_differs_only_in_the_architecture():
         "encoder_b32",
     )
     assert fig3.overrides == {"architecture": "fig3"}
-    assert patches.overrides == {"architecture": "fig3_patches", "filters": (48, 96, 192)}
+    assert patches.overrides == {"architecture": "fig3_patches", "filters": (48, 96, 192), "patch": 4}
     # The block pair is dapter-protect's wide rung, at the base config's epochs, on either architecture.
     rung = {r.name: r for r in recipe_search.build_ladder(64)}["b32_wide"].recipe.overrides
     assert encoder.overrides == {k: v for k, v in rung.items() if k != "epochs"}
@@ -37,6 +37,14 @@ def test_the_patch_form_at_other_lambdas_follows_its_pair():
     # Only lambda differs from the patch form at the base config's lambda.
     assert recipes[2].overrides == {**recipes[1].overrides, "lambda_": 0.5}
     assert recipes[3].overrides == {**recipes[1].overrides, "lambda_": 0.25}
+
+
+def test_the_patch_form_on_other_patches_has_its_own_name_and_folders():
+    fig3, patches, lower = forms.pair_recipes(["patches"], 32, 32, form_lambdas=[0.5], lambda_=0.9, patch=2)
+    assert [r.name for r in (fig3, patches, lower)] == ["fig3", "fig3_patches2", "fig3_patches2_lambda0.5"]
+    assert fig3.overrides == {"architecture": "fig3"}
+    assert patches.overrides == {"architecture": "fig3_patches", "filters": (48, 96, 192), "patch": 2}
+    assert lower.overrides == {**patches.overrides, "lambda_": 0.5}
 
 
 @pytest.mark.parametrize(

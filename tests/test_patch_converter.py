@@ -1,6 +1,7 @@
 """The efficient form of the Fig. 3 converter: the same eight layers on 4x4 pixel patches (issue 32)."""
 
 import json
+import re
 
 import keras
 import numpy as np
@@ -10,6 +11,7 @@ from conftest import tiny_dapter_config
 from dapter_tf import DapterError, models, train
 from dapter_tf.data.tasks import get_task
 from dapter_tf.models import FromPatches, ToPatches, build_patch_converter
+from dapter_tf.train.converter import check_target_fits
 from export.benchmark import benchmark_lib
 from export.tflite import export_tflite_lib
 
@@ -79,6 +81,8 @@ def test_a_new_patch_converter_passes_the_image_through(embedded):
 def test_patches_of_one_pixel_are_refused():
     with pytest.raises(DapterError, match="the patch converter needs patches of at least 2x2 pixels"):
         build_patch_converter(patch=1)
+    with pytest.raises(DapterError, match="the patch converter needs patches of 2, 4, 8 or 16 pixels, got 3"):
+        build_patch_converter(patch=3)
 
 
 def test_one_training_step_of_the_patch_converter_is_recorded(embedded, tiny_target_path, tmp_path):
@@ -88,3 +92,43 @@ def test_one_training_step_of_the_patch_converter_is_recorded(embedded, tiny_tar
     converter = models.load_converter(str(tmp_path))
     assert {"to_patches", "from_patches"} <= {layer.name for layer in converter.layers}
     assert json.loads((tmp_path / "config.json").read_text())["architecture"] == "fig3_patches"
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"architecture": "fig3_patches", "patch": 3}, "patch must be 2, 4, 8 or 16 pixels (a power of two; for 1 use"),
+        ({"architecture": "fig3_patches", "patch": 1}, "patch must be 2, 4, 8 or 16 pixels (a power of two; for 1 use"),
+        ({"architecture": "fig3", "patch": 2}, "patch=2 needs architecture fig3_patches"),
+    ],
+)
+def test_a_bad_patch_side_is_refused(tiny_target_path, overrides, message):
+    with pytest.raises(DapterError, match=re.escape(message)):
+        tiny_dapter_config(tiny_target_path, **overrides)
+
+
+def test_patches_of_two_pixels_are_trained_and_recorded(embedded, tiny_target_path, tmp_path):
+    config = tiny_dapter_config(tiny_target_path, architecture="fig3_patches", filters=(8, 8, 8), patch=2)
+    train.train_dapter(config, get_task("cifar10"), embedded[0].take(32), embedded[1].take(32), str(tmp_path))
+    converter = models.load_converter(str(tmp_path))
+    assert converter.get_layer("to_patches").get_config()["patch"] == 2
+    assert converter.get_layer("conv1").input.shape[-1] == 12  # 2x2 patches of 3 colours.
+    assert converter(embedded[1].images[:1].astype("float32") / 255.0).shape == (1, 32, 32, 3)
+    assert json.loads((tmp_path / "config.json").read_text())["patch"] == 2
+
+
+def test_image_sides_must_be_multiples_of_four_patches(embedded, tiny_target_path):
+    target = keras.models.load_model(tiny_target_path)
+    photos = embedded[0].take(8)  # 32x32
+    check_target_fits(
+        tiny_dapter_config(tiny_target_path, architecture="fig3_patches", patch=8), get_task("cifar10"), photos, target
+    )
+    with pytest.raises(
+        DapterError, match=re.escape("fig3_patches needs image sides that are multiples of 64, got 32x32")
+    ):
+        check_target_fits(
+            tiny_dapter_config(tiny_target_path, architecture="fig3_patches", patch=16),
+            get_task("cifar10"),
+            photos,
+            target,
+        )

@@ -16,12 +16,13 @@ MAX_EXTRA_DROP_POINTS = 1.0
 PAIRS = ("patches", "block")
 
 
-def pair_recipes(pairs, block: int, side: int, form_lambdas=(), lambda_: float | None = None) -> list:
+def pair_recipes(pairs, block: int, side: int, form_lambdas=(), lambda_: float | None = None, patch: int = 4) -> list:
     """The ``protection.Recipe`` of each pair, Fig. 3 first in each; the epochs are the base config's.
 
-    ``patches``: the base config (L_dap) on Fig. 3 (24/48/96) and on its patch form (48/96/192),
-    then the patch form at each of ``form_lambdas`` (``fig3_patches_lambda<value>``), none of them the
-    base config's ``lambda_``.
+    ``patches``: the base config (L_dap) on Fig. 3 (24/48/96) and on its patch form (48/96/192) on
+    ``patch`` x ``patch`` pixel patches (named ``fig3_patches``, or ``fig3_patches<patch>`` for other
+    sides than 4), then the patch form at each of ``form_lambdas`` (``<name>_lambda<value>``), none of
+    them the base config's ``lambda_``.
     ``block``: ``dapter-protect``'s wide rung at blocks of ``block`` (``recipe_search.build_ladder``
     for ``side``-pixel images) on Fig. 3 with output blocks and on the block encoder.
 
@@ -29,7 +30,7 @@ def pair_recipes(pairs, block: int, side: int, form_lambdas=(), lambda_: float |
         DapterError: on an unknown or missing pair, a block the ladder lacks, or ``form_lambdas``
             without the patches pair, repeating a value or ``lambda_``.
     """
-    from dapter_tf.models.converter import PATCH_FILTERS
+    from dapter_tf.models.converter import PATCH, PATCH_FILTERS
 
     unknown = [p for p in pairs if p not in PAIRS]
     if unknown or not pairs:
@@ -42,9 +43,10 @@ def pair_recipes(pairs, block: int, side: int, form_lambdas=(), lambda_: float |
         raise DapterError(f"--form_lambdas={lambda_:g} repeats --lambda_: the pair trains the patch form at it")
     recipes = []
     if "patches" in pairs:
-        patches = {"architecture": "fig3_patches", "filters": PATCH_FILTERS}
-        recipes += [protection.Recipe("fig3", {"architecture": "fig3"}), protection.Recipe("fig3_patches", patches)]
-        recipes += [protection.Recipe(f"fig3_patches_lambda{v:g}", {**patches, "lambda_": v}) for v in form_lambdas]
+        patches = {"architecture": "fig3_patches", "filters": PATCH_FILTERS, "patch": patch}
+        name = "fig3_patches" if patch == PATCH else f"fig3_patches{patch}"
+        recipes += [protection.Recipe("fig3", {"architecture": "fig3"}), protection.Recipe(name, patches)]
+        recipes += [protection.Recipe(f"{name}_lambda{v:g}", {**patches, "lambda_": v}) for v in form_lambdas]
     if "block" in pairs:
         rungs = {r.name: r for r in recipe_search.build_ladder(side)}
         if f"b{block}_wide" not in rungs:

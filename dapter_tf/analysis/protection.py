@@ -33,6 +33,7 @@ _FIELDS = {
     "acc_labels": str,
     "class_code": str,
     "architecture": str,
+    "patch": int,
     "task_head": float,
     "validation_images": int,
     "augment": lambda v: {"true": True, "false": False}[v.lower()],

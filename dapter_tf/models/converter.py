@@ -269,7 +269,9 @@ def build_patch_converter(
     Returns:
         A functional ``keras.Model`` mapping float32 images in [0, 1] to images of the same shape.
     """
-    if check_output_block(patch) == 1:
+    if int(patch) != patch or patch not in (1, 2, 4, 8, 16):
+        raise DapterError(f"the patch converter needs patches of 2, 4, 8 or 16 pixels, got {patch}")
+    if patch == 1:
         raise DapterError("the patch converter needs patches of at least 2x2 pixels; for 1 use the Fig. 3 converter")
     images = keras.Input(shape=input_shape, name="images")
     patches = ToPatches(patch, name="to_patches")(images)

@@ -12,7 +12,13 @@ from dapter_tf.data.loading import DataConfig
 from dapter_tf.defences.adversarial import AdversaryConfig
 from dapter_tf.errors import DapterError
 from dapter_tf.models import targets
-from dapter_tf.models.converter import DEFAULT_FILTERS, DEFAULT_OUTPUT_STEP, check_output_block, check_output_step
+from dapter_tf.models.converter import (
+    DEFAULT_FILTERS,
+    DEFAULT_OUTPUT_STEP,
+    PATCH,
+    check_output_block,
+    check_output_step,
+)
 from dapter_tf.models.saving import is_saved_model
 from dapter_tf.models.served import TargetContract
 
@@ -138,10 +144,12 @@ class DapterConfig:
         xla: Compile each replica's step with XLA.
         architecture: The converter: ``fig3``, the paper's U-Net (with ``output_block``, its output
             averaged over the blocks), ``fig3_patches``, its efficient form for phones on 4x4 pixel
-            patches (``models.build_patch_converter``; image sides multiples of 16), or
+            patches (``models.build_patch_converter``; image sides multiples of 4 ``patch``), or
             ``block_encoder`` (``models.build_block_converter``), which
             stops at the block resolution and so costs less the larger the blocks; it needs
             ``output_block`` >= 2 (``class_code`` then cannot be set: that is another output code).
+        patch: With ``architecture="fig3_patches"``: the side p of its pixel patches, a power of two
+            >= 2 (4, the default: 48 values per patch; 2 runs its layers at H/2, with more MACs).
         code_margin: The weight of L_margin (``losses.code_margin_loss``) added to L_dap: pulls every
             output value towards the middle of its grid level, so that a full-int8 file rounds it to
             the same level (a short fine-tuning from ``init_converter``; ``recipe_search``). 0: off.
@@ -180,6 +188,7 @@ class DapterConfig:
     class_code: str = ""
     target_contract: TargetContract = TargetContract()
     architecture: str = "fig3"
+    patch: int = PATCH
     code_margin: float = 0.0
     task_head: float = 0.0
     validation_images: int = 0
@@ -213,10 +222,20 @@ class DapterConfig:
                 "architecture block_encoder needs output_block >= 2 (it stops at the block resolution); "
                 "with output_block 1 use architecture fig3"
             )
+        if self.patch != PATCH and self.architecture != "fig3_patches":
+            raise DapterError(
+                f"patch={self.patch} needs architecture fig3_patches (only it cuts the image into patches)"
+            )
+        if int(self.patch) != self.patch or self.patch not in (2, 4, 8, 16):
+            raise DapterError(
+                f"patch must be 2, 4, 8 or 16 pixels (a power of two; for 1 use architecture fig3), got {self.patch}"
+            )
         if not self.code_margin >= 0:
             raise DapterError(f"code_margin must be >= 0, got {self.code_margin}")
         if self.code_margin and self.output_step == 1:
-            raise DapterError("code_margin needs an output grid (output_step > 1): with step 1 there is no level to keep")
+            raise DapterError(
+                "code_margin needs an output grid (output_step > 1): with step 1 there is no level to keep"
+            )
         if not self.task_head >= 0:
             raise DapterError(f"task_head must be >= 0, got {self.task_head}")
         if self.task_head and self.architecture != "block_encoder":

@@ -4,7 +4,6 @@ Every file a run leaves in its workdir is written atomically (temp file, then re
 never leaves half a file.
 """
 
-import json
 import os
 import time
 
@@ -20,7 +19,6 @@ from dapter_tf.defences.adversarial import AdversarialDecoders
 from dapter_tf.errors import DapterError
 from dapter_tf.models import saving, served
 from dapter_tf.models.converter import (
-    PATCH,
     OutputLevels,
     build_block_converter,
     build_class_code_converter,
@@ -200,7 +198,9 @@ def train_dapter(config: DapterConfig, task: Task, train_set, test_set: ImageSet
         if config.architecture == "block_encoder":
             return build_block_converter(config.filters, config.output_block, config.output_step)
         if config.architecture == "fig3_patches":
-            return build_patch_converter(config.filters, output_step=config.output_step, output_block=config.output_block)
+            return build_patch_converter(
+                config.filters, output_step=config.output_step, output_block=config.output_block, patch=config.patch
+            )
         return build_converter(config.filters, output_step=config.output_step, output_block=config.output_block)
 
     with strategy.scope():
@@ -390,7 +390,7 @@ def check_target_fits(config: DapterConfig, task: Task, train_set, target: keras
         )
     height, width = train_set.image_shape[:2]
     check_image_size(height, width, config.output_block)
-    side = 4 * PATCH  # The patch converter halves its H/4 patches twice.
+    side = 4 * config.patch  # The patch converter halves its H/p patches twice.
     if config.architecture == "fig3_patches" and (height % side or width % side):
         raise DapterError(
             f"architecture fig3_patches needs image sides that are multiples of {side}, got {height}x{width}"
