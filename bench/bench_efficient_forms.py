@@ -61,10 +61,11 @@ for module in (flags_lib, training_flags, attack_flags):
 def main():
     from dapter_tf import DapterError, attacks, data
     from dapter_tf.analysis import forms, protection
+    from dapter_tf.models.converter import PATCH
     from dapter_tf.records import files
 
-    # --patch is the patch form's (its recipes take it); the base config is Fig. 3's, on 4x4 by default.
-    base = _build_config(_build_data(), _training(), lambda_=_LAMBDA.value, patch=4)
+    # --patch is the patch form's: its recipes set it, and the base config keeps the default that Fig. 3 needs.
+    base = _build_config(_build_data(), _training(), lambda_=_LAMBDA.value, patch=PATCH)
     side = data.config_task(base.data).image_size[0]
     try:
         form_lambdas = [float(v) for v in _FORM_LAMBDAS.value]

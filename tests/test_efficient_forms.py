@@ -118,9 +118,10 @@ def test_bench_refuses_an_unknown_pair_in_one_line_writing_nothing(tmp_path):
         ("--form_lambdas=half", "--form_lambdas must be numbers, got half"),
         ("--form_lambdas=0.5,0.9", "--form_lambdas=0.9 repeats --lambda_: the pair trains the patch form at it"),
         ("--form_lambdas=1.5", "recipe fig3_patches_lambda1.5: lambda must lie in [0, 1] (Eq. 1), got 1.5"),
+        ("--patch=3", "recipe fig3_patches3: patch must be 2, 4, 8 or 16 pixels (a power of two; for 1 use"),
     ],
 )
-def test_bench_refuses_bad_form_lambdas_in_one_line_writing_nothing(tmp_path, flag, message):
+def test_bench_refuses_bad_form_lambdas_or_patch_in_one_line_writing_nothing(tmp_path, flag, message):
     workdir = tmp_path / "forms"
     proc = run_binary("bench.bench_efficient_forms", "--target=t.keras", flag, f"--workdir={workdir}")
     assert_one_error_line(proc, message)

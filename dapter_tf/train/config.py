@@ -148,8 +148,8 @@ class DapterConfig:
             ``block_encoder`` (``models.build_block_converter``), which
             stops at the block resolution and so costs less the larger the blocks; it needs
             ``output_block`` >= 2 (``class_code`` then cannot be set: that is another output code).
-        patch: With ``architecture="fig3_patches"``: the side p of its pixel patches, a power of two
-            >= 2 (4, the default: 48 values per patch; 2 runs its layers at H/2, with more MACs).
+        patch: With ``architecture="fig3_patches"``: the side p of its pixel patches, 2, 4, 8 or 16
+            (4, the default: 48 values per patch; 2 runs its layers at H/2, with more MACs).
         code_margin: The weight of L_margin (``losses.code_margin_loss``) added to L_dap: pulls every
             output value towards the middle of its grid level, so that a full-int8 file rounds it to
             the same level (a short fine-tuning from ``init_converter``; ``recipe_search``). 0: off.
