@@ -233,6 +233,8 @@ class FromPatches(ToPatches):
 
 # The efficient form's pixel patches: 4x4, so its full-resolution layers run at a quarter of the sides.
 PATCH = 4
+# The patch sides the efficient form takes (DapterConfig.patch, --patch).
+PATCH_SIDES = (2, 4, 8, 16)
 # Its channels at H/4, H/8 and H/16: the Fig. 3 converter's doubled (the patches carry 48 values each).
 PATCH_FILTERS = (48, 96, 192)
 
@@ -269,10 +271,10 @@ def build_patch_converter(
     Returns:
         A functional ``keras.Model`` mapping float32 images in [0, 1] to images of the same shape.
     """
-    if int(patch) != patch or patch not in (1, 2, 4, 8, 16):
-        raise DapterError(f"the patch converter needs patches of 2, 4, 8 or 16 pixels, got {patch}")
     if patch == 1:
         raise DapterError("the patch converter needs patches of at least 2x2 pixels; for 1 use the Fig. 3 converter")
+    if patch not in PATCH_SIDES:
+        raise DapterError(f"the patch converter needs patches of 2, 4, 8 or 16 pixels, got {patch}")
     images = keras.Input(shape=input_shape, name="images")
     patches = ToPatches(patch, name="to_patches")(images)
     x = _fig3_layers(patches, filters)

@@ -16,6 +16,7 @@ from dapter_tf.models.converter import (
     DEFAULT_FILTERS,
     DEFAULT_OUTPUT_STEP,
     PATCH,
+    PATCH_SIDES,
     check_output_block,
     check_output_step,
 )
@@ -226,7 +227,7 @@ class DapterConfig:
             raise DapterError(
                 f"patch={self.patch} needs architecture fig3_patches (only it cuts the image into patches)"
             )
-        if int(self.patch) != self.patch or self.patch not in (2, 4, 8, 16):
+        if self.patch not in PATCH_SIDES:
             raise DapterError(
                 f"patch must be 2, 4, 8 or 16 pixels (a power of two; for 1 use architecture fig3), got {self.patch}"
             )
