@@ -8,13 +8,15 @@ trained after the converter froze, on its converted training images, measured on
 
   patches  the paper's L_dap at --lambda_: Fig. 3 (24/48/96) against its efficient form on 4x4 pixel
            patches (architecture fig3_patches, 48/96/192; --patch=2: on 2x2 patches, fig3_patches2);
+  split    the same against the split form (architecture fig3_split: Fig. 3's first and last layers
+           at full resolution on 8 channels, the rest on the patches, 48/96/192);
   block    the coarse code of dapter-protect's wide rungs (blocks of --block, λ 0.5, cosine decay,
            L_acc towards the target's answer, learning rate 3e-4, 48/96/192): Fig. 3 with the code's
            output blocks against the block encoder (architecture block_encoder), the form the
            reference releases ship.
 
 Both converters of a pair get the same --epochs, seed, data and suite. --form_lambdas adds the patch
-form at other lambdas (fig3_patches_lambda<value>), each judged against the same Fig. 3 at --lambda_:
+and split forms at other lambdas (fig3_patches_lambda<value>), each judged against the same Fig. 3 at --lambda_:
 whether the form only sits elsewhere on the same entropy-accuracy frontier. The frontier's files
 (WORKDIR/frontier.json, .md, .png, one folder per converter) hold the figures, and
 WORKDIR/forms.md the verdict of each pair: the accuracy drop's difference with its standard error
@@ -41,14 +43,14 @@ _training = training_flags.define_training_flags(epochs=10, batch_size=64, learn
 _build_config = training_flags.define_converter_flags()
 _build_suite = attack_flags.define_suite_flags()
 _criteria = attack_flags.define_security_flags(max_ssim=0.2, max_label_gap_points=5.0)
-_PAIRS = flags.DEFINE_list("pairs", "patches", "Which pairs to train and attack: patches, block or both.")
+_PAIRS = flags.DEFINE_list("pairs", "patches", "Which pairs to train and attack: any of patches, split and block.")
 _BLOCK = flags.DEFINE_integer("block", 32, "The block side of the 'block' pair's coarse code.")
 _LAMBDA = flags.DEFINE_float("lambda_", 0.9, "lambda of L_dap for the 'patches' pair, in [0, 1].")
 _FORM_LAMBDAS = flags.DEFINE_list(
     "form_lambdas",
     [],
-    "Further lambdas for the patch form, each in [0, 1] and judged against Fig. 3 at --lambda_ "
-    "(needs --pairs=patches; default: none).",
+    "Further lambdas for the patch forms, each in [0, 1] and judged against Fig. 3 at --lambda_ "
+    "(needs --pairs=patches or split; default: none).",
 )
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Folder for the frontier's files, forms.md and one folder per converter.", required=True
@@ -64,7 +66,7 @@ def main():
     from dapter_tf.models.converter import PATCH
     from dapter_tf.records import files
 
-    # --patch is the patch form's: its recipes set it, and the base config keeps the default that Fig. 3 needs.
+    # --patch is the patch forms': their recipes set it, and the base config keeps the default that Fig. 3 needs.
     base = _build_config(_build_data(), _training(), lambda_=_LAMBDA.value, patch=PATCH)
     side = data.config_task(base.data).image_size[0]
     try:

@@ -147,12 +147,14 @@ def define_converter_flags():
     architecture = flags.DEFINE_enum(
         "architecture",
         "fig3",
-        ["fig3", "fig3_patches", "block_encoder"],
+        ["fig3", "fig3_patches", "fig3_split", "block_encoder"],
         "The converter: fig3, the paper's U-Net at full resolution (1.138 GMAC at 224x224 with 24,48,96; "
         "about 4x that with 48,96,192), whose features --output_block averages away; fig3_patches, its efficient "
         "form for phones: the same eight layers on --patch x --patch pixel patches (space-to-depth in, depth-to-space "
         "out; image sides multiples of 4 --patch), 0.520 GMAC with 4x4 patches and --filters=48,96,192, the channels "
-        "at H/4, H/8 and H/16; or block_encoder, "
+        "at H/4, H/8 and H/16; fig3_split, the form that keeps Fig. 3's first and last layers at full resolution "
+        "(8 channels, the same weights for every pixel) and runs the rest on --patch x --patch patches, 0.360 GMAC "
+        "with 4x4 patches and --filters=48,96,192; or block_encoder, "
         "log2(b) stride-2 convolutions down to the block resolution and one colour per block, which costs less "
         "the larger the blocks (at 224x224 with 24,48,96: 0.147 GMAC for b=4, 0.033 for b=32; "
         "results/export/converter_cost.txt). block_encoder needs --output_block >= 2; --filters are then the "
@@ -162,7 +164,7 @@ def define_converter_flags():
     patch = flags.DEFINE_integer(
         "patch",
         4,
-        "With --architecture=fig3_patches: the side of its pixel patches (2, 4, 8 or 16). 4: 48 values per "
+        "With --architecture=fig3_patches or fig3_split: the side of its pixel patches (2, 4, 8 or 16). 4: 48 values per "
         "patch, its layers at H/4; 2 runs them at H/2 (1.252 GMAC at 224x224 with --filters=48,96,192).",
     )
 

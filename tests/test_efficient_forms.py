@@ -50,10 +50,10 @@ def test_the_patch_form_on_other_patches_has_its_own_name_and_folders():
 @pytest.mark.parametrize(
     "pairs, block, form_lambdas, message",
     [
-        (["unet"], 32, [], "--pairs takes any of patches, block, got unet"),
-        ([], 32, [], "--pairs takes any of patches, block, got nothing"),
+        (["unet"], 32, [], "--pairs takes any of patches, split, block, got unet"),
+        ([], 32, [], "--pairs takes any of patches, split, block, got nothing"),
         (["block"], 2, [], "--block=2 is not a code of dapter-protect's ladder for 32x32 images"),
-        (["block"], 32, [0.5], "--form_lambdas trains the patch form at other lambdas: it needs --pairs=patches"),
+        (["block"], 32, [0.5], "--form_lambdas trains the patch forms at other lambdas: it needs --pairs=patches or split"),
         (["patches"], 32, [0.5, 0.5], "--form_lambdas repeats a value: 0.5,0.5"),
     ],
 )
@@ -108,7 +108,7 @@ def test_verdicts_by_hand():
 def test_bench_refuses_an_unknown_pair_in_one_line_writing_nothing(tmp_path):
     workdir = tmp_path / "forms"
     proc = run_binary("bench.bench_efficient_forms", "--target=t.keras", "--pairs=unet", f"--workdir={workdir}")
-    assert_one_error_line(proc, "--pairs takes any of patches, block, got unet")
+    assert_one_error_line(proc, "--pairs takes any of patches, split, block, got unet")
     assert not workdir.exists()
 
 

@@ -99,7 +99,7 @@ def test_one_training_step_of_the_patch_converter_is_recorded(embedded, tiny_tar
     [
         ({"architecture": "fig3_patches", "patch": 3}, "patch must be 2, 4, 8 or 16 pixels (a power of two; for 1 use"),
         ({"architecture": "fig3_patches", "patch": 1}, "patch must be 2, 4, 8 or 16 pixels (a power of two; for 1 use"),
-        ({"architecture": "fig3", "patch": 2}, "patch=2 needs architecture fig3_patches"),
+        ({"architecture": "fig3", "patch": 2}, "patch=2 needs architecture fig3_patches or fig3_split"),
     ],
 )
 def test_a_bad_patch_side_is_refused(tiny_target_path, overrides, message):

@@ -13,7 +13,7 @@ from dapter_tf.errors import DapterError
 
 # How much more a cheaper form may lose than Fig. 3, in points (issue 32, acceptance 2).
 MAX_EXTRA_DROP_POINTS = 1.0
-PAIRS = ("patches", "block")
+PAIRS = ("patches", "split", "block")
 
 
 def pair_recipes(pairs, block: int, side: int, form_lambdas=(), lambda_: float | None = None, patch: int = 4) -> list:
@@ -23,6 +23,8 @@ def pair_recipes(pairs, block: int, side: int, form_lambdas=(), lambda_: float |
     ``patch`` x ``patch`` pixel patches (named ``fig3_patches``, or ``fig3_patches<patch>`` for other
     sides than 4), then the patch form at each of ``form_lambdas`` (``<name>_lambda<value>``), none of
     them the base config's ``lambda_``.
+    ``split``: the same with the split form (``fig3_split``, ``fig3_split<patch>``; Fig. 3 once if
+    both pairs are asked for).
     ``block``: ``dapter-protect``'s wide rung at blocks of ``block`` (``recipe_search.build_ladder``
     for ``side``-pixel images) on Fig. 3 with output blocks and on the block encoder.
 
@@ -35,18 +37,21 @@ def pair_recipes(pairs, block: int, side: int, form_lambdas=(), lambda_: float |
     unknown = [p for p in pairs if p not in PAIRS]
     if unknown or not pairs:
         raise DapterError(f"--pairs takes any of {', '.join(PAIRS)}, got {','.join(pairs) or 'nothing'}")
-    if form_lambdas and "patches" not in pairs:
-        raise DapterError("--form_lambdas trains the patch form at other lambdas: it needs --pairs=patches")
+    if form_lambdas and "patches" not in pairs and "split" not in pairs:
+        raise DapterError("--form_lambdas trains the patch forms at other lambdas: it needs --pairs=patches or split")
     if len(set(form_lambdas)) != len(form_lambdas):
         raise DapterError(f"--form_lambdas repeats a value: {','.join(f'{v:g}' for v in form_lambdas)}")
     if lambda_ in form_lambdas:
         raise DapterError(f"--form_lambdas={lambda_:g} repeats --lambda_: the pair trains the patch form at it")
     recipes = []
-    if "patches" in pairs:
-        patches = {"architecture": "fig3_patches", "filters": PATCH_FILTERS, "patch": patch}
-        name = "fig3_patches" if patch == PATCH else f"fig3_patches{patch}"
-        recipes += [protection.Recipe("fig3", {"architecture": "fig3"}), protection.Recipe(name, patches)]
-        recipes += [protection.Recipe(f"{name}_lambda{v:g}", {**patches, "lambda_": v}) for v in form_lambdas]
+    forms = [a for p, a in (("patches", "fig3_patches"), ("split", "fig3_split")) if p in pairs]
+    if forms:
+        recipes.append(protection.Recipe("fig3", {"architecture": "fig3"}))
+    for architecture in forms:
+        form = {"architecture": architecture, "filters": PATCH_FILTERS, "patch": patch}
+        name = architecture if patch == PATCH else f"{architecture}{patch}"
+        recipes.append(protection.Recipe(name, form))
+        recipes += [protection.Recipe(f"{name}_lambda{v:g}", {**form, "lambda_": v}) for v in form_lambdas]
     if "block" in pairs:
         rungs = {r.name: r for r in recipe_search.build_ladder(side)}
         if f"b{block}_wide" not in rungs:

@@ -30,10 +30,13 @@ STRATEGIES = ("default", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "bfloat16")
 # What L_acc compares the target's answer on converted images with (DapterConfig.acc_labels).
 ACC_LABELS = ("true", "target")
-# The converter's architecture (DapterConfig.architecture): the U-Net of Fig. 3; its efficient form for
-# phones, the same layers on 4x4 pixel patches (models.build_patch_converter); or the block encoder of
-# the coarse output code, which computes nothing finer than its blocks (models.build_block_converter).
-ARCHITECTURES = ("fig3", "fig3_patches", "block_encoder")
+# The converter's architecture (DapterConfig.architecture): the U-Net of Fig. 3; two forms of it for
+# phones, the same layers on 4x4 pixel patches (models.build_patch_converter) or only its middle on
+# them (models.build_split_converter); or the block encoder of the coarse output code, which computes
+# nothing finer than its blocks (models.build_block_converter).
+ARCHITECTURES = ("fig3", "fig3_patches", "fig3_split", "block_encoder")
+# The architectures that cut the image into patches (DapterConfig.patch).
+PATCH_ARCHITECTURES = ("fig3_patches", "fig3_split")
 
 
 def _check_training_fields(config) -> None:
@@ -116,7 +119,7 @@ class DapterConfig:
             logits or probabilities, the SavedModel signature. The default is our zoo's.
         lambda_: lambda of Eq. 1, in [0, 1]; 0.9 is the paper's sweet point (§7.1).
         filters: The converter's channels at full, half and quarter resolution (``fig3``), at a
-            quarter, an eighth and a sixteenth of it (``fig3_patches``), or of its last three
+            quarter, an eighth and a sixteenth of it (``fig3_patches``, ``fig3_split``), or of its last three
             stages, the last at the block resolution (``block_encoder``).
         epochs: Passes over the training images.
         batch_size: Global batch size, split across replicas.
@@ -145,11 +148,13 @@ class DapterConfig:
         xla: Compile each replica's step with XLA.
         architecture: The converter: ``fig3``, the paper's U-Net (with ``output_block``, its output
             averaged over the blocks), ``fig3_patches``, its efficient form for phones on 4x4 pixel
-            patches (``models.build_patch_converter``; image sides multiples of 4 ``patch``), or
+            patches (``models.build_patch_converter``; image sides multiples of 4 ``patch``),
+            ``fig3_split``, its form with a thin full-resolution path and the rest on patches
+            (``models.build_split_converter``; the same sides), or
             ``block_encoder`` (``models.build_block_converter``), which
             stops at the block resolution and so costs less the larger the blocks; it needs
             ``output_block`` >= 2 (``class_code`` then cannot be set: that is another output code).
-        patch: With ``architecture="fig3_patches"``: the side p of its pixel patches, 2, 4, 8 or 16
+        patch: With ``architecture`` ``fig3_patches`` or ``fig3_split``: the side p of its pixel patches, 2, 4, 8 or 16
             (4, the default: 48 values per patch; 2 runs its layers at H/2, with more MACs).
         code_margin: The weight of L_margin (``losses.code_margin_loss``) added to L_dap: pulls every
             output value towards the middle of its grid level, so that a full-int8 file rounds it to
@@ -223,9 +228,9 @@ class DapterConfig:
                 "architecture block_encoder needs output_block >= 2 (it stops at the block resolution); "
                 "with output_block 1 use architecture fig3"
             )
-        if self.patch != PATCH and self.architecture != "fig3_patches":
+        if self.patch != PATCH and self.architecture not in PATCH_ARCHITECTURES:
             raise DapterError(
-                f"patch={self.patch} needs architecture fig3_patches (only it cuts the image into patches)"
+                f"patch={self.patch} needs architecture fig3_patches or fig3_split (only they cut the image into patches)"
             )
         if self.patch not in PATCH_SIDES:
             raise DapterError(

@@ -24,10 +24,11 @@ from dapter_tf.models.converter import (
     build_class_code_converter,
     build_converter,
     build_patch_converter,
+    build_split_converter,
 )
 from dapter_tf.pixels import check_image_size
 from dapter_tf.records import files, runs
-from dapter_tf.train.config import DapterConfig
+from dapter_tf.train.config import PATCH_ARCHITECTURES, DapterConfig
 from dapter_tf.train.loop import Trainable, run_training_loop
 from dapter_tf.train.precision import computing_in, float32_copy
 from dapter_tf.train.strategy import barrier, build_strategy, check_batches
@@ -197,8 +198,9 @@ def train_dapter(config: DapterConfig, task: Task, train_set, test_set: ImageSet
             return build_class_code_converter(classifier, train_set.image_shape, config.output_step)
         if config.architecture == "block_encoder":
             return build_block_converter(config.filters, config.output_block, config.output_step)
-        if config.architecture == "fig3_patches":
-            return build_patch_converter(
+        if config.architecture in ("fig3_patches", "fig3_split"):
+            builder = build_patch_converter if config.architecture == "fig3_patches" else build_split_converter
+            return builder(
                 config.filters, output_step=config.output_step, output_block=config.output_block, patch=config.patch
             )
         return build_converter(config.filters, output_step=config.output_step, output_block=config.output_block)
@@ -390,10 +392,10 @@ def check_target_fits(config: DapterConfig, task: Task, train_set, target: keras
         )
     height, width = train_set.image_shape[:2]
     check_image_size(height, width, config.output_block)
-    side = 4 * config.patch  # The patch converter halves its H/p patches twice.
-    if config.architecture == "fig3_patches" and (height % side or width % side):
+    side = 4 * config.patch  # The patch and split converters halve their H/p patches twice.
+    if config.architecture in PATCH_ARCHITECTURES and (height % side or width % side):
         raise DapterError(
-            f"architecture fig3_patches needs image sides that are multiples of {side}, got {height}x{width}"
+            f"architecture {config.architecture} needs image sides that are multiples of {side}, got {height}x{width}"
         )
     takes = tuple(target.input_shape[1:3])
     if None not in takes and takes != (height, width):
