@@ -14,8 +14,8 @@ Prints, from one run on this machine (every timing at --num_threads threads, on 
 The images are the embedded CIFAR-10 sample resized to --image_size. --converter takes a trained
 converter; otherwise --architecture is timed with seeded random weights (its latency does not depend
 on what it learned): the Fig. 3 converter (24/48/96), its efficient form on 4x4 pixel patches
-(fig3_patches, 48/96/192; --patch for other sides),
-or the block encoder of dapter-protect's wide rungs (48/96/192, --block).
+(fig3_patches, 48/96/192; --patch for other sides), its split form (fig3_split: a thin
+full-resolution path, the rest on the patches), or the block encoder of dapter-protect's wide rungs (48/96/192, --block).
 
   .venv/bin/python bench/bench_export.py [--num_threads=1] [--architecture=fig3_patches] \
       [--output_json=bench_export.json]
@@ -36,12 +36,13 @@ _CONVERTER = flags.DEFINE_string(
 _ARCHITECTURE = flags.DEFINE_enum(
     "architecture",
     "fig3",
-    ["fig3", "fig3_patches", "block_encoder"],
+    ["fig3", "fig3_patches", "fig3_split", "block_encoder"],
     "Without --converter, the converter timed with seeded random weights: fig3 (the paper's, 24/48/96), "
-    "fig3_patches (its efficient form, 48/96/192) or block_encoder (48/96/192, blocks of --block).",
+    "fig3_patches (its efficient form, 48/96/192), fig3_split (its split form, 48/96/192 on the patches) "
+    "or block_encoder (48/96/192, blocks of --block).",
 )
 _BLOCK = flags.DEFINE_integer("block", 32, "The block side of --architecture=block_encoder.")
-_PATCH = flags.DEFINE_integer("patch", 4, "The patch side of --architecture=fig3_patches (2, 4, 8 or 16).")
+_PATCH = flags.DEFINE_integer("patch", 4, "The patch side of --architecture=fig3_patches or fig3_split (2, 4, 8 or 16).")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Side of the square images timed (a multiple of 4).")
 _SMALL_SIZE = flags.DEFINE_integer("small_size", 32, "A second, small side for the Keras / TFLite ratio (0: skip).")
 _NUM_THREADS = flags.DEFINE_integer("num_threads", 1, "Threads for TFLite and for TensorFlow (intra-op).")
@@ -94,6 +95,10 @@ def main():
             "fig3_patches": lambda: (
                 models.build_patch_converter(patch=_PATCH.value),
                 f"Fig. 3 on {_PATCH.value}x{_PATCH.value} patches (48, 96, 192)",
+            ),
+            "fig3_split": lambda: (
+                models.build_split_converter(patch=_PATCH.value),
+                f"Fig. 3 split on {_PATCH.value}x{_PATCH.value} patches (8 at full resolution; 48, 96, 192)",
             ),
             "block_encoder": lambda: (
                 models.build_block_converter(WIDE_FILTERS, _BLOCK.value),

@@ -66,6 +66,7 @@ def main():
         build_block_converter,
         build_converter,
         build_patch_converter,
+        build_split_converter,
         check_image_size,
         check_output_block,
     )
@@ -87,6 +88,7 @@ def main():
         ("Fig. 3 24/48/96 (the paper's)", build_converter((24, 48, 96))),
         ("Fig. 3 48/96/192 (wide)", build_converter((48, 96, 192))),
         ("Fig. 3 on 4x4 patches 48/96/192", build_patch_converter()),
+        ("Fig. 3 split, 8 + 4x4 patches 48/96/192", build_split_converter()),
     ]
     for block in blocks:
         for filters in (recipe_search.NARROW_FILTERS, recipe_search.WIDE_FILTERS):

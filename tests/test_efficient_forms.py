@@ -47,6 +47,20 @@ def test_the_patch_form_on_other_patches_has_its_own_name_and_folders():
     assert lower.overrides == {**patches.overrides, "lambda_": 0.5}
 
 
+def test_the_split_form_shares_fig3_with_the_patch_form():
+    recipes = forms.pair_recipes(["split", "patches"], 32, 32, form_lambdas=[0.95], lambda_=0.9)
+    assert [r.name for r in recipes] == [
+        "fig3",
+        "fig3_patches",
+        "fig3_patches_lambda0.95",
+        "fig3_split",
+        "fig3_split_lambda0.95",
+    ]
+    assert recipes[3].overrides == {"architecture": "fig3_split", "filters": (48, 96, 192), "patch": 4}
+    assert recipes[4].overrides == {**recipes[3].overrides, "lambda_": 0.95}
+    assert forms.pair_recipes(["split"], 32, 32, patch=2)[1].name == "fig3_split2"
+
+
 @pytest.mark.parametrize(
     "pairs, block, form_lambdas, message",
     [

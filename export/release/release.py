@@ -178,7 +178,12 @@ def _describe_converter(config: dict) -> str:
     architecture = config.get("architecture", "fig3")
     filters = "/".join(str(f) for f in config.get("filters", ()))
     block = int(config.get("output_block", 1))
-    text = "the block encoder" if architecture == "block_encoder" else "the Fig. 3 converter"
+    patch = int(config.get("patch", 4))
+    text = {
+        "block_encoder": "the block encoder",
+        "fig3_patches": f"the Fig. 3 converter on {patch}x{patch} pixel patches",
+        "fig3_split": f"the Fig. 3 converter split between full resolution and {patch}x{patch} pixel patches",
+    }.get(architecture, "the Fig. 3 converter")
     text += f" ({filters} channels)" if filters else ""
     if block > 1:
         text += f", one colour per {block}x{block} block"
