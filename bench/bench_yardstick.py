@@ -6,8 +6,9 @@ runs) at --image_size, and all of them are timed in one run, interleaved (``benc
 --num_threads threads. The yardstick is ``keras.applications.MobileNetV2`` 1.0 (``weights=None``,
 ``export.benchmark.yardstick``). The converters:
 
-  * the Fig. 3 converter (24/48/96), the paper's, its wide form (48/96/192), and its efficient form
-    for phones, the same layers on 4x4 pixel patches (``models.build_patch_converter``, 48/96/192);
+  * the Fig. 3 converter (24/48/96), the paper's, its wide form (48/96/192), and its two forms for
+    phones: the same layers on 4x4 pixel patches (``models.build_patch_converter``, 48/96/192) and
+    its split form (``models.build_split_converter``: 8 channels at full resolution, the rest so);
   * the block encoder of ``dapter-protect``'s ladder at each --blocks side, narrow (16/32/64) and wide;
   * the converter each committed reference release ships (``results/release/*/converter.keras``,
     trained weights), calibrated on embedded CIFAR-10 images resized to --image_size.

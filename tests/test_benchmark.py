@@ -265,12 +265,15 @@ def test_yardstick_bench_sets_every_converter_beside_mobilenet_v2(tmp_path):
         "Fig. 3 24/48/96 (the paper's)",
         "Fig. 3 48/96/192 (wide)",
         "Fig. 3 on 4x4 patches 48/96/192",
+        "Fig. 3 split, 8 + 4x4 patches 48/96/192",
         "block encoder 16/32/64, b=32",
         "block encoder 48/96/192, b=32",
         "cifar2_10_reference (shipped, trained)",
     }
     assert rows["MobileNetV2 1.0 int8"]["ratio"] == 1.0
     assert rows["Fig. 3 24/48/96 (the paper's)"]["gmac"] == pytest.approx(1.137991680 / 49)  # 224^2 / 32^2 = 49.
+    # The split form's 360,062,976 MACs at 224x224 (tests/test_split_converter.py), all of them convolutions.
+    assert rows["Fig. 3 split, 8 + 4x4 patches 48/96/192"]["gmac"] == pytest.approx(0.360062976 / 49)
     fig3 = rows["Fig. 3 24/48/96 (the paper's)"]
     assert fig3["phones"][0]["estimate_ms"] == pytest.approx(12.0 * fig3["ratio"])
     assert "estimate" in proc.stdout and "% peak" in proc.stdout
