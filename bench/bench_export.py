@@ -15,7 +15,8 @@ The images are the embedded CIFAR-10 sample resized to --image_size. --converter
 converter; otherwise --architecture is timed with seeded random weights (its latency does not depend
 on what it learned): the Fig. 3 converter (24/48/96), its efficient form on 4x4 pixel patches
 (fig3_patches, 48/96/192; --patch for other sides), its split form (fig3_split: a thin
-full-resolution path, the rest on the patches), or the block encoder of dapter-protect's wide rungs (48/96/192, --block).
+full-resolution path, the rest on the patches), or the block encoder of dapter-protect's wide rungs
+(48/96/192, --block).
 
   .venv/bin/python bench/bench_export.py [--num_threads=1] [--architecture=fig3_patches] \
       [--output_json=bench_export.json]
@@ -42,7 +43,9 @@ _ARCHITECTURE = flags.DEFINE_enum(
     "or block_encoder (48/96/192, blocks of --block).",
 )
 _BLOCK = flags.DEFINE_integer("block", 32, "The block side of --architecture=block_encoder.")
-_PATCH = flags.DEFINE_integer("patch", 4, "The patch side of --architecture=fig3_patches or fig3_split (2, 4, 8 or 16).")
+_PATCH = flags.DEFINE_integer(
+    "patch", 4, "The patch side of --architecture=fig3_patches or fig3_split (2, 4, 8 or 16)."
+)
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Side of the square images timed (a multiple of 4).")
 _SMALL_SIZE = flags.DEFINE_integer("small_size", 32, "A second, small side for the Keras / TFLite ratio (0: skip).")
 _NUM_THREADS = flags.DEFINE_integer("num_threads", 1, "Threads for TFLite and for TensorFlow (intra-op).")

@@ -164,8 +164,9 @@ def define_converter_flags():
     patch = flags.DEFINE_integer(
         "patch",
         4,
-        "With --architecture=fig3_patches or fig3_split: the side of its pixel patches (2, 4, 8 or 16). 4: 48 values per "
-        "patch, its layers at H/4; 2 runs them at H/2 (1.252 GMAC at 224x224 with --filters=48,96,192).",
+        "With --architecture=fig3_patches or fig3_split: the side of its pixel patches (2, 4, 8 or 16). "
+        "4: 48 values per patch, its layers at H/4; 2 runs them at H/2 (fig3_patches: 1.252 GMAC at 224x224 "
+        "with --filters=48,96,192).",
     )
 
     def build(data, training: dict, **overrides):

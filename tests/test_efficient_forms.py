@@ -67,7 +67,12 @@ def test_the_split_form_shares_fig3_with_the_patch_form():
         (["unet"], 32, [], "--pairs takes any of patches, split, block, got unet"),
         ([], 32, [], "--pairs takes any of patches, split, block, got nothing"),
         (["block"], 2, [], "--block=2 is not a code of dapter-protect's ladder for 32x32 images"),
-        (["block"], 32, [0.5], "--form_lambdas trains the patch forms at other lambdas: it needs --pairs=patches or split"),
+        (
+            ["block"],
+            32,
+            [0.5],
+            "--form_lambdas trains the patch forms at other lambdas: it needs --pairs=patches or split",
+        ),
         (["patches"], 32, [0.5, 0.5], "--form_lambdas repeats a value: 0.5,0.5"),
     ],
 )

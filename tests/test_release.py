@@ -497,14 +497,13 @@ def test_the_card_describes_a_coarse_code_its_task_head_and_its_code_margin():
         "the block encoder (16/32/64 channels), one colour per 8x8 block; 10 epochs with L_head at weight 10 "
         "(a linear head on its mean features, dropped after training)"
     )
-    config = {"architecture": "fig3_split", "filters": [48, 96, 192], "epochs": 10}
-    assert _describe_converter(config) == (
+    split = {"architecture": "fig3_split", "filters": [48, 96, 192], "epochs": 10}
+    assert _describe_converter(split) == (
         "the Fig. 3 converter split between full resolution and 4x4 pixel patches (48/96/192 channels); 10 epochs"
     )
     assert _describe_converter({"architecture": "fig3_patches", "filters": [48, 96, 192], "epochs": 1, "patch": 2}) == (
         "the Fig. 3 converter on 2x2 pixel patches (48/96/192 channels); 1 epoch"
     )
-    config = {"architecture": "block_encoder", "filters": [16, 32, 64], "output_block": 8, "epochs": 10, "task_head": 10.0}
     config = {**config, "validation_images": 1000}
     assert _describe_converter(config).endswith(
         "dropped after training); the best epoch kept, on 1,000 training photos held out of its training"

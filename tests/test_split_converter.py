@@ -95,7 +95,8 @@ def test_one_training_step_of_the_split_converter_on_2x2_patches_is_recorded(emb
 
 def test_image_sides_must_be_multiples_of_four_patches(embedded, tiny_target_path):
     target = keras.models.load_model(tiny_target_path)
-    with pytest.raises(DapterError, match=re.escape("fig3_split needs image sides that are multiples of 64, got 32x32")):
+    message = "fig3_split needs image sides that are multiples of 64, got 32x32"
+    with pytest.raises(DapterError, match=re.escape(message)):
         check_target_fits(
             tiny_dapter_config(tiny_target_path, architecture="fig3_split", patch=16),
             get_task("cifar10"),

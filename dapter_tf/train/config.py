@@ -230,7 +230,8 @@ class DapterConfig:
             )
         if self.patch != PATCH and self.architecture not in PATCH_ARCHITECTURES:
             raise DapterError(
-                f"patch={self.patch} needs architecture fig3_patches or fig3_split (only they cut the image into patches)"
+                f"patch={self.patch} needs architecture fig3_patches or fig3_split "
+                "(only they cut the image into patches)"
             )
         if self.patch not in PATCH_SIDES:
             raise DapterError(
