@@ -117,6 +117,30 @@ def assert_one_error_line(proc: subprocess.CompletedProcess, message: str) -> No
     assert lines[0].startswith("error: ") and message in lines[0], lines[0]
 
 
+def assert_float_tflite_matches_keras(converter, images) -> np.ndarray:
+    """Checks that ``converter``'s float32 ``.tflite`` at 32x32 sends what Keras sends for uint8 ``images``.
+
+    Every pixel within one output grid step (16 levels: a value on a midpoint may round either way)
+    and fewer than 1 % of them different. Returns Keras' pixels (0..255, on the grid).
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    from export.tflite import export_tflite_lib
+
+    keras_pixels = np.round(converter(images.astype(np.float32) / 255.0).numpy() * 255.0)
+    assert (((keras_pixels - 128) % 16 == 0) | (keras_pixels == 255)).all()  # On the grid, as every converter's output.
+    interpreter = Interpreter(model_content=export_tflite_lib.convert_to_tflite(converter, "float32", (32, 32)))
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    for image, expected in zip(images, keras_pixels):
+        interpreter.set_tensor(inp["index"], image[None].astype(np.float32) / 255.0)
+        interpreter.invoke()
+        got = np.round(interpreter.get_tensor(out["index"])[0] * 255.0)
+        assert np.abs(got - expected).max() <= 16
+        assert np.mean(got != expected) < 0.01
+    return keras_pixels
+
+
 def tiny_dapter_config(target_path=None, **overrides):
     """A DapterConfig for seconds-long runs on the embedded sample: a (4, 8, 8) converter, 1 epoch."""
     from dapter_tf import train

@@ -144,6 +144,15 @@ def _fig3_layers(x, filters):
     return keras.layers.Concatenate(name="copy_connection")([copy, x])
 
 
+def _output_code(converted, output_block: int, output_step: int, out: dict):
+    """The coarse output code and the output grid after a Fig. 3 form's sigmoid (``build_converter``'s args)."""
+    if check_output_block(output_block) != 1:
+        converted = OutputBlocks(output_block, name="output_blocks", **out)(converted)
+    if output_step != 1:
+        converted = OutputLevels(output_step, name="output_levels", **out)(converted)
+    return converted
+
+
 def build_converter(
     filters=DEFAULT_FILTERS,
     input_shape=(None, None, 3),
@@ -193,11 +202,7 @@ def build_converter(
     # histogram counts and the frozen (float32) target reads.
     out = {"dtype": "float32"} if keras.config.dtype_policy().name != "float32" else {}
     converted = keras.layers.Conv2D(3, 3, padding="same", activation="sigmoid", name="conv8_out", **out)(x)
-    if check_output_block(output_block) != 1:
-        converted = OutputBlocks(output_block, name="output_blocks", **out)(converted)
-    if output_step != 1:
-        converted = OutputLevels(output_step, name="output_levels", **out)(converted)
-    return keras.Model(images, converted, name=name)
+    return keras.Model(images, _output_code(converted, output_block, output_step, out), name=name)
 
 
 @keras.saving.register_keras_serializable(package="dapter_tf")
@@ -293,11 +298,7 @@ def build_patch_converter(
     # output the sigmoid, as the int8 export and its output contract expect of every converter.
     x = FromPatches(patch, name="from_patches", **out)(x)
     converted = keras.layers.Activation("sigmoid", name="sigmoid", **out)(x)
-    if check_output_block(output_block) != 1:
-        converted = OutputBlocks(output_block, name="output_blocks", **out)(converted)
-    if output_step != 1:
-        converted = OutputLevels(output_step, name="output_levels", **out)(converted)
-    return keras.Model(images, converted, name=name)
+    return keras.Model(images, _output_code(converted, output_block, output_step, out), name=name)
 
 
 # The split form's full-resolution path (its layer 1 and the copy connection) and the channels of the
@@ -365,11 +366,7 @@ def build_split_converter(
     # As in build_converter: the output stays float32 under a mixed precision policy.
     out = {"dtype": "float32"} if keras.config.dtype_policy().name != "float32" else {}
     converted = keras.layers.Conv2D(3, 3, padding="same", activation="sigmoid", name="conv8_out", **out)(x)
-    if check_output_block(output_block) != 1:
-        converted = OutputBlocks(output_block, name="output_blocks", **out)(converted)
-    if output_step != 1:
-        converted = OutputLevels(output_step, name="output_levels", **out)(converted)
-    return keras.Model(images, converted, name=name)
+    return keras.Model(images, _output_code(converted, output_block, output_step, out), name=name)
 
 
 # Layer 8's start in the patch converter: sigmoid(PASS_GAIN * (x - 1/2)) for each pixel value x, so
