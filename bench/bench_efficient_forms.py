@@ -16,8 +16,9 @@ trained after the converter froze, on its converted training images, measured on
            reference releases ship.
 
 Both converters of a pair get the same --epochs, seed, data and suite. --form_lambdas adds the patch
-and split forms at other lambdas (fig3_patches_lambda<value>), each judged against the same Fig. 3 at --lambda_:
-whether the form only sits elsewhere on the same entropy-accuracy frontier. The frontier's files
+and split forms at other lambdas (fig3_patches_lambda<value>, fig3_split_lambda<value>), each judged
+against the same Fig. 3 at --lambda_: whether the form only sits elsewhere on the same entropy-accuracy
+frontier. The frontier's files
 (WORKDIR/frontier.json, .md, .png, one folder per converter) hold the figures, and
 WORKDIR/forms.md the verdict of each pair: the accuracy drop's difference with its standard error
 (sqrt(se_a^2 + se_b^2), the two drops' paired errors, so conservative) and the strongest SSIM of
@@ -45,7 +46,7 @@ _build_suite = attack_flags.define_suite_flags()
 _criteria = attack_flags.define_security_flags(max_ssim=0.2, max_label_gap_points=5.0)
 _PAIRS = flags.DEFINE_list("pairs", "patches", "Which pairs to train and attack: any of patches, split and block.")
 _BLOCK = flags.DEFINE_integer("block", 32, "The block side of the 'block' pair's coarse code.")
-_LAMBDA = flags.DEFINE_float("lambda_", 0.9, "lambda of L_dap for the 'patches' pair, in [0, 1].")
+_LAMBDA = flags.DEFINE_float("lambda_", 0.9, "lambda of L_dap for the 'patches' and 'split' pairs, in [0, 1].")
 _FORM_LAMBDAS = flags.DEFINE_list(
     "form_lambdas",
     [],
