@@ -198,7 +198,7 @@ def train_dapter(config: DapterConfig, task: Task, train_set, test_set: ImageSet
             return build_class_code_converter(classifier, train_set.image_shape, config.output_step)
         if config.architecture == "block_encoder":
             return build_block_converter(config.filters, config.output_block, config.output_step)
-        if config.architecture in ("fig3_patches", "fig3_split"):
+        if config.architecture in PATCH_ARCHITECTURES:
             builder = build_patch_converter if config.architecture == "fig3_patches" else build_split_converter
             return builder(
                 config.filters, output_step=config.output_step, output_block=config.output_block, patch=config.patch
