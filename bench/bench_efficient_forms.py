@@ -23,7 +23,8 @@ frontier. The frontier's files
 WORKDIR/forms.md the verdict of each pair: the accuracy drop's difference with its standard error
 (sqrt(se_a^2 + se_b^2), the two drops' paired errors, so conservative) and the strongest SSIM of
 each beside the mean image's. Rerunning the same command resumes (a finished converter and its suite
-are read back).
+are read back). For a served model of photos (CelebA Male's MobileNetV2, WORKSPACE.md) add --noaugment:
+the CIFAR shifts' black borders change what a served model answers.
 
   .venv/bin/python bench/bench_efficient_forms.py --dataset=cifar10 --source=npz \
       --train_npz=../shared/data/cifar10/train_20k.npz --test_npz=../shared/data/cifar10/test.npz \
