@@ -88,7 +88,10 @@ def test_blocks_of_one_pixel_are_refused():
 @pytest.mark.parametrize(
     "fields, message",
     [
-        ({"architecture": "unet"}, "architecture must be one of fig3, fig3_patches, fig3_split, block_encoder, got 'unet'"),
+        (
+            {"architecture": "unet"},
+            "architecture must be one of fig3, fig3_patches, fig3_split, block_encoder, got 'unet'",
+        ),
         (
             {"architecture": "block_encoder"},
             "architecture block_encoder needs output_block >= 2 (it stops at the block resolution); "
